@@ -1,0 +1,1082 @@
+"""Unpack what a submission's code file ships, without ever running it.
+
+Packed scripts (``exec(lzma.decompress(base64.b85decode("...")))``) hid illegal
+code from earlier reviewers because nothing was decoded. This module decodes
+every payload it can prove statically (literals, names bound to literals,
+stdlib decoders and decompressors), recursively, and records where each layer
+came from, so rules can read the code that actually runs. It also records code
+that lives outside the file (``exec(open("x.py").read())``, local imports),
+which the rules say is uncounted.
+
+Nothing from the submission is executed, imported or ``eval``'d: expressions
+are parsed with libcst and only literals are turned into values
+(``ast.literal_eval``). Every decompression is bounded, so a bomb is reported
+instead of followed, and bad input produces a ``Problem``, never an exception.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import bz2
+import io
+import lzma
+import tokenize
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+__all__ = [
+    "Layer",
+    "Link",
+    "Problem",
+    "SourceUnit",
+    "Limits",
+    "unpack_file",
+    "unpack_bytes",
+    "follow_links",
+]
+
+SHIPPED = "shipped"
+
+
+# --------------------------------------------------------------------------- API
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One readable version of the code: the shipped file or a decoded payload."""
+
+    name: str
+    text: str
+    parent: str | None
+    line: int | None
+    steps: tuple[str, ...]
+    origin: str
+    executed: bool
+
+
+@dataclass(frozen=True)
+class Link:
+    """Code reached outside the file: it runs but does not count toward the size."""
+
+    kind: str  # "exec-file" | "import"
+    target: str
+    path: Path | None
+    layer: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why part of the code could not be read; the verdict must not rest on it."""
+
+    kind: str
+    message: str
+    layer: str
+    line: int | None
+
+
+@dataclass
+class SourceUnit:
+    """A code file with all it ships: layers, links to other code, problems."""
+
+    path: Path | None
+    name: str
+    shipped_bytes: int
+    layers: list[Layer]
+    links: list[Link] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def packed(self) -> bool:
+        """True when some decoded payload actually runs."""
+        return any(layer.parent is not None for layer in self.effective_layers)
+
+    @property
+    def effective_layers(self) -> list[Layer]:
+        """Layers whose code runs: shipped, plus payloads exec'd by a layer that runs."""
+        by_name = {layer.name: layer for layer in self.layers}
+
+        def runs(layer: Layer) -> bool:
+            while layer.parent is not None:
+                if not layer.executed:
+                    return False
+                layer = by_name[layer.parent]
+            return True
+
+        return [layer for layer in self.layers if runs(layer)]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"{self.name} has no layer {name!r}")
+
+    def unpacked_bytes(self) -> int:
+        """Bytes of the innermost running source(s): what a log counting the
+        unpacked script reports, which overstates the shipped size (PR #1835)."""
+        if not self.packed:
+            return self.shipped_bytes
+        effective = self.effective_layers
+        parents = {layer.parent for layer in effective}
+        return sum(len(layer.text.encode("utf-8")) for layer in effective if layer.name not in parents)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds that keep a hostile file from costing more than a normal one."""
+
+    max_file_bytes: int = 32 * 2**20
+    max_layer_bytes: int = 64 * 2**20
+    max_total_bytes: int = 256 * 2**20
+    max_depth: int = 8
+
+
+def unpack_file(path: Path, *, root: Path | None = None, limits: Limits = Limits()) -> SourceUnit:
+    """Unpack a code file; ``root`` (default: its folder) resolves links."""
+    path = Path(path)
+    root = path.parent if root is None else Path(root)
+    try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            return _too_large(path, path.name, size, limits)
+        with path.open("rb") as handle:
+            data = handle.read(limits.max_file_bytes + 1)
+    except OSError as exc:
+        problem = Problem("unreadable", f"{path.name}: cannot read the file ({exc.strerror or exc})", SHIPPED, None)
+        return SourceUnit(path, path.name, 0, [_shipped("")], [], [problem])
+    unit = unpack_bytes(data, path.name, root=root, limits=limits)
+    unit.path = path
+    return unit
+
+
+def unpack_bytes(data: bytes, name: str, *, root: Path | None = None, limits: Limits = Limits()) -> SourceUnit:
+    """Unpack code given as bytes; without ``root`` only relative imports and
+    exec'd files are reported as links (unresolved), since nothing can be found."""
+    if len(data) > limits.max_file_bytes:
+        return _too_large(None, name, len(data), limits)
+    return _Unpacker(name, None if root is None else Path(root), limits).run(data)
+
+
+def follow_links(unit: SourceUnit, root: Path, limits: Limits = Limits()) -> list[SourceUnit]:
+    """Unpack every file the unit links to, transitively, each file once."""
+    seen = {unit.path.resolve()} if unit.path is not None else set()
+    queue, found = [unit], []
+    while queue:
+        for link in queue.pop(0).links:
+            if link.path is None or link.path.resolve() in seen:
+                continue
+            seen.add(link.path.resolve())
+            linked = unpack_file(link.path, root=root, limits=limits)
+            found.append(linked)
+            queue.append(linked)
+    return found
+
+
+def _shipped(text: str) -> Layer:
+    return Layer(SHIPPED, text, None, None, (), "the file as committed", True)
+
+
+def _too_large(path: Path | None, name: str, size: int, limits: Limits) -> SourceUnit:
+    message = f"{name} is {size:,} bytes, over the {limits.max_file_bytes:,}-byte limit; not read"
+    return SourceUnit(path, name, size, [_shipped("")], [], [Problem("too-large", message, SHIPPED, None)])
+
+
+# ---------------------------------------------------------------- bytes to text
+
+_TEXT_CONTROLS = set(range(32)) - {9, 10, 12, 13} | {127}
+
+
+def _to_text(data: bytes) -> tuple[str, str | None]:
+    """Decode source bytes the way Python would (BOM, coding cookie, else UTF-8).
+
+    Returns the text (with replacement characters when undecodable) and a
+    problem kind: "binary" for data that is not text at all, "non-utf8" for text
+    that Python would refuse to run.
+    """
+    controls = sum(1 for byte in data[:65536] if byte in _TEXT_CONTROLS)
+    if b"\x00" in data or controls > 0.05 * min(len(data), 65536):
+        return data.decode("utf-8", "replace"), "binary"
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        return data.decode(encoding), None
+    except (SyntaxError, LookupError, UnicodeDecodeError):
+        return data.decode("utf-8", "replace"), "non-utf8"
+
+
+def _looks_like_code(text: str) -> bool:
+    """A decoded literal that is not exec'd is only a layer if it reads as a program,
+    not as a word or a single expression (tokens, weights, messages stay data)."""
+    try:
+        body = cst.parse_module(text).body
+    except Exception:
+        return False
+    if not body:
+        return False
+    if len(body) == 1 and isinstance(body[0], cst.SimpleStatementLine):
+        return not all(isinstance(small, cst.Expr) for small in body[0].body)
+    return True
+
+
+# ----------------------------------------------------------------------- codecs
+
+
+class _Unknown(Exception):
+    """The expression is not something we can evaluate without running code."""
+
+
+class _Fail(Exception):
+    """A payload was found but could not be decoded; carries a Problem kind."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+# Encodings: stdlib functions on bytes/str whose output is smaller than the input.
+_ENCODINGS: dict[str, tuple[str, Callable[..., bytes]]] = {
+    "base64.b85decode": ("b85", base64.b85decode),
+    "base64.b64decode": ("b64", base64.b64decode),
+    "base64.standard_b64decode": ("b64", base64.standard_b64decode),
+    "base64.decodebytes": ("b64", base64.decodebytes),
+    "binascii.a2b_base64": ("b64", binascii.a2b_base64),
+    "base64.urlsafe_b64decode": ("b64url", base64.urlsafe_b64decode),
+    "base64.a85decode": ("a85", base64.a85decode),
+    "base64.b32decode": ("b32", base64.b32decode),
+    "base64.b16decode": ("hex", base64.b16decode),
+    "binascii.unhexlify": ("hex", binascii.unhexlify),
+    "binascii.a2b_hex": ("hex", binascii.a2b_hex),
+    "bytes.fromhex": ("hex", bytes.fromhex),
+}
+
+_LZMA_STEP = {lzma.FORMAT_AUTO: "lzma", lzma.FORMAT_XZ: "xz", lzma.FORMAT_ALONE: "lzma-alone", lzma.FORMAT_RAW: "lzma-raw"}
+
+
+def _bounded(out: bytes, limit: int, finished: bool, codec: str) -> bytes:
+    if len(out) > limit:
+        raise _Fail("bomb", f"{codec} output exceeds {limit:,} bytes")
+    if not finished:
+        raise _Fail("decode-error", f"{codec} data is truncated (no end of stream)")
+    return out
+
+
+def _lzma(data: bytes, limit: int, format: int = lzma.FORMAT_AUTO, filters: Any = None) -> bytes:
+    decoder = lzma.LZMADecompressor(format=format, filters=filters)
+    return _bounded(decoder.decompress(data, max_length=limit + 1), limit, decoder.eof, "lzma")
+
+
+def _zlib(data: bytes, limit: int, wbits: int = zlib.MAX_WBITS, codec: str = "zlib") -> bytes:
+    decoder = zlib.decompressobj(wbits)
+    out = decoder.decompress(data, limit + 1)
+    if len(out) <= limit and not decoder.unconsumed_tail:
+        out += decoder.flush()
+    return _bounded(out, limit, decoder.eof, codec)
+
+
+def _gzip(data: bytes, limit: int) -> bytes:
+    return _zlib(data, limit, 16 + zlib.MAX_WBITS, "gzip")
+
+
+def _bz2(data: bytes, limit: int) -> bytes:
+    decoder = bz2.BZ2Decompressor()
+    return _bounded(decoder.decompress(data, max_length=limit + 1), limit, decoder.eof, "bz2")
+
+
+def _zstd(data: bytes, limit: int) -> bytes:
+    zstandard = _optional("zstandard", "zstd")
+    out = bytearray()
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+    while len(out) <= limit:
+        chunk = reader.read(min(1 << 20, limit + 1 - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    if len(out) > limit:
+        raise _Fail("bomb", f"zstd output exceeds {limit:,} bytes")
+    # The stream reader ends silently on truncated input; the output is now known
+    # to be small, so a one-shot object can tell whether the frame was complete.
+    checker = zstandard.ZstdDecompressor().decompressobj()
+    checker.decompress(data)
+    return _bounded(bytes(out), limit, checker.eof, "zstd")
+
+
+def _brotli(data: bytes, limit: int) -> bytes:
+    brotli = _optional("brotli", "brotli")
+    decoder = brotli.Decompressor()
+    out = decoder.process(data, output_buffer_limit=limit + 1)
+    while len(out) <= limit and not decoder.is_finished() and not decoder.can_accept_more_data():
+        out += decoder.process(b"", output_buffer_limit=limit + 1 - len(out))
+    return _bounded(out, limit, decoder.is_finished(), "brotli")
+
+
+def _optional(module: str, codec: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise _Fail("missing-codec", f"{codec} payload cannot be decoded: the {module} package is not installed") from None
+
+
+# qualified call name -> (step, decoder, parameter names after the data)
+_DECOMPRESSORS: dict[str, tuple[str, Callable[..., bytes], tuple[str, ...]]] = {
+    "lzma.decompress": ("lzma", _lzma, ("format", "memlimit", "filters")),
+    "zlib.decompress": ("zlib", _zlib, ("wbits", "bufsize")),
+    "gzip.decompress": ("gzip", _gzip, ()),
+    "bz2.decompress": ("bz2", _bz2, ()),
+    "zstandard.decompress": ("zstd", _zstd, ("max_output_size",)),
+    "compression.zstd.decompress": ("zstd", _zstd, ()),
+    "brotli.decompress": ("brotli", _brotli, ()),
+}
+
+# Decompressor objects: "<constructor>().<method>" -> (step, decoder, constructor parameters)
+_DECOMPRESSOR_OBJECTS: dict[str, tuple[str, Callable[..., bytes], tuple[str, ...]]] = {
+    "lzma.LZMADecompressor().decompress": ("lzma", _lzma, ("format", "memlimit", "filters")),
+    "zlib.decompressobj().decompress": ("zlib", _zlib, ("wbits", "zdict")),
+    "bz2.BZ2Decompressor().decompress": ("bz2", _bz2, ()),
+    "zstandard.ZstdDecompressor().decompress": ("zstd", _zstd, ()),
+    "brotli.Decompressor().process": ("brotli", _brotli, ()),
+}
+
+_CONSTANT_MODULES = {"lzma": lzma, "zlib": zlib}
+_SINKS = {"exec", "eval", "compile", "builtins.exec", "builtins.eval", "builtins.compile"}
+_OPENERS = {"open", "io.open", "codecs.open", "builtins.open"}
+_PATHS = {"pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "os.path.join"}
+_PATH_NEUTRAL = {"os.path.dirname", "os.path.abspath", "os.path.realpath", "os.getcwd", "pathlib.Path.cwd"}
+_FILE_RUNNERS = {"runpy.run_path"}
+_IMPORTERS = {"importlib.import_module", "__import__"}
+
+
+@dataclass(frozen=True)
+class _Val:
+    value: Any
+    steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _FileData:
+    """The contents of a file read by the code (only its name is known)."""
+
+    target: str
+
+
+# ------------------------------------------------------------------------- scan
+
+
+class _Scan(cst.CSTVisitor):
+    """One pass over a layer: name bindings, calls, literals and imports."""
+
+    def __init__(self, positions: Any) -> None:
+        self.positions = positions
+        self.aliases: dict[str, str] = {}
+        self.star_modules: list[str] = []
+        self.bindings: dict[str, list[tuple[int, cst.BaseExpression]]] = {}
+        self.calls: list[cst.Call] = []
+        self.literals: list[cst.BaseExpression] = []
+        self.imports: list[tuple[str, int, int]] = []  # (module as written, relative dots, line)
+
+    def line(self, node: cst.CSTNode) -> int:
+        return self.positions[node].start.line
+
+    def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+        if isinstance(target, cst.Name):
+            self.bindings.setdefault(target.value, []).append((self.line(target), value))
+
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = get_full_name_for_node(alias.name) or ""
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.aliases[alias.asname.name.value] = full
+            else:
+                top = full.split(".")[0]
+                self.aliases[top] = top
+            self.imports.append((full, 0, self.line(node)))
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        module = get_full_name_for_node(node.module) if node.module is not None else ""
+        dots = len(node.relative)
+        line = self.line(node)
+        if isinstance(node.names, cst.ImportStar):
+            self.star_modules.append(module or "")
+            self.imports.append((module or "", dots, line))
+            return
+        for alias in node.names:
+            name = get_full_name_for_node(alias.name) or ""
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+            self.aliases[local] = f"{module}.{name}" if module else name
+            if dots and not module:
+                self.imports.append((name, dots, line))  # from . import helper
+        if module:
+            self.imports.append((module, dots, line))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._bind(target.target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._bind(node.target, node.value)
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None:
+            self._bind(node.asname.name, node.item)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.calls.append(node)
+
+    def visit_SimpleString(self, node: cst.SimpleString) -> None:
+        self.literals.append(node)
+
+    def visit_ConcatenatedString(self, node: cst.ConcatenatedString) -> bool:
+        self.literals.append(node)
+        return False  # its parts are not separate literals
+
+    # -- name resolution (after the pass, when all imports are known)
+
+    def binding(self, name: str, line: int) -> cst.BaseExpression | None:
+        """The value last bound to ``name`` before ``line`` (else the last one at all)."""
+        found = self.bindings.get(name)
+        if not found:
+            return None
+        before = [value for bound_at, value in found if bound_at < line]
+        return before[-1] if before else found[-1][1]
+
+    def qualname(self, node: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> str | None:
+        """Canonical dotted name of a callee: aliases, ``__import__`` and
+        ``X().method`` resolved, e.g. ``L.decompress`` -> ``lzma.decompress``."""
+        if isinstance(node, cst.Name):
+            name = node.value
+            if name in self.aliases:
+                return self.aliases[name]
+            bound = self.binding(name, self.line(node)) if name not in seen else None
+            if isinstance(bound, (cst.Name, cst.Attribute, cst.Call)):
+                return self.qualname(bound, seen | {name})
+            for module in self.star_modules:
+                if f"{module}.{name}" in _ENCODINGS or f"{module}.{name}" in _DECOMPRESSORS:
+                    return f"{module}.{name}"
+            return name
+        if isinstance(node, cst.Attribute):
+            base = self.qualname(node.value, seen)
+            return f"{base}.{node.attr.value}" if base else None
+        if isinstance(node, cst.Call):
+            callee = self.qualname(node.func, seen)
+            if callee in _IMPORTERS and node.args and isinstance(node.args[0].value, cst.SimpleString):
+                module = ast.literal_eval(node.args[0].value.value)
+                return module if isinstance(module, str) else None
+            return f"{callee}()" if callee else None
+        return None
+
+    def constructor(self, node: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> cst.Call | None:
+        """The ``X(...)`` call an object expression was built by, through names."""
+        if isinstance(node, cst.Call):
+            return node
+        if isinstance(node, cst.Name) and node.value not in seen:
+            bound = self.binding(node.value, self.line(node))
+            return self.constructor(bound, seen | {node.value}) if bound is not None else None
+        return None
+
+
+# -------------------------------------------------------------------- evaluator
+
+
+class _Eval:
+    """Turns an expression into a value using only literals and known decoders.
+
+    One instance per evaluated root expression: it remembers which nodes it
+    used (so they are not reported again), which names it followed (for the
+    origin sentence) and which files it read (links).
+    """
+
+    def __init__(self, scan: _Scan, budget: Callable[[], int], spend: Callable[[int], None]):
+        self.scan = scan
+        self.budget = budget
+        self.spend = spend
+        self.used: set[int] = set()
+        self.names: list[tuple[str, cst.BaseExpression]] = []
+        self.files: list[str | None] = []
+        self.codec_seen = False
+        self._resolving: set[str] = set()
+
+    def __call__(self, node: cst.BaseExpression) -> _Val:
+        self.used.add(id(node))
+        if isinstance(node, (cst.SimpleString, cst.Integer, cst.Float)):
+            return _Val(ast.literal_eval(node.value))
+        if isinstance(node, cst.ConcatenatedString):
+            try:
+                return _Val(self(node.left).value + self(node.right).value)
+            except TypeError:  # bytes next to str
+                raise _Unknown from None
+        if isinstance(node, cst.Name):
+            return self._name(node)
+        if isinstance(node, cst.Attribute):
+            return self._constant(node)
+        if isinstance(node, (cst.List, cst.Tuple)):
+            items = [self(el.value).value for el in node.elements if isinstance(el, cst.Element)]
+            if len(items) != len(node.elements):
+                raise _Unknown
+            return _Val(items if isinstance(node, cst.List) else tuple(items))
+        if isinstance(node, cst.Dict):
+            if not all(isinstance(el, cst.DictElement) for el in node.elements):
+                raise _Unknown
+            return _Val({self(el.key).value: self(el.value).value for el in node.elements})
+        if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+            return _Val(-self._int(node.expression))
+        if isinstance(node, cst.BinaryOperation):
+            return self._binary(node)
+        if isinstance(node, cst.Call):
+            return self._call(node)
+        raise _Unknown
+
+    def _int(self, node: cst.BaseExpression) -> int:
+        value = self(node).value
+        if type(value) is not int:
+            raise _Unknown
+        return value
+
+    def _name(self, node: cst.Name) -> _Val:
+        if node.value in ("True", "False", "None"):
+            return _Val({"True": True, "False": False, "None": None}[node.value])
+        qualified = self.scan.qualname(node)
+        if qualified and qualified != node.value:
+            try:
+                return self._constant_named(qualified)
+            except _Unknown:
+                pass
+        bound = self.scan.binding(node.value, self.scan.line(node))
+        if bound is None or node.value in self._resolving:
+            raise _Unknown
+        self._resolving.add(node.value)
+        try:
+            self.names.append((node.value, bound))
+            return self(bound)
+        finally:
+            self._resolving.discard(node.value)
+
+    def _constant(self, node: cst.Attribute) -> _Val:
+        qualified = self.scan.qualname(node)
+        if qualified is None:
+            raise _Unknown
+        return self._constant_named(qualified)
+
+    @staticmethod
+    def _constant_named(qualified: str) -> _Val:
+        """Module constants used in decoder arguments, e.g. ``lzma.FILTER_LZMA2``."""
+        module, _, attr = qualified.rpartition(".")
+        if module in _CONSTANT_MODULES and attr.isupper() and hasattr(_CONSTANT_MODULES[module], attr):
+            value = getattr(_CONSTANT_MODULES[module], attr)
+            if isinstance(value, int):
+                return _Val(value)
+        raise _Unknown
+
+    def _binary(self, node: cst.BinaryOperation) -> _Val:
+        left, right = self(node.left), self(node.right)
+        a, b, op = left.value, right.value, node.operator
+        steps = left.steps or right.steps
+        if isinstance(op, cst.Add) and type(a) is type(b) and isinstance(a, (str, bytes, int)):
+            return _Val(a + b, steps)
+        if type(a) is int and type(b) is int:
+            if isinstance(op, cst.BitOr):
+                return _Val(a | b)
+            if isinstance(op, cst.Subtract):
+                return _Val(a - b)
+            if isinstance(op, cst.Multiply) and abs(a) < 2**64 and abs(b) < 2**64:
+                return _Val(a * b)
+            if isinstance(op, cst.LeftShift) and 0 <= b <= 64:
+                return _Val(a << b)
+            if isinstance(op, cst.Power) and 0 <= b <= 64 and abs(a) <= 2**16:
+                return _Val(a**b)
+        raise _Unknown
+
+    # -- calls
+
+    def _options(self, call: cst.Call, names: tuple[str, ...]) -> dict[str, Any]:
+        """Literal arguments of a call, positional ones named by ``names``."""
+        if any(arg.star for arg in call.args):
+            raise _Unknown
+        positional = [arg for arg in call.args if arg.keyword is None]
+        options = {name: self(arg.value).value for name, arg in zip(names, positional)}
+        for arg in call.args:
+            if arg.keyword is not None:
+                options[arg.keyword.value] = self(arg.value).value
+        return options
+
+    def _args(self, call: cst.Call, names: tuple[str, ...]) -> tuple[cst.BaseExpression, dict[str, Any]]:
+        """The data argument (first positional) and the literal options after it."""
+        positional = [arg for arg in call.args if arg.keyword is None]
+        if not positional or positional[0].star:
+            raise _Unknown
+        rest = call.with_changes(args=[arg for arg in call.args if arg is not positional[0]])
+        return positional[0].value, self._options(rest, names)
+
+    def _call(self, node: cst.Call) -> _Val:
+        callee = self.scan.qualname(node.func)
+        if callee in ("compile", "builtins.compile") and node.args:
+            return self(node.args[0].value)
+        if callee in _ENCODINGS:
+            return self._encoding(node, *_ENCODINGS[callee])
+        if callee in _DECOMPRESSORS:
+            step, decoder, params = _DECOMPRESSORS[callee]
+            data, options = self._args(node, params)
+            return self._decompress(data, step, decoder, options)
+        if callee in _DECOMPRESSOR_OBJECTS and isinstance(node.func, cst.Attribute):
+            step, decoder, params = _DECOMPRESSOR_OBJECTS[callee]
+            built = self.scan.constructor(node.func.value)
+            if built is None:
+                raise _Unknown
+            data, _ = self._args(node, ("max_length",))
+            return self._decompress(data, step, decoder, self._options(built, params))
+        if callee in ("str", "bytes") and len(node.args) >= 2:
+            return self._text_codec(node.args[0].value, "decode" if callee == "str" else "encode", node.args[1:])
+        if isinstance(node.func, cst.Attribute):
+            method = node.func.attr.value
+            if method in ("decode", "encode"):
+                return self._text_codec(node.func.value, method, node.args)
+            if method == "join" and len(node.args) == 1:
+                sep = self(node.func.value).value
+                parts = self(node.args[0].value).value
+                if isinstance(sep, (str, bytes)) and isinstance(parts, (list, tuple)):
+                    try:
+                        return _Val(sep.join(parts))
+                    except TypeError:
+                        raise _Unknown from None
+            if method in ("read", "read_text", "read_bytes"):
+                return self._file_read(node.func, method)
+        raise _Unknown
+
+    def _encoding(self, node: cst.Call, step: str, decoder: Callable[..., bytes]) -> _Val:
+        self.codec_seen = True
+        data, _ = self._args(node, ())
+        source = self(data)
+        if not isinstance(source.value, (str, bytes)):
+            raise _Unknown
+        rest = [self(arg.value).value for arg in node.args[1:] if arg.keyword is None]
+        options = {arg.keyword.value: self(arg.value).value for arg in node.args if arg.keyword is not None}
+        try:
+            out = decoder(source.value, *rest, **options)
+        except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+            raise _Fail("decode-error", f"{step} decoding failed: {exc}") from None
+        self.spend(len(out))
+        return _Val(out, source.steps + (step,))
+
+    def _decompress(self, data: cst.BaseExpression, step: str, decoder: Callable[..., bytes], options: dict) -> _Val:
+        self.codec_seen = True
+        source = self(data)
+        if not isinstance(source.value, bytes):
+            raise _Unknown
+        kwargs: dict[str, Any] = {}
+        if step == "lzma":
+            kwargs = {"format": options.get("format", lzma.FORMAT_AUTO), "filters": options.get("filters")}
+            step = _LZMA_STEP.get(kwargs["format"], "lzma")
+        elif step == "zlib" and "wbits" in options:
+            kwargs = {"wbits": options["wbits"]}
+        limit = self.budget()
+        try:
+            out = decoder(source.value, limit, **kwargs)
+        except _Fail:
+            raise
+        except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError, TypeError) as exc:
+            raise _Fail("decode-error", f"{step} decompression failed: {exc}") from None
+        except Exception as exc:  # codec packages raise their own error types (zstd, brotli)
+            raise _Fail("decode-error", f"{step} decompression failed: {type(exc).__name__}: {exc}") from None
+        self.spend(len(out))
+        return _Val(out, source.steps + (step,))
+
+    def _text_codec(self, node: cst.BaseExpression, method: str, args: Any) -> _Val:
+        source = self(node)
+        positional = [self(arg.value).value for arg in args if arg.keyword is None]
+        keywords = {arg.keyword.value: self(arg.value).value for arg in args if arg.keyword is not None}
+        if isinstance(source.value, _FileData):
+            return source
+        expected = bytes if method == "decode" else str
+        if not isinstance(source.value, expected):
+            raise _Unknown
+        try:
+            return _Val(getattr(source.value, method)(*positional, **keywords), source.steps)
+        except (UnicodeError, LookupError, TypeError) as exc:
+            raise _Fail("decode-error", f".{method}() failed: {exc}") from None
+
+    def _file_read(self, func: cst.Attribute, method: str) -> _Val:
+        """``open(p).read()``, ``Path(p).read_text()``: a file read, never performed."""
+        if method == "read":
+            opener = self.scan.constructor(func.value)
+            if opener is None:
+                raise _Unknown
+            opener_name = self.scan.qualname(opener.func)
+            if opener_name in _OPENERS and opener.args:
+                target = self._path(opener.args[0].value)
+            elif isinstance(opener.func, cst.Attribute) and opener.func.attr.value == "open":
+                target = self._path(opener.func.value)  # Path(p).open().read()
+            else:
+                raise _Unknown
+        else:
+            target = self._path(func.value)
+        self.files.append(target)
+        if target is None:
+            raise _Unknown
+        return _Val(_FileData(target))
+
+    def _path(self, node: cst.BaseExpression) -> str | None:
+        """The literal part of a path expression; the script's own folder
+        (``__file__``, ``dirname(...)``) counts as the record folder."""
+        parts = self._path_parts(node)
+        return "/".join(parts) if parts else None
+
+    def _path_parts(self, node: cst.BaseExpression) -> list[str]:
+        if isinstance(node, cst.Name) and node.value == "__file__":
+            return []
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Divide):
+            return self._path_parts(node.left) + self._path_parts(node.right)
+        if isinstance(node, cst.Call):
+            callee = self.scan.qualname(node.func)
+            if callee in _PATH_NEUTRAL:
+                return []
+            if callee in _PATHS:
+                return [part for arg in node.args for part in self._path_parts(arg.value)]
+            if isinstance(node.func, cst.Attribute) and node.args:
+                method = node.func.attr.value
+                if method == "joinpath":
+                    return self._path_parts(node.func.value) + [p for a in node.args for p in self._path_parts(a.value)]
+                if method == "with_name":
+                    return self._path_parts(node.func.value)[:-1] + self._path_parts(node.args[0].value)
+        if isinstance(node, cst.Attribute) and node.attr.value == "parent":
+            return []
+        try:
+            value = self(node).value
+        except (_Unknown, _Fail):
+            return []
+        return [value] if isinstance(value, str) else []
+
+
+# --------------------------------------------------------------------- unpacker
+
+
+class _Unpacker:
+    """Walks the layers of one file, depth first, within the limits."""
+
+    def __init__(self, name: str, root: Path | None, limits: Limits):
+        self.name = name
+        self.root = root
+        self.limits = limits
+        self.spent = 0
+        self.unit = SourceUnit(None, name, 0, [])
+
+    def run(self, data: bytes) -> SourceUnit:
+        unit = self.unit
+        unit.shipped_bytes = len(data)
+        if not data.strip():
+            unit.layers.append(_shipped(data.decode("utf-8", "replace")))
+            unit.problems.append(Problem("empty", f"{self.name} is empty", SHIPPED, None))
+            return unit
+        text, kind = _to_text(data)
+        unit.layers.append(_shipped(text))
+        if kind == "binary":
+            self._problem("binary", f"{self.name} is binary data, not Python source", SHIPPED, None)
+            return unit
+        if kind == "non-utf8":
+            self._problem("non-utf8", f"{self.name} is not valid UTF-8 (read with replacement characters)", SHIPPED, None)
+        self._scan_layer(unit.layers[0], 0)
+        return unit
+
+    # -- bookkeeping
+
+    def _problem(self, kind: str, message: str, layer: str, line: int | None) -> None:
+        self.unit.problems.append(Problem(kind, message, layer, line))
+
+    def _budget(self) -> int:
+        return max(0, min(self.limits.max_layer_bytes, self.limits.max_total_bytes - self.spent))
+
+    def _spend(self, n: int) -> None:
+        self.spent += n
+
+    def _link(self, kind: str, target: str, path: Path | None, layer: str, line: int) -> None:
+        link = Link(kind, target, path, layer, line)
+        if link not in self.unit.links:
+            self.unit.links.append(link)
+
+    def _layer_name(self, parent: str, steps: tuple[str, ...]) -> str:
+        base = f"{parent}>{'>'.join(steps)}"
+        taken = {layer.name for layer in self.unit.layers}
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}#{n}"
+        return name
+
+    # -- one layer
+
+    def _scan_layer(self, layer: Layer, depth: int) -> None:
+        try:
+            module = cst.parse_module(layer.text)
+        except cst.ParserSyntaxError as exc:
+            self._syntax_problem(layer, exc)
+            return
+        except RecursionError:
+            self._problem("depth", f"{layer.name}: code nested too deeply to parse", layer.name, None)
+            return
+        try:
+            wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+            scan = _Scan(wrapper.resolve(PositionProvider))
+            wrapper.module.visit(scan)
+            self._scan_facts(layer, depth, scan)
+        except RecursionError:
+            self._problem("depth", f"{layer.name}: expressions nested too deeply to analyse", layer.name, None)
+
+    def _syntax_problem(self, layer: Layer, exc: cst.ParserSyntaxError) -> None:
+        try:
+            ast.parse(layer.text)
+            note = "libcst cannot parse it although Python accepts it; its code is not analysed"
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            note = "not valid Python; its code is not analysed"
+        where = f"{layer.name}:{exc.raw_line}"
+        self._problem("syntax-error", f"{where}: {note} ({exc.message})", layer.name, exc.raw_line)
+
+    def _scan_facts(self, layer: Layer, depth: int, scan: _Scan) -> None:
+        used: set[int] = set()
+        calls = [(call, scan.qualname(call.func)) for call in scan.calls]
+        for call, callee in calls:
+            if callee in _SINKS and id(call) not in used:
+                self._sink(layer, depth, scan, call, callee, used)
+        for call, callee in calls:
+            if id(call) not in used and (callee in _ENCODINGS or callee in _DECOMPRESSORS or callee in _DECOMPRESSOR_OBJECTS):
+                self._free_chain(layer, depth, scan, call, used)
+            elif callee in _FILE_RUNNERS or callee in _IMPORTERS:
+                self._call_link(layer, scan, call, callee)
+        for literal in scan.literals:
+            if id(literal) not in used:
+                self._sniff(layer, depth, scan, literal)
+        for module, dots, line in scan.imports:
+            self._import_link(layer, module, dots, line)
+
+    def _evaluator(self, scan: _Scan) -> _Eval:
+        return _Eval(scan, self._budget, self._spend)
+
+    def _sink(self, layer: Layer, depth: int, scan: _Scan, call: cst.Call, callee: str, used: set[int]) -> None:
+        """exec/eval/compile: the argument is code that runs."""
+        line = scan.line(call)
+        used.add(id(call))
+        if not call.args:
+            return
+        where = f"{layer.name}:{line}"
+        if depth >= self.limits.max_depth:
+            self._problem("depth", f"code run at {where} not followed: nesting deeper than {self.limits.max_depth} layers", layer.name, line)
+            return
+        evaluate = self._evaluator(scan)
+        val = None
+        try:
+            val = evaluate(call.args[0].value)
+        except _Unknown:
+            pass
+        except _Fail as exc:
+            self._problem(exc.kind, f"{callee}() payload at {where}: {exc}; not followed", layer.name, line)
+            return
+        finally:
+            used.update(evaluate.used)
+        for target in evaluate.files:
+            if target is not None:
+                self._link("exec-file", target, self._resolve_file(target), layer.name, line)
+        if val is None or not isinstance(val.value, (str, bytes, _FileData)):
+            # exec/compile of unknown code hides it; eval of unknown strings is
+            # mostly configuration, so only report it when it looked like a payload.
+            hides_code = callee.rsplit(".", 1)[-1] != "eval" or evaluate.codec_seen
+            if None in evaluate.files or (hides_code and not evaluate.files):
+                self._problem("unresolved", f"{callee}() at {where} runs code the auditor cannot decode statically; that code is not analysed", layer.name, line)
+            return
+        if isinstance(val.value, _FileData):
+            return
+        origin = f"{self._render(scan, call)} at {where}" + self._render_names(scan, evaluate)
+        self._add_layer(layer, depth, val.value, val.steps or ("literal",), line, origin, executed=True)
+
+    def _free_chain(self, layer: Layer, depth: int, scan: _Scan, call: cst.Call, used: set[int]) -> None:
+        """A decoder call whose result is not exec'd: a layer only if it reads as code."""
+        if depth >= self.limits.max_depth:
+            return
+        evaluate = self._evaluator(scan)
+        try:
+            val = evaluate(call)
+        except (_Unknown, _Fail):
+            return
+        finally:
+            used.update(evaluate.used)
+        text, kind = _to_text(val.value) if isinstance(val.value, bytes) else (val.value, None)
+        if kind or not isinstance(text, str) or not _looks_like_code(text):
+            return
+        line = scan.line(call)
+        origin = f"{self._render(scan, call)} at {layer.name}:{line}, decoded but not run" + self._render_names(scan, evaluate)
+        self._add_layer(layer, depth, text, val.steps, line, origin, executed=False)
+
+    def _sniff(self, layer: Layer, depth: int, scan: _Scan, literal: cst.BaseExpression) -> None:
+        """A long literal no code decodes that still hides a program (e.g. decoded
+        through a route we do not model): keep it visible as a non-executed layer."""
+        if depth >= self.limits.max_depth:
+            return
+        try:
+            value = self._evaluator(scan)(literal).value
+        except (_Unknown, _Fail):
+            return
+        if not isinstance(value, (str, bytes)) or len(value) < 64:
+            return
+        found = _sniff_value(value, self._budget())
+        if found is None:
+            return
+        data, steps = found
+        self._spend(len(data))
+        text, kind = _to_text(data)
+        if kind or not _looks_like_code(text):
+            return
+        line = scan.line(literal)
+        what = f"<{len(value):,}-{'byte' if isinstance(value, bytes) else 'char'} literal>"
+        origin = f"{what} at {layer.name}:{line} decodes as {'>'.join(steps)} to Python source; no code decodes it statically"
+        self._add_layer(layer, depth, text, steps, line, origin, executed=False)
+
+    def _add_layer(self, parent: Layer, depth: int, value: str | bytes, steps: tuple[str, ...], line: int, origin: str, *, executed: bool) -> None:
+        if isinstance(value, bytes):
+            text, kind = _to_text(value)
+            if kind == "binary":
+                self._problem("binary", f"payload at {parent.name}:{line} decodes ({'>'.join(steps)}) to binary data, not Python source", parent.name, line)
+                return
+            if kind == "non-utf8":
+                self._problem("non-utf8", f"payload at {parent.name}:{line} decodes ({'>'.join(steps)}) to text that is not valid UTF-8", parent.name, line)
+        else:
+            text = value
+        child = Layer(self._layer_name(parent.name, steps), text, parent.name, line, steps, origin, executed)
+        self.unit.layers.append(child)
+        self._scan_layer(child, depth + 1)
+
+    # -- links
+
+    def _inside_root(self, path: Path) -> Path | None:
+        if self.root is None:
+            return None
+        try:
+            resolved = path.resolve()
+            resolved.relative_to(self.root.resolve())
+        except (ValueError, OSError):
+            return None
+        return resolved if resolved.is_file() else None
+
+    def _resolve_file(self, target: str) -> Path | None:
+        return self._inside_root(self.root / target) if self.root is not None else None
+
+    def _resolve_module(self, module: str) -> Path | None:
+        """The deepest file of ``a.b.c`` found in the record folder, if any."""
+        if self.root is None or not module:
+            return None
+        parts = module.split(".")
+        for n in range(len(parts), 0, -1):
+            base = self.root.joinpath(*parts[:n])
+            for candidate in (base.with_name(base.name + ".py"), base / "__init__.py"):
+                found = self._inside_root(candidate)
+                if found is not None:
+                    return found
+        return None
+
+    def _import_link(self, layer: Layer, module: str, dots: int, line: int) -> None:
+        """Relative imports are always local; absolute ones only when the
+        module exists in the record folder (the script's folder wins on sys.path)."""
+        if dots:
+            path = self._resolve_module(module) if dots == 1 else None
+            self._link("import", "." * dots + module, path, layer.name, line)
+            return
+        path = self._resolve_module(module)
+        if path is not None:
+            self._link("import", module, path, layer.name, line)
+
+    def _call_link(self, layer: Layer, scan: _Scan, call: cst.Call, callee: str) -> None:
+        if not call.args:
+            return
+        evaluate = self._evaluator(scan)
+        line = scan.line(call)
+        if callee in _FILE_RUNNERS:
+            target = evaluate._path(call.args[0].value)
+            if target is not None:
+                self._link("exec-file", target, self._resolve_file(target), layer.name, line)
+            return
+        try:
+            module = evaluate(call.args[0].value).value
+        except (_Unknown, _Fail):
+            return
+        if isinstance(module, str):
+            self._import_link(layer, module, 0, line)
+
+    # -- origin sentences
+
+    def _render(self, scan: _Scan, node: cst.CSTNode) -> str:
+        """Code of a call chain with long literals abbreviated."""
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            code = cst.Module([]).code_for_node(node)
+            if len(code) <= 40:
+                return code
+            try:
+                value = ast.literal_eval(f"({code})")
+            except (SyntaxError, ValueError):
+                return "<literal>"
+            unit = "byte" if isinstance(value, bytes) else "char"
+            return f"<{len(value):,}-{unit} literal>"
+        if isinstance(node, cst.Call):
+            args = ", ".join(
+                (f"{arg.keyword.value}=" if arg.keyword else "") + self._render(scan, arg.value) for arg in node.args
+            )
+            return f"{self._render(scan, node.func)}({args})"
+        if isinstance(node, cst.Attribute):
+            return f"{self._render(scan, node.value)}.{node.attr.value}"
+        code = cst.Module([]).code_for_node(node)
+        return code if len(code) <= 60 else code[:57] + "..."
+
+    def _render_names(self, scan: _Scan, evaluate: _Eval) -> str:
+        shown = []
+        for name, value in evaluate.names:
+            text = f", with {name} = {self._render(scan, value)} (line {scan.line(value)})"
+            if text not in shown:
+                shown.append(text)
+        return "".join(shown)
+
+
+def _sniff_value(value: str | bytes, limit: int) -> tuple[bytes, tuple[str, ...]] | None:
+    """Try the usual encodings, then a decompressor chosen by magic bytes."""
+    candidates: list[tuple[bytes, tuple[str, ...]]] = []
+    if isinstance(value, bytes):
+        candidates.append((value, ()))
+    compact = "".join(value.split()) if isinstance(value, str) else value
+    for step, decode in (
+        ("b85", base64.b85decode),
+        ("b64", lambda s: base64.b64decode(s, validate=True)),
+        ("b64url", lambda s: base64.b64decode(s, altchars=b"-_", validate=True)),
+        ("a85", base64.a85decode),
+        ("hex", lambda s: bytes.fromhex(s if isinstance(s, str) else s.decode("ascii"))),
+    ):
+        try:
+            candidates.append((decode(compact), (step,)))
+        except (ValueError, TypeError, UnicodeError):
+            continue
+    for data, steps in candidates:
+        codec = _by_magic(data)
+        if codec is not None:
+            step, decoder = codec
+            try:
+                return decoder(data, limit), steps + (step,)
+            except Exception:
+                continue
+        if steps and data and _to_text(data)[1] is None:
+            return data, steps
+    return None
+
+
+def _by_magic(data: bytes) -> tuple[str, Callable[[bytes, int], bytes]] | None:
+    if data.startswith(b"\xfd7zXZ\x00"):
+        return "lzma", _lzma
+    if data.startswith(b"\x5d\x00\x00"):
+        return "lzma", _lzma
+    if data.startswith(b"\x1f\x8b"):
+        return "gzip", _gzip
+    if data.startswith(b"BZh"):
+        return "bz2", _bz2
+    if data.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd", _zstd
+    if len(data) > 2 and data[0] & 0x0F == 8 and int.from_bytes(data[:2], "big") % 31 == 0:
+        return "zlib", _zlib
+    return None
