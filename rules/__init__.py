@@ -1,0 +1,20 @@
+"""Static rule engine (libcst) for Parameter Golf submissions.
+
+Public API::
+
+    LintConfig(env={...}, evidence_lines=[(file, line, text), ...])
+    lint_source(text, file=..., layer="shipped", config=LintConfig()) -> list[Finding]
+    lint(unit, config=LintConfig()) -> list[Finding]     # every effective layer
+    ALL_RULES, get_rule("PG101"), render_rule(rule), render_catalog()
+"""
+
+from __future__ import annotations
+
+from .engine import Hit, LintConfig, Rule, all_rules, get_rule, lint, lint_source
+
+# rule modules register themselves on import (one rule per module)
+from . import pg101_ngram_target_in_key  # noqa: F401,E402
+
+ALL_RULES = all_rules()
+
+__all__ = ["ALL_RULES", "Hit", "LintConfig", "Rule", "get_rule", "lint", "lint_source"]

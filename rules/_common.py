@@ -1,0 +1,96 @@
+"""Helpers shared by rules (conventions about targets, hashes, statements)."""
+
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from .facts import Facts, FuncInfo, base_name, dotted, target_names
+
+TARGET_NAME_RE = re.compile(
+    r"^(y|ys|yb|y_true|y_batch|gold|labels?|targets?|tgts?|tgt_ids|target_ids|target_tok(en)?s?|"
+    r"next_tok(en)?s?|next_ids|true_tok(en)?s?|tok_next|actual(_tok(en)?)?|realized(_tok(en)?)?)$"
+    r"|target|tgt",
+    re.I,
+)
+HASH_OPS = (cst.BitXor, cst.Modulo, cst.BitAnd, cst.LeftShift, cst.Multiply)
+
+
+def is_target_name(name: str) -> bool:
+    return bool(TARGET_NAME_RE.search(name))
+
+
+def slice_parts(sub: cst.Subscript) -> list[cst.BaseSlice]:
+    return [el.slice for el in sub.slice]
+
+
+def realized_subscripts(facts: Facts, func: FuncInfo | None) -> dict[str, set[str]]:
+    """``base -> {idx text}`` where the function slices ``base[...:idx]`` (a context
+    ending at idx), so that ``base[idx]`` is the realized token at that position."""
+    out: dict[str, set[str]] = {}
+    for sub, _line, ctx in facts.subscripts:
+        if ctx.func is not func:
+            continue
+        for sl in slice_parts(sub):
+            if isinstance(sl, cst.Slice) and sl.upper is not None and sl.lower is not None:
+                out.setdefault(dotted(sub.value) or facts.code(sub.value), set()).add(
+                    facts.code(sl.upper).replace(" ", ""))
+    return out
+
+
+def target_exprs_in(facts: Facts, node: cst.CSTNode, func: FuncInfo | None,
+                    target_vars: set[str], realized: dict[str, set[str]]) -> list[str]:
+    """Texts of target-token expressions occurring in ``node``."""
+    found: list[str] = []
+    for n in facts.names(node):
+        if n in target_vars or is_target_name(n):
+            found.append(n)
+
+    class V(cst.CSTVisitor):
+        def visit_Subscript(self, s: cst.Subscript) -> None:
+            base = dotted(s.value) or ""
+            if base in realized:
+                for sl in slice_parts(s):
+                    if isinstance(sl, cst.Index) and facts.code(sl.value).replace(" ", "") in realized[base]:
+                        found.append(facts.code(s))
+
+    if realized:
+        node.visit(V())
+    return found
+
+
+def has_hash_op(node: cst.CSTNode) -> bool:
+    found = []
+
+    class V(cst.CSTVisitor):
+        def visit_BinaryOperation(self, b: cst.BinaryOperation) -> None:
+            if isinstance(b.operator, HASH_OPS):
+                found.append(b)
+
+        def visit_Call(self, c: cst.Call) -> None:
+            if re.search(r"(hash|xxh|murmur|fnv|crc)", dotted(c.func), re.I):
+                found.append(c)
+
+    node.visit(V())
+    return bool(found)
+
+
+def stored_subscripts(facts: Facts) -> set[cst.CSTNode]:
+    out: set[cst.CSTNode] = set()
+    for ai in facts.assigns:
+        for t in ai.targets:
+            if isinstance(t, cst.Subscript):
+                out.add(t)
+    return out
+
+
+def assigned_names(ai) -> list[str]:
+    out: list[str] = []
+    for t in ai.targets:
+        out += target_names(t)
+    return out
+
+
+def root(node) -> str:
+    return base_name(node)

@@ -1,0 +1,309 @@
+"""The rule engine: parse a layer once, build the facts once, run every rule.
+
+A rule yields :class:`Hit` objects (a node or a line range, a message, the
+evidence). The engine turns hits into :class:`auditor.findings.Finding`s and
+applies reachability: a hit on code the effective configuration never runs is
+downgraded to a WARNING naming the switch, unless ``LintConfig.env`` or an
+evidence line (a log / README / submission.json line) shows the path ran, in
+which case it stays at the rule's severity and cites that line.
+
+Parse errors never raise: ``lint_source`` returns one INFO finding
+``PG000 parse-error`` carrying the parser's message and position, so a report
+shows that the layer was not analysed (the caller decides whether that makes
+the verdict ERROR).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Iterator
+
+import libcst as cst
+
+from auditor.findings import Finding, Location, Severity
+
+from .facts import UNKNOWN, Facts, Reach, Switch
+
+
+@dataclass
+class LintConfig:
+    """What the linter knows beyond the code.
+
+    ``env``: environment values that a log, a README run command or the user
+    supplies; they override the defaults written in the code.
+    ``evidence_lines``: ``(source file, line, text)`` of log / README /
+    submission.json lines; a finding on switched-off code becomes ILLEGAL when
+    one of them shows that the path ran (its distinctive log label, or an
+    assignment of the switch such as ``NGRAM_EVAL_ORDER=5``).
+    """
+
+    env: dict[str, str] = field(default_factory=dict)
+    evidence_lines: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+@dataclass
+class Hit:
+    node: cst.CSTNode | None
+    message: str
+    evidence: tuple[str, ...] = ()
+    severity: Severity | None = None
+    confidence: str = "high"
+    key: str = ""
+    lines: tuple[int, int] | None = None  # override the node's span
+    anchor: cst.CSTNode | None = None  # node whose reachability decides (default: node)
+    ctx: Any = None  # a facts.Ctx, when the rule has it
+
+
+class Rule:
+    """Base class. Subclasses set the class attributes and implement ``check``."""
+
+    code: ClassVar[str] = ""
+    slug: ClassVar[str] = ""
+    severity: ClassVar[Severity] = Severity.ILLEGAL
+    conditions: ClassVar[tuple[str, ...]] = ()
+    reference: ClassVar[str] = ""
+    VALID: ClassVar[list[str]] = []
+    INVALID: ClassVar[list[str]] = []
+
+    def check(self, facts: Facts) -> Iterator[Hit]:  # pragma: no cover - interface
+        raise NotImplementedError
+        yield
+
+
+_REGISTRY: list[type[Rule]] = []
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    if any(r.code == cls.code for r in _REGISTRY):
+        raise ValueError(f"duplicate rule code {cls.code}")
+    _REGISTRY.append(cls)
+    _REGISTRY.sort(key=lambda r: r.code)
+    return cls
+
+
+# --------------------------------------------------------------------------
+
+
+def _ctx_of(facts: Facts, node: cst.CSTNode | None):
+    if node is None:
+        return None
+    for ci in facts.calls:
+        if ci.node is node:
+            return ci.ctx
+    for ai in facts.assigns:
+        if ai.node is node:
+            return ai.ctx
+    for li, ctx in facts.loops:
+        if li.node is node:
+            return ctx
+    for sub, _, ctx in facts.subscripts:
+        if sub is node:
+            return ctx
+    for b, _, ctx in facts.binops:
+        if b is node:
+            return ctx
+    fi = facts.func_by_node.get(node)
+    if fi is not None:
+        return fi.ctx
+    return None
+
+
+_TOKEN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{5,}")
+_LOG_CALL_RE = re.compile(r"(print|log)", re.I)
+
+
+def _labels(facts: Facts, region: tuple[int, int]) -> set[str]:
+    """Distinctive tokens of log strings printed inside ``region``."""
+    a, b = region
+    inside: set[str] = set()
+    outside: set[str] = set()
+    log_lines = {ci.line for ci in facts.calls if _LOG_CALL_RE.search(ci.attr or "")}
+    for line, text, _ctx in facts.strings:
+        toks = set(_TOKEN_RE.findall(text))
+        if a <= line <= b and line in log_lines:
+            inside |= toks
+        elif not (a <= line <= b):
+            outside |= toks
+    cfg = {n.lower() for n in facts.config} | {
+        (v.env_key or "").lower() for v in facts.config.values()}
+    return {t for t in inside if t not in outside and t.lower() not in cfg}
+
+
+def _switch_env_from_line(facts: Facts, sw: Switch, text: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for v in sw.vars:
+        for key in {v.env_key, v.name, v.name.upper()} - {None}:
+            m = re.search(rf"(?<![\w-]){re.escape(key)}\s*[=:]\s*([^\s,;]+)", text, re.I)
+            if m:
+                env[v.env_key or v.name.upper()] = m.group(1).strip("'\"")
+            flag = "--" + v.name.replace("_", "-")
+            m = re.search(rf"{re.escape(flag)}[= ]([^\s,;]+)", text)
+            if m:
+                env[v.env_key or v.name.upper()] = m.group(1)
+    return env
+
+
+def _gate_true_under(facts: Facts, sw: Switch, env_extra: dict[str, str]) -> bool:
+    gate = sw.gate
+    if gate is None:
+        return False
+    saved_env, saved_cache = facts.env, facts._eval_cache
+    facts.env = {**saved_env, **env_extra}
+    facts._eval_cache = {}
+    try:
+        return facts.test_value(gate) is True
+    finally:
+        facts.env, facts._eval_cache = saved_env, saved_cache
+
+
+def _upgrade(facts: Facts, reach: Reach, region: tuple[int, int] | None,
+             config: LintConfig) -> tuple[str, int, str, str] | None:
+    """Find an evidence line showing the switched-off path ran."""
+    if not config.evidence_lines:
+        return None
+    for sw in reach.switches:
+        for src, ln, text in config.evidence_lines:
+            env = _switch_env_from_line(facts, sw, text)
+            if env and _gate_true_under(facts, sw, env):
+                return src, ln, text, "sets " + ", ".join(f"{k}={v}" for k, v in env.items())
+    regions = [sw.region for sw in reach.switches]
+    if region:
+        regions.append(region)
+    labels: set[str] = set()
+    for r in regions:
+        labels |= _labels(facts, r)
+    for lab in sorted(labels):
+        pat = re.compile(rf"(?<![\w]){re.escape(lab)}(?![\w])")
+        for src, ln, text in config.evidence_lines:
+            if pat.search(text):
+                return src, ln, text, f"prints `{lab}`, a label only that code path logs"
+    return None
+
+
+def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
+             config: LintConfig) -> Finding:
+    node = hit.node
+    if hit.lines:
+        start, end = hit.lines
+    elif node is not None:
+        start, end = facts.span(node)
+    else:
+        start = end = None
+    severity = hit.severity or rule.severity
+    message = hit.message
+    evidence = list(hit.evidence)
+    if not evidence and start:
+        evidence = list(facts.line_text(start, end))
+    ctx = hit.ctx if hit.ctx is not None else _ctx_of(facts, hit.anchor or node)
+    if ctx is not None:
+        reach = facts.reach_ctx(ctx)
+        # show the config values the reached path depends on
+        for g in ctx.gates:
+            sw = facts.switch_for(g)
+            for v in sw.vars:
+                if v.env_key and v.env_key in facts.env:
+                    evidence.append(f"effective config: {v.env_key}={facts.env[v.env_key]} "
+                                    f"(supplied, default {v.default!r}) enables line {g.line}")
+        if not reach.reachable and severity != Severity.INFO:
+            region = None
+            if ctx.func is not None:
+                region = (ctx.func.start, ctx.func.end)
+            up = _upgrade(facts, reach, region, config)
+            why = (reach.switches[0].describe() if reach.switches else
+                   f"function `{reach.never_called}` is never called from the entry point"
+                   if reach.never_called else "unreachable")
+            if up is not None:
+                src, ln, text, how = up
+                evidence.append(f"switch: {why}")
+                evidence.append(f"{src}:{ln}: {text.strip()}  <- {how}: the path ran")
+                message += f" (switched off by default, but {src}:{ln} shows it ran)"
+            else:
+                severity = Severity.WARNING
+                evidence.append(f"switch: {why}")
+                message += f" [not run under the effective configuration: {why}]"
+    loc = Location(file, start, end, layer)
+    return Finding(
+        code=rule.code, slug=rule.slug, severity=severity, message=message,
+        location=loc, evidence=tuple(evidence), confidence=hit.confidence,
+        reference=rule.reference, key=hit.key or hit.message,
+    )
+
+
+PARSE_ERROR_CODE = "PG000"
+PARSE_ERROR_SLUG = "parse-error"
+
+
+def lint_source(text: str, *, file: str, layer: str = "shipped",
+                config: LintConfig | None = None,
+                rules: Iterable[type[Rule]] | None = None) -> list[Finding]:
+    """Lint one layer's text. Never raises on bad input."""
+    config = config or LintConfig()
+    try:
+        module = cst.parse_module(text)
+    except Exception as exc:  # ParserSyntaxError, recursion, odd bytes
+        line = getattr(exc, "raw_line", None) or getattr(exc, "line", None)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [Finding(
+            code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,
+            message=f"layer not analysed: cannot parse as Python ({msg})",
+            location=Location(file, line if isinstance(line, int) else None, None, layer),
+            confidence="high", key="parse-error",
+        )]
+    try:
+        facts = Facts(module, text, env=config.env)
+    except RecursionError:
+        return [Finding(
+            code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,
+            message="layer not analysed: too deeply nested to analyse",
+            location=Location(file, None, None, layer), key="analysis-error")]
+    out: list[Finding] = []
+    for rule_cls in (rules if rules is not None else _REGISTRY):
+        rule = rule_cls()
+        try:
+            hits = list(rule.check(facts))
+        except Exception as exc:  # a rule bug must not hide the other rules
+            out.append(Finding(
+                code=rule_cls.code, slug=rule_cls.slug, severity=Severity.INFO,
+                message=f"rule crashed: {type(exc).__name__}: {exc}",
+                location=Location(file, None, None, layer), confidence="low",
+                key="rule-crash"))
+            continue
+        seen: set[tuple] = set()
+        for hit in hits:
+            f = _finding(rule_cls, hit, facts, file, layer, config)
+            k = (f.location.line_start, f.location.line_end, f.message)
+            if k in seen:
+                continue
+            seen.add(k)
+            out.append(f)
+    return out
+
+
+def lint(unit: Any, config: LintConfig | None = None) -> list[Finding]:
+    """Lint every effective layer of a SourceUnit (duck-typed: ``.name``, ``.text``)."""
+    config = config or LintConfig()
+    layers = getattr(unit, "effective_layers", None)
+    if layers is None:
+        layers = getattr(unit, "layers", [])
+    file = getattr(unit, "name", "train_gpt.py")
+    out: list[Finding] = []
+    for layer in layers:
+        text = getattr(layer, "text", "")
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", errors="replace")
+        out += lint_source(text or "", file=file, layer=getattr(layer, "name", "shipped"),
+                           config=config)
+    return out
+
+
+def all_rules() -> list[type[Rule]]:
+    return list(_REGISTRY)
+
+
+def get_rule(code: str) -> type[Rule]:
+    code = code.strip()
+    for r in _REGISTRY:
+        if r.code.lower() == code.lower() or r.slug == code:
+            return r
+    raise KeyError(f"no rule {code!r}")

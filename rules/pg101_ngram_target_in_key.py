@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+from typing import Iterator
+
+import libcst as cst
+
+from auditor.findings import Severity
+
+from ._common import assigned_names, has_hash_op, realized_subscripts, stored_subscripts, target_exprs_in
+from .engine import Hit, Rule, register
+from .facts import Facts, base_name, dotted
+
+
+@register
+class NgramTargetInKey(Rule):
+    """Target token hashed into an n-gram key that is *read* to score that token.
+
+    What it flags:
+        A hash key built from the realized target token (``tgt``, ``targets``,
+        ``tokens[i]`` where ``tokens[i-k:i]`` is the context, or a name assigned
+        from those) with hash arithmetic (``^``, ``*``, ``%``, ``&``, ``<<``,
+        ``hash()``), whose table is then read (``table[key]``, ``.get(key)``,
+        ``gather(.., key)``) outside an update of that same table. The value read
+        is the cache's "probability" of the realized token, typically blended with
+        the model's probability of the target.
+
+    Why: the ruling:
+        PR #779 (2026-03-27, ~30 PRs closed): reading a count keyed by the target
+        makes the probability of position t depend on x_t (C1), and the blend is
+        not a distribution over the vocabulary (C2): in the collision limit every
+        candidate gets probability close to 1.
+
+    Legal alternative:
+        Key the read on the prefix only and score all V candidates from
+        prefix-only counts, normalized; or the normalized tilt
+        ``p'(a) = p(a)·exp(β·[a=h]) / (1 + q·(e^β − 1))`` with a prefix-only hint
+        ``h``. Hashing the target in the *update* after scoring
+        (``full_counts[key] += 1``) is ordinary counting and stays quiet.
+
+    Known limits:
+        Targets are recognised by name (``target``, ``tgt``, ``y``, ``labels``…)
+        or as ``base[i]`` next to a context slice ``base[..:i]``; a target that
+        reaches the key through a container or another function is missed. A
+        read followed by a normalisation over all candidates is still flagged.
+    """
+
+    code = "PG101"
+    slug = "ngram-target-in-key"
+    severity = Severity.ILLEGAL
+    conditions = ("C1", "C2")
+    reference = "openai/parameter-golf PR #779 (ruling 2026-03-27)"
+
+    INVALID = [
+        # scalar loop: context hash xor target, read, blend, then update
+        '''
+import math
+def eval_ngram(val_tokens, model_probs, ctx_counts, full_counts):
+    nll = 0.0
+    for i in range(3, len(val_tokens)):
+        ctx_key = hash(tuple(val_tokens[i - 3:i])) % 1048576
+        full_key = (ctx_key ^ (val_tokens[i] * 1000003)) % 1048576
+        p_ng = full_counts[full_key] / max(ctx_counts[ctx_key], 1)
+        p = 0.8 * model_probs[i] + 0.2 * p_ng
+        nll += -math.log(p)
+        full_counts[full_key] += 1
+        ctx_counts[ctx_key] += 1
+    return nll
+''',
+        # vectorised: key from targets, gathered probability blended with the model's
+        '''
+import torch
+def score_batch(logits, targets, ctx_hash, table_full, table_ctx):
+    key = (ctx_hash * 31 + targets) % 4194304
+    p_cache = table_full[key].float() / table_ctx[ctx_hash].clamp(min=1)
+    p_model = logits.softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+    return -torch.log(0.9 * p_model + 0.1 * p_cache)
+''',
+        # dict cache read with .get on a key that includes the next token
+        '''
+def mix(ctx, next_tok, cache, p_model):
+    k = hash((ctx, next_tok)) & 0xFFFFF
+    hits = cache.get(k, 0)
+    return 0.7 * p_model + 0.3 * hits / (1 + hits)
+''',
+    ]
+    VALID = [
+        # target only in the update path, after scoring with a prefix-only query
+        '''
+import math
+def eval_ngram(val_tokens, model_logp, ctx_counts, full_counts, dist_for):
+    nll = 0.0
+    for i in range(3, len(val_tokens)):
+        ctx_key = hash(tuple(val_tokens[i - 3:i])) % 1048576
+        probs = dist_for(ctx_key)          # all V candidates, normalized
+        nll += -math.log(probs[val_tokens[i]])
+        full_key = (ctx_key ^ (val_tokens[i] * 1000003)) % 1048576
+        full_counts[full_key] += 1
+        ctx_counts[ctx_key] = ctx_counts.get(ctx_key, 0) + 1
+    return nll
+''',
+        # normalized tilt with a prefix-only hint
+        '''
+import torch
+def tilt(logp, hint, beta):
+    q = logp.exp().gather(-1, hint[:, None]).squeeze(-1)
+    bonus = torch.zeros_like(logp).scatter_(-1, hint[:, None], beta)
+    return logp + bonus - torch.log1p(q * (torch.exp(beta) - 1))[:, None]
+''',
+        # BigramHash over previous/current input tokens inside the model
+        '''
+import torch
+class BigramHash(torch.nn.Module):
+    def __init__(self, size, dim):
+        super().__init__()
+        self.size = size
+        self.emb = torch.nn.Embedding(size, dim)
+    def forward(self, input_ids):
+        prev = torch.nn.functional.pad(input_ids[:, :-1], (1, 0))
+        h = (prev * 36313) ^ input_ids
+        return self.emb(h % self.size)
+''',
+        # update with np.add.at keyed by target, after scoring
+        '''
+import numpy as np
+def update(table, ctx_hash, targets):
+    key = (ctx_hash ^ (targets * 2654435761)) & 0xFFFFFF
+    np.add.at(table, key, 1)
+''',
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Hit]:
+        stored = stored_subscripts(facts)
+        funcs = [None] + list(facts.funcs)
+        assigns_by_func: dict = {}
+        for ai in facts.assigns:
+            assigns_by_func.setdefault(ai.ctx.func, []).append(ai)
+        for func in funcs:
+            assigns = assigns_by_func.get(func, [])
+            realized = realized_subscripts(facts, func)
+            target_vars: set[str] = set()
+            for ai in assigns:
+                if ai.op == "=" and ai.value is not None and not has_hash_op(ai.value):
+                    if isinstance(ai.value, (cst.Subscript, cst.Name)) and target_exprs_in(
+                            facts, ai.value, func, set(), realized):
+                        target_vars.update(assigned_names(ai))
+            keys: dict[str, tuple[int, str]] = {}
+            for _ in range(2):
+                for ai in assigns:
+                    if ai.op != "=" or ai.value is None:
+                        continue
+                    names = facts.names(ai.value)
+                    via_key = [k for k in names if k in keys]
+                    tgt = target_exprs_in(facts, ai.value, func, target_vars, realized)
+                    if (tgt and has_hash_op(ai.value)) or (via_key and has_hash_op(ai.value)):
+                        for n in assigned_names(ai):
+                            if n not in keys:
+                                keys[n] = (ai.line, tgt[0] if tgt else keys[via_key[0]][1])
+            if not keys:
+                continue
+            updates = [ai for ai in assigns if ai.targets and isinstance(ai.targets[0], cst.Subscript)]
+            for sub, line, ctx in facts.subscripts:
+                if ctx.func is not func or sub in stored:
+                    continue
+                slice_names: set[str] = set()
+                for el in sub.slice:
+                    sl = el.slice
+                    if isinstance(sl, cst.Index):
+                        slice_names |= facts.names(sl.value)
+                hit_keys = [k for k in slice_names if k in keys]
+                if not hit_keys:
+                    continue
+                table = base_name(sub.value)
+                if _is_update(facts, updates, table, line):
+                    continue
+                yield self._hit(facts, sub, line, ctx, table, hit_keys[0], keys[hit_keys[0]])
+            for ci in facts.calls:
+                if ci.ctx.func is not func or ci.attr not in ("get", "gather", "take", "index_select"):
+                    continue
+                arg_names: set[str] = set()
+                for a in ci.node.args:
+                    arg_names |= _names(facts, a.value)
+                hit_keys = [k for k in arg_names if k in keys]
+                if not hit_keys:
+                    continue
+                recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
+                table = base_name(recv) if recv is not None else ""
+                if ci.name in ("torch.gather", "torch.take", "torch.index_select") and ci.node.args:
+                    table = base_name(ci.node.args[0].value)
+                if _is_update(facts, updates, table, ci.line):
+                    continue
+                yield self._hit(facts, ci.node, ci.line, ci.ctx, table, hit_keys[0], keys[hit_keys[0]])
+
+    def _hit(self, facts, node, line, ctx, table, key, keyinfo) -> Hit:
+        kline, tgt = keyinfo
+        lo, hi = min(kline, line), max(kline, line)
+        if hi - lo > 40:
+            lo = hi = line
+        return Hit(
+            node,
+            f"n-gram table `{table}` is read with key `{key}` built from the target `{tgt}` "
+            f"(key line {kline}, read line {line}): the cached probability of the realized token "
+            f"depends on that token (C1) and is not a normalized distribution (C2)",
+            evidence=facts.line_text(kline) + facts.line_text(line),
+            lines=(lo, hi), ctx=ctx, key=f"read {table}[{key}] keyed by {tgt}",
+        )
+
+
+def _names(facts: Facts, node: cst.CSTNode) -> set[str]:
+    return facts.names(node)
+
+
+def _is_update(facts: Facts, updates, table: str, line: int) -> bool:
+    """``table[k] = table.get(k, 0) + 1`` style: the read feeds a store into the same table."""
+    for ai in updates:
+        if ai.line <= line <= ai.end and base_name(ai.targets[0]) == table:
+            return True
+    return False

@@ -1,0 +1,52 @@
+"""The auto suite: every rule's embedded VALID / INVALID examples."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from auditor.findings import Severity
+from rules import ALL_RULES, lint_source
+
+
+def _cases(kind: str):
+    for rule in ALL_RULES:
+        for i, code in enumerate(getattr(rule, kind)):
+            yield pytest.param(rule, code, id=f"{rule.code}-{kind.lower()}-{i}")
+
+
+def _codes(code: str, rule) -> list:
+    return [f for f in lint_source(textwrap.dedent(code), file="example.py") if f.code == rule.code]
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=[r.code for r in ALL_RULES])
+def test_rule_has_examples_and_docs(rule):
+    assert rule.INVALID, f"{rule.code} has no INVALID examples"
+    assert rule.VALID, f"{rule.code} has no VALID examples"
+    doc = rule.__doc__ or ""
+    for heading in ("What it flags:", "Why: the ruling:", "Legal alternative:", "Known limits:"):
+        assert heading in doc, f"{rule.code} docstring lacks {heading!r}"
+    assert rule.code and rule.slug and rule.conditions
+
+
+@pytest.mark.parametrize("rule,code", list(_cases("INVALID")))
+def test_invalid_example_is_flagged(rule, code):
+    found = _codes(code, rule)
+    assert found, f"{rule.code} missed its INVALID example:\n{code}"
+    assert any(f.severity == rule.severity for f in found), [f.severity for f in found]
+    for f in found:
+        assert f.location and f.location.line_start, f
+
+
+@pytest.mark.parametrize("rule,code", list(_cases("VALID")))
+def test_valid_example_is_quiet(rule, code):
+    found = _codes(code, rule)
+    assert not found, f"{rule.code} flagged its VALID example: {[f.message for f in found]}"
+
+
+def test_no_rule_crashes_on_examples():
+    for rule in ALL_RULES:
+        for code in rule.VALID + rule.INVALID:
+            for f in lint_source(textwrap.dedent(code), file="x.py"):
+                assert "rule crashed" not in f.message, f
