@@ -1,0 +1,1 @@
+"""Reference Parameter Golf stack: training, quantization, evaluation and legal TTT (see DESIGN.md)."""
