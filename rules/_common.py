@@ -94,3 +94,54 @@ def assigned_names(ai) -> list[str]:
 
 def root(node) -> str:
     return base_name(node)
+
+
+# --------------------------------------------------------------------------
+# ordering of scoring and update occurrences (C3)
+
+UPDATE_KINDS = {"grad", "step", "cache"}
+
+
+def enclosing_loops(facts: Facts, func: FuncInfo | None, line: int):
+    return [li for li, _ctx in facts.loops if li.func is func and li.start <= line <= li.end]
+
+
+def interleaved(facts: Facts, func: FuncInfo | None, line: int) -> bool:
+    """Is there a scoring occurrence before ``line`` inside a loop of ``func`` that
+    also encloses ``line``? (score chunk i, then update on it: the PR #549 shape)."""
+    loops = enclosing_loops(facts, func, line)
+    if not loops:
+        return False
+    for s_line, _e, _ctx, _n in facts.occurrences(func, {"score"}):
+        if s_line < line and any(li.start <= s_line <= li.end for li in loops):
+            return True
+    return False
+
+
+def later_score(facts: Facts, func: FuncInfo | None, line: int, depth: int = 0, seen=None):
+    """After an update at ``line`` in ``func``: ("protected", None) when a caller
+    interleaves scoring before it, ("after", (line, func)) when something is scored
+    later, ("none", None) otherwise."""
+    seen = seen if seen is not None else set()
+    for s_line, _e, _ctx, _n in facts.occurrences(func, {"score"}):
+        if s_line > line:
+            return "after", (s_line, func)
+    if func is None or depth > 3 or func in seen:
+        return "none", None
+    seen.add(func)
+    results = []
+    for ci in facts.calls:
+        if ci.attr != func.name or ci.ctx.func is func:
+            continue
+        cf = ci.ctx.func
+        if interleaved(facts, cf, ci.line):
+            results.append(("protected", None))
+            continue
+        results.append(later_score(facts, cf, ci.end, depth + 1, seen))
+    for r in results:
+        if r[0] == "after":
+            return r
+    for r in results:
+        if r[0] == "protected":
+            return r
+    return "none", None
