@@ -1,0 +1,100 @@
+"""What a submission.json claims, normalised across the shapes records use.
+
+`seed_results` drifts: {"42": {"val_bpb": ..}}, {"42": 1.12}, or
+[{"seed": 42, "val_bpb": ..}]. Checks compare claims with logs through this
+one view instead of each guessing the shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SeedClaim:
+    val_bpb: float | None = None
+    val_loss: float | None = None
+    bytes_total: int | None = None
+
+
+@dataclass
+class Declared:
+    val_bpb: float | None = None
+    val_loss: float | None = None
+    seeds: list[int] = field(default_factory=list)
+    per_seed: dict[int, SeedClaim] = field(default_factory=dict)
+    bytes_total: int | None = None
+    bytes_code: int | None = None
+
+
+def declared(data: dict | None) -> Declared:
+    if not data:
+        return Declared()
+    out = Declared(
+        val_bpb=_number(data.get("val_bpb")),
+        val_loss=_number(data.get("val_loss")),
+        bytes_total=_integer(data.get("bytes_total")),
+        bytes_code=_integer(data.get("bytes_code")),
+    )
+    out.per_seed = _seed_results(data.get("seed_results"))
+    seeds = data.get("seeds")
+    if isinstance(seeds, list):
+        out.seeds = [s for s in (_integer(x) for x in seeds) if s is not None]
+    elif out.per_seed:
+        out.seeds = list(out.per_seed)
+    return out
+
+
+def _seed_results(raw) -> dict[int, SeedClaim]:
+    items: list[tuple[object, object]] = []
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        items = [(entry.get("seed"), entry) for entry in raw if isinstance(entry, dict)]
+    results: dict[int, SeedClaim] = {}
+    for seed, value in items:
+        seed_int = _integer(seed)
+        if seed_int is None:
+            continue
+        if isinstance(value, dict):
+            results[seed_int] = SeedClaim(
+                val_bpb=_number(value.get("val_bpb")),
+                val_loss=_number(value.get("val_loss")),
+                bytes_total=_integer(value.get("bytes_total", value.get("artifact_bytes"))),
+            )
+        else:
+            results[seed_int] = SeedClaim(val_bpb=_number(value))
+    return results
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _integer(value) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def decimals(value: float) -> int:
+    """Decimal places as written, for comparing a rounded claim with a log."""
+    text = repr(value)
+    if "e" in text or "E" in text:
+        return 8
+    return len(text.split(".")[1]) if "." in text else 0

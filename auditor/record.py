@@ -1,0 +1,130 @@
+"""Load a submission from disk into one Record, without judging it.
+
+Loading and checking are separate on purpose: loading collects every file and
+every parse problem it meets (a malformed submission.json, an unreadable log)
+and never stops early, so the checks can then report all of them at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from auditor.evidence import RunEvidence, looks_like_log, parse_log_file
+from auditor.source import SourceUnit, follow_links, unpack_file
+
+MAX_FILES = 2000
+MAX_JSON_BYTES = 4 * 2**20
+MAX_README_BYTES = 4 * 2**20
+SCRIPT_NAME = "train_gpt.py"
+
+
+class RecordError(Exception):
+    """The path cannot be treated as a submission at all (a usage error)."""
+
+
+@dataclass
+class Record:
+    root: Path
+    name: str
+    track: str | None
+    files: list[str]
+    code_only: bool = False  # a bare train_gpt.py was given, not a folder
+    script: SourceUnit | None = None
+    linked: list[SourceUnit] = field(default_factory=list)
+    submission: dict | None = None
+    submission_error: str | None = None
+    readme: str | None = None
+    logs: list[RunEvidence] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def display(self) -> str:
+        return f"{self.track}/{self.name}" if self.track else self.name
+
+
+def load(path: Path) -> Record:
+    """Load a record folder, or a single script for code-only review."""
+    path = Path(path)
+    if not path.exists():
+        raise RecordError(f"{path}: no such file or folder")
+    if path.is_file():
+        return _load_script_only(path)
+    if not path.is_dir():
+        raise RecordError(f"{path}: not a regular file or folder")
+    return _load_folder(path)
+
+
+def _load_script_only(path: Path) -> Record:
+    record = Record(root=path.parent, name=path.name, track=None, files=[path.name], code_only=True)
+    record.script = unpack_file(path, root=path.parent)
+    record.linked = follow_links(record.script, path.parent)
+    return record
+
+
+def _load_folder(root: Path) -> Record:
+    files = _list_files(root)
+    track = root.parent.name if root.parent.name.startswith("track_") else None
+    record = Record(root=root, name=root.name, track=track, files=files)
+    if len(files) >= MAX_FILES:
+        record.problems.append(f"more than {MAX_FILES} files in the folder; only the first {MAX_FILES} were read")
+
+    if SCRIPT_NAME in files:
+        record.script = unpack_file(root / SCRIPT_NAME, root=root)
+        record.linked = follow_links(record.script, root)
+
+    if "submission.json" in files:
+        record.submission, record.submission_error = _read_json(root / "submission.json")
+
+    readme = next((f for f in files if f.lower() == "readme.md"), None)
+    if readme:
+        record.readme = _read_text(root / readme, MAX_README_BYTES)
+
+    record.logs = [parse_log_file(root / f) for f in files if looks_like_log(f)]
+    return record
+
+
+def _list_files(root: Path) -> list[str]:
+    """Relative POSIX paths of regular files, sorted, skipping VCS and caches."""
+    found: list[str] = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in {".git", "__pycache__"} for part in rel.parts):
+            continue
+        if path.is_file() and not path.is_symlink():
+            found.append(rel.as_posix())
+            if len(found) >= MAX_FILES:
+                break
+    return found
+
+
+def _read_json(path: Path) -> tuple[dict | None, str | None]:
+    """Parse submission.json; return (data, None) or (None, a clear reason)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return None, f"cannot read {path.name}: {exc.strerror}"
+    if len(raw) > MAX_JSON_BYTES:
+        return None, f"{path.name} is {len(raw):,} bytes, over the {MAX_JSON_BYTES:,}-byte limit"
+    if not raw.strip():
+        return None, f"{path.name} is empty"
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, f"{path.name} is not UTF-8 (byte {exc.start})"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if not isinstance(data, dict):
+        return None, f"{path.name} must hold a JSON object, found {type(data).__name__}"
+    return data, None
+
+
+def _read_text(path: Path, limit: int) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return None
