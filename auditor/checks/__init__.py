@@ -1,0 +1,36 @@
+"""Folder checks: a chain of small checkers that each report every failure.
+
+Modelled on MLCommons' mlperf_logging: no checker stops the chain, and each
+finding names the file (and line) it rests on.
+"""
+
+from __future__ import annotations
+
+from auditor.checks import claims, code, data, layout, logs, metadata, seeds, size, timing
+from auditor.checks.base import CheckRule
+from auditor.findings import Finding
+from auditor.record import Record
+
+FOLDER_CHECKS = (layout, metadata, logs, seeds, claims, size, timing, data)
+CODE_CHECKS = (code,)
+
+
+def run_checks(record: Record) -> list[Finding]:
+    modules = CODE_CHECKS if record.code_only else FOLDER_CHECKS + CODE_CHECKS
+    # Code-only review still reports uncounted code from the size module.
+    if record.code_only:
+        modules = modules + (size,)
+    findings: list[Finding] = []
+    for module in modules:
+        findings += module.check(record)
+    return findings
+
+
+def all_check_rules() -> list[CheckRule]:
+    """Every folder-check rule, for `pgolf rules` and `pgolf explain`."""
+    found = {}
+    for module in FOLDER_CHECKS + CODE_CHECKS:
+        for value in vars(module).values():
+            if isinstance(value, CheckRule):
+                found[value.code] = value
+    return [found[c] for c in sorted(found)]

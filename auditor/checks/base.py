@@ -1,0 +1,48 @@
+"""A folder check's identity: code, slug and ruling, shared by all its findings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from auditor.findings import Finding, Location, Severity
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    code: str
+    slug: str
+    summary: str
+    reference: str = "RULEBOOK.md: evidence rules"
+
+    def finding(
+        self,
+        severity: Severity,
+        message: str,
+        location: Location | None = None,
+        evidence: tuple[str, ...] | list[str] = (),
+        key: str = "",
+    ) -> Finding:
+        return Finding(
+            code=self.code,
+            slug=self.slug,
+            severity=severity,
+            message=message,
+            location=location,
+            evidence=tuple(evidence),
+            reference=self.reference,
+            key=key,
+        )
+
+
+def log_location(log: str, cited) -> Location:
+    """Point at the log line a value came from (line 0 means the file name)."""
+    line = getattr(cited, "line", 0) or None
+    return Location(log, line, line)
+
+
+def cite(log: str, cited) -> str:
+    if cited is None:
+        return ""
+    if not getattr(cited, "line", 0):
+        return f"{log}: (from the file name)"
+    return f"{log}:{cited.line}: {cited.text}"
