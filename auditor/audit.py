@@ -1,0 +1,151 @@
+"""Run the whole chain on one path and return what a report needs.
+
+load → unpack → evidence (inside load) → static rules → folder checks →
+significance. Any unexpected exception becomes an ERROR verdict with its
+reason: a reviewer gets an answer, never a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from auditor import record as record_mod
+from auditor.checks import run_checks, significance
+from auditor.checks.size import model_bytes
+from auditor.findings import Finding, Verdict, sort_findings, verdict_of
+from auditor.record import Record, RecordError
+from auditor.stats import Comparison
+
+
+@dataclass
+class SeedRow:
+    log: str
+    seed: int | None
+    metric: str | None
+    val_loss: float | None
+    val_bpb: float | None
+    train_s: float | None
+    eval_s: float | None
+    bytes_total: int | None  # shipped code + logged model bytes
+
+
+@dataclass
+class Audit:
+    target: str
+    record: Record | None = None
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None
+    comparison: Comparison | None = None
+    seeds: list[SeedRow] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict_of(self.findings, self.error)
+
+
+@dataclass
+class Options:
+    against: Path | None = None
+    against_losses: list[float] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    static_rules: bool = True
+    debug: bool = False
+
+
+def audit_path(path: Path, options: Options | None = None) -> Audit:
+    """Audit one record folder or script. Raises RecordError for usage errors."""
+    options = options or Options()
+    started = time.perf_counter()
+    audit = Audit(target=str(path))
+    audit.record = record_mod.load(path)  # RecordError: not a submission at all
+    try:
+        findings = run_checks(audit.record)
+        if options.static_rules:
+            findings += lint_record(audit.record, options.env)
+        if options.against is not None or options.against_losses is not None:
+            findings += _significance(audit.record, options, audit)
+        audit.findings = sort_findings(findings)
+        audit.seeds = seed_rows(audit.record)
+    except RecordError:
+        raise
+    except Exception as exc:  # never a traceback for the user; keep the reason
+        audit.error = f"internal error while analysing {path}: {type(exc).__name__}: {exc}"
+        if options.debug:
+            audit.error += "\n" + traceback.format_exc()
+    audit.elapsed_s = time.perf_counter() - started
+    return audit
+
+
+def lint_record(record: Record, env: dict[str, str]) -> list[Finding]:
+    """Static rules over every code unit the script runs."""
+    try:
+        import rules
+    except ImportError:
+        return []
+    if not hasattr(rules, "lint") or record.script is None:
+        return []
+    config = rules.LintConfig(env=dict(env), evidence_lines=evidence_lines(record))
+    findings: list[Finding] = []
+    for unit in [record.script, *record.linked]:
+        findings += rules.lint(unit, config)
+    return findings
+
+
+def evidence_lines(record: Record, per_file: int = 20_000) -> list[tuple[str, int, str]]:
+    """Lines of logs, README and submission.json that can show a path ran.
+
+    Per-step training lines are skipped: they are most of a log and never
+    name an evaluation path.
+    """
+    lines: list[tuple[str, int, str]] = []
+    sources = [run.log for run in record.logs] + [f for f in record.files if f.lower() in ("readme.md", "submission.json")]
+    for name in sources:
+        try:
+            with (record.root / name).open("r", encoding="utf-8", errors="replace") as fh:
+                kept = 0
+                for number, text in enumerate(fh, 1):
+                    if text.startswith("step:"):
+                        continue
+                    lines.append((name, number, text.rstrip("\n")[:500]))
+                    kept += 1
+                    if kept >= per_file:
+                        break
+        except OSError:
+            continue
+    return lines
+
+
+def seed_rows(record: Record) -> list[SeedRow]:
+    shipped = record.script.shipped_bytes if record.script else 0
+    rows = []
+    for run in record.logs:
+        model, _ = model_bytes(run)
+        rows.append(
+            SeedRow(
+                log=run.log,
+                seed=int(run.seed.value) if run.seed else None,
+                metric=run.headline.name if run.headline else None,
+                val_loss=run.headline.val_loss if run.headline else None,
+                val_bpb=run.headline.val_bpb if run.headline else None,
+                train_s=float(run.train_time_ms.value) / 1000 if run.train_time_ms else None,
+                eval_s=float(run.eval_time_ms.value) / 1000 if run.eval_time_ms else None,
+                bytes_total=shipped + model if model is not None and record.script else None,
+            )
+        )
+    return sorted(rows, key=lambda r: (r.seed is None, r.seed or 0, r.log))
+
+
+def _significance(record: Record, options: Options, audit: Audit) -> list[Finding]:
+    if options.against is not None:
+        other = record_mod.load(options.against)
+        audit.comparison = significance.compare_runs(record.logs, other.logs)
+        label = other.display
+    else:
+        audit.comparison = significance.compare_runs(record.logs, old_losses=options.against_losses)
+        label = "the given val_loss values"
+    date = (record.submission or {}).get("date")
+    return significance.check(audit.comparison, date if isinstance(date, str) else None, label)

@@ -1,0 +1,53 @@
+"""Look up the text a finding points at, in its decoded layer or its log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from auditor.findings import Finding
+
+
+def frame(audit, finding: Finding, context: int = 2) -> tuple[int, list[str]] | None:
+    """(first line number, lines) around the finding, or None if not found."""
+    loc = finding.location
+    if loc is None or not loc.line_start or audit.record is None:
+        return None
+    text = _layer_text(audit.record, loc.file, loc.layer)
+    if text is None:
+        text = _file_text(audit.record.root / loc.file)
+    if text is None:
+        return None
+    lines = text.splitlines()
+    start = max(1, loc.line_start - context)
+    end = min(len(lines), (loc.line_end or loc.line_start) + context)
+    if start > len(lines):
+        return None
+    return start, [line[:240] for line in lines[start - 1 : end]]
+
+
+def _layer_text(record, file: str, layer: str) -> str | None:
+    for unit in [record.script, *record.linked] if record.script else []:
+        if unit.name == file or (unit.path and unit.path.name == file):
+            for candidate in unit.layers:
+                if candidate.name == layer:
+                    return candidate.text
+    return None
+
+
+def _file_text(path: Path, limit: int = 16 * 2**20) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(limit).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def artifact_path(audit, file: str) -> str:
+    """Path of a finding's file as a user (or GitHub) would open it."""
+    if audit.record is None:
+        return file
+    path = audit.record.root / file
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()

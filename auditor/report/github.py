@@ -1,0 +1,32 @@
+"""GitHub Actions workflow commands: annotations on the PR's files."""
+
+from __future__ import annotations
+
+from auditor.report.frames import artifact_path
+
+COMMANDS = {"illegal": "error", "warning": "warning", "info": "notice"}
+
+
+def render(audits, out) -> None:
+    for audit in audits:
+        for finding in audit.findings:
+            props = [f"title={_escape_prop(finding.rule)}"]
+            loc = finding.location
+            if loc is not None:
+                props.insert(0, f"file={_escape_prop(artifact_path(audit, loc.file))}")
+                if loc.line_start and loc.layer == "shipped":
+                    props.insert(1, f"line={loc.line_start}")
+            message = finding.message
+            if loc is not None and loc.layer != "shipped":
+                message += f" (decoded layer {loc.layer}, line {loc.line_start})"
+            out.write(f"::{COMMANDS[finding.severity.value]} {','.join(props)}::{_escape_data(message)}\n")
+        name = audit.record.display if audit.record else audit.target
+        out.write(f"::notice title=pgolf verdict::{_escape_data(f'{name}: {audit.verdict.value}')}\n")
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
