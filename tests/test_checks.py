@@ -1,0 +1,249 @@
+"""Folder checks on synthetic records: each test breaks one thing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import lzma
+
+import pytest
+
+from auditor.audit import Options, audit_path
+from auditor.findings import Severity, Verdict
+from auditor.record import RecordError
+from tests.recordkit import LEGAL_SCRIPT, RecordSpec, Run, write_record
+
+FOLDER_ONLY = Options(static_rules=False)
+
+
+def audit(tmp_path, spec=None, options=FOLDER_ONLY):
+    return audit_path(write_record(tmp_path, spec), options)
+
+
+def codes(result, severity=None):
+    return sorted({f.code for f in result.findings if severity is None or f.severity == severity})
+
+
+def by_code(result, code):
+    return [f for f in result.findings if f.code == code]
+
+
+def test_valid_record_passes_with_seed_table(tmp_path):
+    result = audit(tmp_path)
+    assert result.verdict == Verdict.PASS, [f.message for f in result.findings]
+    assert [row.seed for row in result.seeds] == [42, 314, 999]
+    row = result.seeds[0]
+    assert row.metric == "final_int6_sliding_window_exact"
+    assert row.val_bpb == pytest.approx(1.1260123)
+    assert row.train_s == pytest.approx(599.812)
+    assert row.bytes_total == 15_800_000 + len(LEGAL_SCRIPT.encode())
+
+
+def test_training_overrun_within_one_step_is_only_info(tmp_path):
+    result = audit(tmp_path, RecordSpec(runs=[Run(1, train_ms=600_038), Run(2), Run(3)]))
+    assert result.verdict == Verdict.PASS
+    assert [f.severity for f in by_code(result, "PG410")] == [Severity.INFO]
+
+
+def test_oversize_artifact_fails_with_measured_numbers(tmp_path):
+    runs = [Run(42, model_bytes=15_999_000), Run(314), Run(999)]
+    result = audit(tmp_path, RecordSpec(runs=runs, submission=None))
+    limit = [f for f in by_code(result, "PG407") if "train_seed42.log" in f.message]
+    assert result.verdict == Verdict.FAIL
+    assert len(limit) == 1
+    total = 15_999_000 + len(LEGAL_SCRIPT.encode())
+    assert f"{total:,}" in limit[0].message
+    assert limit[0].location.file == "train_seed42.log" and limit[0].location.line_start
+
+
+def test_just_under_the_limit_passes(tmp_path):
+    model = 16_000_000 - len(LEGAL_SCRIPT.encode())
+    result = audit(tmp_path, RecordSpec(runs=[Run(1, model_bytes=model), Run(2, model_bytes=model), Run(3)]))
+    assert "PG407" not in codes(result)
+
+
+def test_missing_seed_log(tmp_path):
+    result = audit(tmp_path, RecordSpec(drop=("train_seed999.log",)))
+    assert result.verdict == Verdict.FAIL
+    assert "PG404" in codes(result, Severity.ILLEGAL)  # two seeds left
+    mismatch = by_code(result, "PG405")
+    assert any("seed 999 is declared" in f.message for f in mismatch)
+
+
+def test_duplicate_seed_is_counted_once(tmp_path):
+    runs = [Run(1), Run(1, filename="train_seed1_again.log"), Run(2)]
+    result = audit(tmp_path, RecordSpec(runs=runs))
+    assert any("appears in 2 logs" in f.message for f in by_code(result, "PG404"))
+    assert any(f.severity == Severity.ILLEGAL for f in by_code(result, "PG404"))
+
+
+def test_claimed_score_better_than_logs_is_illegal(tmp_path):
+    spec = RecordSpec()
+    write_record(tmp_path, spec)  # throwaway, only to learn the shipped size
+    submission = json.loads((tmp_path / "track_10min_16mb/2026-05-01_synthetic/submission.json").read_text())
+    submission["val_bpb"] = 1.05
+    submission["seed_results"]["42"]["val_bpb"] = 1.11
+    result = audit(tmp_path / "second", RecordSpec(submission=submission))
+    mismatch = by_code(result, "PG406")
+    assert {f.key for f in mismatch} == {"mean", "seed:42"}
+    assert all(f.severity == Severity.ILLEGAL for f in mismatch)
+    mean_finding = next(f for f in mismatch if f.key == "mean")
+    assert "better than every logged run" in mean_finding.message
+    assert mean_finding.location.line_start  # points at the "val_bpb" line
+
+
+def test_claim_rounded_to_four_decimals_is_not_a_mismatch(tmp_path):
+    spec = RecordSpec()
+    write_record(tmp_path, spec)
+    submission = json.loads((tmp_path / "track_10min_16mb/2026-05-01_synthetic/submission.json").read_text())
+    submission["val_bpb"] = 1.126  # rounded
+    submission["seed_results"] = {"42": 1.1260, "314": 1.126012, "999": 1.12601}  # truncated
+    result = audit(tmp_path / "second", RecordSpec(submission=submission))
+    assert "PG406" not in codes(result)
+
+
+def test_packed_script_counts_shipped_bytes_and_flags_log_counting_unpacked(tmp_path):
+    payload = base64.b85encode(lzma.compress(LEGAL_SCRIPT.encode())).decode()
+    packed = f'import lzma,base64\nexec(lzma.decompress(base64.b85decode("{payload}")))\n'
+    unpacked = len(LEGAL_SCRIPT.encode())
+    runs = [Run(s, code_bytes=unpacked) for s in (1, 2, 3)]
+    spec = RecordSpec(runs=runs, script=packed)
+    result = audit(tmp_path, spec)
+    assert result.record.script.packed
+    claim = by_code(result, "PG408")
+    log_findings = [f for f in claim if f.location.file.endswith(".log")]
+    assert len(log_findings) == 3
+    assert all("counts the unpacked source" in f.message for f in log_findings)
+    assert result.seeds[0].bytes_total == 15_800_000 + len(packed.encode())
+
+
+def test_execd_sibling_file_is_uncounted_code(tmp_path):
+    script = LEGAL_SCRIPT + '\nexec(open("helpers.py").read())\n'
+    spec = RecordSpec(script=script, extra_files={"helpers.py": "def helper():\n    return 1\n"})
+    result = audit(tmp_path, spec)
+    uncounted = by_code(result, "PG409")
+    assert result.verdict == Verdict.FAIL
+    assert len(uncounted) == 1 and "helpers.py" in uncounted[0].message
+    assert uncounted[0].location.line_start == script.count("\n")
+
+
+def test_local_import_is_uncounted_but_stdlib_is_not(tmp_path):
+    script = "import os\nimport json\nfrom kernels import fused_mlp\n" + LEGAL_SCRIPT
+    spec = RecordSpec(script=script, extra_files={"kernels.py": "def fused_mlp(x):\n    return x\n"})
+    result = audit(tmp_path, spec)
+    uncounted = by_code(result, "PG409")
+    assert [f.key for f in uncounted] == ["link:kernels"]
+
+
+def test_eval_over_600_seconds(tmp_path):
+    result = audit(tmp_path, RecordSpec(runs=[Run(1, eval_ms=612_000), Run(2), Run(3)]))
+    slow = by_code(result, "PG411")
+    assert result.verdict == Verdict.FAIL
+    assert len(slow) == 1 and "612.0 s" in slow[0].message
+
+
+def test_training_over_the_cap(tmp_path):
+    result = audit(tmp_path, RecordSpec(runs=[Run(1, train_ms=640_000), Run(2), Run(3)]))
+    assert [f.severity for f in by_code(result, "PG410")] == [Severity.ILLEGAL]
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ('{"author": "x", "val_bpb": 1.1,', "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "not UTF-8"),
+        ("", "is empty"),
+        ("[1, 2, 3]", "must hold a JSON object"),
+    ],
+)
+def test_malformed_submission_json(tmp_path, content, fragment):
+    result = audit(tmp_path, RecordSpec(submission=content))
+    parse = by_code(result, "PG402")
+    assert result.verdict == Verdict.FAIL
+    assert any(fragment in f.message for f in parse), [f.message for f in parse]
+    # the rest of the chain still ran
+    assert result.seeds and "PG404" not in codes(result)
+
+
+def test_submission_json_types_and_unknown_keys(tmp_path):
+    submission = {"author": "a", "github_id": "a", "name": "n", "date": "yesterday", "val_bpb": "1.12", "flux": 3}
+    result = audit(tmp_path, RecordSpec(submission=submission))
+    findings = {f.key: f for f in by_code(result, "PG402")}
+    assert findings["type:val_bpb"].severity == Severity.ILLEGAL
+    assert findings["date-format"].severity == Severity.WARNING
+    assert findings["unknown:flux"].severity == Severity.INFO
+
+
+def test_garbage_log_is_reported_not_crashed(tmp_path):
+    garbage = bytes(range(256)) * 64
+    spec = RecordSpec(extra_files={"train_seed7.log": garbage})
+    result = audit(tmp_path, spec)
+    evidence = [f for f in by_code(result, "PG403") if f.location.file == "train_seed7.log"]
+    assert evidence, "a garbage log must produce a log-evidence finding"
+    assert result.verdict != Verdict.ERROR
+
+
+def test_truncated_log_reports_missing_headline(tmp_path):
+    spec = RecordSpec()
+    folder = write_record(tmp_path, spec)
+    log = folder / "train_seed42.log"
+    text = log.read_text()
+    log.write_text(text[: text.index("stopping_early")])
+    result = audit_path(folder, FOLDER_ONLY)
+    messages = [f.message for f in by_code(result, "PG403") if f.location.file == "train_seed42.log"]
+    assert any("headline" in m for m in messages), messages
+    assert result.verdict == Verdict.WARN
+
+
+def test_declared_bytes_smaller_than_measured(tmp_path):
+    submission_bytes = 15_000_000
+    spec = RecordSpec()
+    write_record(tmp_path, spec)
+    submission = json.loads((tmp_path / "track_10min_16mb/2026-05-01_synthetic/submission.json").read_text())
+    submission["bytes_total"] = submission_bytes
+    result = audit(tmp_path / "second", RecordSpec(submission=submission))
+    claim = [f for f in by_code(result, "PG408") if f.key == "declared-total"]
+    assert len(claim) == 1 and claim[0].severity == Severity.ILLEGAL
+    assert "15,000,000" in claim[0].message
+
+
+def test_validation_subset_is_flagged(tmp_path):
+    result = audit(tmp_path, RecordSpec(runs=[Run(1, val_tokens=4_000_000), Run(2), Run(3)]))
+    tokens = by_code(result, "PG412")
+    assert any(f.severity == Severity.ILLEGAL and "4,000,000" in f.message for f in tokens)
+    assert any(f.key == "differ" for f in tokens)
+
+
+def test_missing_required_files(tmp_path):
+    result = audit(tmp_path, RecordSpec(drop=("README.md",), readme=None))
+    assert [f.key for f in by_code(result, "PG401")] == ["README.md"]
+
+
+def test_missing_folder_is_a_usage_error(tmp_path):
+    with pytest.raises(RecordError):
+        audit_path(tmp_path / "nope")
+
+
+def test_code_only_review_skips_folder_checks(tmp_path):
+    script = tmp_path / "train_gpt.py"
+    script.write_text(LEGAL_SCRIPT)
+    result = audit_path(script, FOLDER_ONLY)
+    assert result.verdict == Verdict.PASS
+    assert result.record.code_only and not result.seeds
+
+
+def test_fingerprints_are_stable_across_line_moves(tmp_path):
+    first = audit(tmp_path / "a", RecordSpec(runs=[Run(1, eval_ms=700_000), Run(2), Run(3)]))
+    second = audit(tmp_path / "b", RecordSpec(runs=[Run(1, eval_ms=800_000), Run(2), Run(3)]))
+    fp = lambda r: {f.fingerprint for f in by_code(r, "PG411")}  # noqa: E731
+    assert fp(first) == fp(second) and len(fp(first)) == 1
+
+
+@pytest.mark.parametrize(
+    "claimed, logged, ok",
+    [(1.126, 1.1260123, True), (1.1261, 1.12605, True), (1.1260, 1.12609, True), (1.12, 1.1260123, False), (1.1259, 1.1260123, False)],
+)
+def test_claim_matches_only_as_rounded_or_truncated(claimed, logged, ok):
+    from auditor.checks.claims import matches
+
+    assert matches(claimed, logged) is ok
