@@ -1,0 +1,295 @@
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import libcst as cst
+
+from auditor.findings import Severity
+
+from .engine import Hit, Rule, register
+from .facts import Facts, FuncInfo, base_name, dotted, target_names
+
+_START_RE = re.compile(r"^(s|s0|st|\w*start\w*|\w*begin\w*|scored_from|score_from|ctx|ctx_len|context|"
+                       r"context_len|prefix|prefix_len|n_ctx|first_scored)$")
+_LOSS_CALL_RE = re.compile(r"(cross_entropy|nll_loss|log_softmax|logsumexp|\bnll\b|\bloss\b)")
+
+
+def _slices(facts: Facts, node: cst.CSTNode):
+    out = []
+
+    class V(cst.CSTVisitor):
+        def visit_Subscript(self, s: cst.Subscript) -> None:
+            for el in s.slice:
+                if isinstance(el.slice, cst.Slice):
+                    out.append(el.slice)
+
+    node.visit(V())
+    return out
+
+
+def _start_like(facts: Facts, node) -> bool:
+    if node is None:
+        return False
+    text = facts.code(node).strip()
+    # s, start, s + 1, ctx_len - 1 ...
+    head = re.split(r"[\s+\-*]", text)[0]
+    return bool(_START_RE.match(head))
+
+
+def _coverage(facts: Facts, nodes: list[cst.CSTNode]) -> tuple[str, str]:
+    """'scored' | 'context' | 'all', with the text that decided it."""
+    context_hint = ""
+    for n in nodes:
+        for sl in _slices(facts, n):
+            if _start_like(facts, sl.lower):
+                return "scored", facts.code(n).strip()
+            if sl.lower is None and _start_like(facts, sl.upper):
+                context_hint = facts.code(n).strip()
+
+        class C(cst.CSTVisitor):
+            found: list = []
+
+            def visit_Comparison(self, c: cst.Comparison) -> None:
+                for ct in c.comparisons:
+                    if _start_like(facts, ct.comparator):
+                        self.found.append(type(ct.operator).__name__)
+
+        c = C()
+        c.found = []
+        n.visit(c)
+        if any(op in ("GreaterThanEqual", "GreaterThan") for op in c.found):
+            return "scored", facts.code(n).strip()
+        if any(op in ("LessThan", "LessThanEqual") for op in c.found):
+            context_hint = facts.code(n).strip()
+    if context_hint:
+        return "context", context_hint
+    return "all", ""
+
+
+@register
+class SlotScoredRegion(Rule):
+    """SLOT: a per-window delta fitted on an objective that covers scored positions.
+
+    What it flags:
+        A tensor created in evaluation code with ``requires_grad=True`` (or an
+        ``nn.Parameter`` outside ``__init__``) and optimized (``torch.optim.*([delta])``
+        or ``autograd.grad(.., delta)``) in a loop, when the fitting loss covers
+        positions that are then scored: a slice starting at the scoring start
+        (``[s:wlen]``, ``[:, s:]``), a mask ``>= s`` or filled over ``[s:..]``, or
+        no slice or mask at all (all positions). Also a context-only objective
+        whose delta has batch dimension 1 while the batch holds several windows:
+        the shared delta sees targets scored by the other windows of the batch.
+
+    Why: the ruling:
+        PR #1240 analysis (never accepted): when the delta is fitted on the scored
+        targets, the NLL at one position changes when another target is flipped
+        (240/240 pairs); the distribution at t depends on x_t and later tokens (C1).
+
+    Legal alternative:
+        Context-only SLOT: fit one delta per window (``[B,1,D]``) on positions
+        already scored in earlier windows (``[:s]``), or on tokens from earlier
+        batches only; then score ``[s:wlen]`` with it.
+
+    Known limits:
+        The scoring start is recognised by name (``s``, ``start``, ``ctx_len``,
+        ``prefix_len``…); a mask built in another function is treated as "all
+        positions" only if no slice or comparison is seen. Logit-bias variants are
+        covered when the bias is the optimized tensor.
+    """
+
+    code = "PG104"
+    slug = "slot-scored-region"
+    severity = Severity.ILLEGAL
+    conditions = ("C1",)
+    reference = "openai/parameter-golf PR #1240 (SLOT analysis)"
+
+    INVALID = [
+        # delta fitted on the scored slice [s:wlen]
+        '''
+import torch
+import torch.nn.functional as F
+def slot_eval(model, windows, steps, lr):
+    nll_sum = 0.0
+    for x, y, s, wlen in windows:
+        h = model.hidden(x)
+        delta = torch.zeros(1, 1, h.size(-1), device=h.device, requires_grad=True)
+        opt = torch.optim.AdamW([delta], lr=lr)
+        for _ in range(steps):
+            logits = model.head(h + delta)
+            loss = F.cross_entropy(logits[0, s:wlen], y[0, s:wlen])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        with torch.no_grad():
+            nll_sum += F.cross_entropy(model.head(h + delta)[0, s:wlen], y[0, s:wlen], reduction="sum").item()
+    return nll_sum
+''',
+        # the same with a mask and a different spelling
+        '''
+import torch
+def fit_bias(model, x, y, begin_score, iters):
+    h = model.hidden(x)
+    bias = torch.nn.Parameter(torch.zeros(h.size(-1), device=h.device))
+    opt = torch.optim.Adam([bias], lr=0.01)
+    pos = torch.arange(y.size(1), device=y.device)
+    mask = (pos >= begin_score).float()
+    for it in range(iters):
+        nll = torch.nn.functional.cross_entropy(model.head(h + bias).transpose(1, 2), y, reduction="none")
+        obj = (nll * mask).sum() / mask.sum()
+        obj.backward()
+        opt.step()
+    return bias
+''',
+        # all positions of the window
+        '''
+import torch
+def slot(model, xb, yb, steps):
+    h = model.hidden(xb)
+    d = torch.zeros(xb.size(0), 1, h.size(-1), device=h.device, requires_grad=True)
+    opt = torch.optim.SGD([d], lr=0.1)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model.head(h + d).flatten(0, 1), yb.flatten())
+        loss.backward()
+        opt.step()
+    return d
+''',
+        # context-only objective but one delta shared by a batch of overlapping windows
+        '''
+import torch
+def slot_batched(model, val_tokens, starts, s, seq_len, steps):
+    xb = torch.stack([val_tokens[a:a + seq_len] for a in starts])
+    yb = torch.stack([val_tokens[a + 1:a + seq_len + 1] for a in starts])
+    h = model.hidden(xb)
+    delta = torch.zeros(1, 1, h.size(-1), device=h.device, requires_grad=True)
+    opt = torch.optim.AdamW([delta], lr=0.005)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model.head(h + delta)[:, :s].flatten(0, 1), yb[:, :s].flatten())
+        loss.backward()
+        opt.step()
+    return delta
+''',
+    ]
+    VALID = [
+        # context-only, one delta per window
+        '''
+import torch
+def slot_ctx(model, xb, yb, s, steps):
+    h = model.hidden(xb)
+    delta = torch.zeros(xb.size(0), 1, h.size(-1), device=h.device, requires_grad=True)
+    opt = torch.optim.AdamW([delta], lr=0.005)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model.head(h + delta)[:, :s].flatten(0, 1), yb[:, :s].flatten())
+        loss.backward()
+        opt.step()
+    return delta
+''',
+        # model parameters created in __init__ (not SLOT)
+        '''
+import torch
+class Gate(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.g = torch.nn.Parameter(torch.zeros(dim))
+    def forward(self, x):
+        return x * torch.sigmoid(self.g)
+''',
+        # plain sliding-window evaluation
+        '''
+import torch
+@torch.no_grad()
+def sliding(model, val_tokens, seq_len, stride):
+    nll_sum = 0.0
+    for a in range(0, len(val_tokens) - seq_len, stride):
+        s = 0 if a == 0 else seq_len - stride
+        x = val_tokens[a:a + seq_len][None]
+        y = val_tokens[a + 1:a + seq_len + 1][None]
+        nll = torch.nn.functional.cross_entropy(model(x)[0], y[0], reduction="none")
+        nll_sum += nll[s:].sum().item()
+    return nll_sum
+''',
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Hit]:
+        for ai in facts.assigns:
+            func = ai.ctx.func
+            if func is None or func.name == "__init__" or ai.value is None or ai.op != "=":
+                continue
+            if not _is_fitted_tensor(facts, ai.value):
+                continue
+            for delta in [n for t in ai.targets for n in target_names(t)]:
+                yield from self._check_delta(facts, func, ai, delta)
+
+    def _check_delta(self, facts: Facts, func: FuncInfo, ai, delta: str) -> Iterator[Hit]:
+        # an optimizer / autograd.grad over the delta
+        optimized = False
+        for ci in facts.calls_by_func.get(func, ()):
+            if (dotted(ci.node.func).startswith(("torch.optim", "optim.")) or ci.attr in (
+                    "Adam", "AdamW", "SGD")) and ci.node.args and delta in facts.names(ci.node.args[0].value):
+                optimized = True
+            if ci.name in ("torch.autograd.grad", "autograd.grad") and delta in facts.names(ci.node):
+                optimized = True
+        if not optimized:
+            return
+        loops = [li for li, _ in facts.loops if li.func is func and li.start > ai.line]
+        fit_loops = [li for li in loops if any(
+            s.kind in ("grad", "step") and li.start <= s.line <= li.end and s.ctx.func is func
+            for s in facts.sites)]
+        if not fit_loops:
+            return
+        fit = min(fit_loops, key=lambda li: li.end - li.start)
+        losses = [a for a in facts.assigns if a.ctx.func is func and fit.start <= a.line <= fit.end
+                  and a.value is not None and _LOSS_CALL_RE.search(facts.code(a.value))]
+        if not losses:
+            return
+        nodes: list[cst.CSTNode] = [a.value for a in losses]
+        # one level of definitions behind the loss (masks, weights, sliced logits)
+        used = set().union(*(facts.names(n) for n in nodes))
+        for name in used:
+            for line, val in func.defs.get(name, []):
+                if val is not None and line < fit.end and not isinstance(val, cst.For):
+                    nodes.append(val)
+        for a in facts.assigns:  # mask[:, s:wlen] = 1
+            if a.ctx.func is func and a.line < fit.end and any(
+                    isinstance(t, cst.Subscript) and base_name(t) in used for t in a.targets):
+                nodes.extend(t for t in a.targets if isinstance(t, cst.Subscript))
+        cover, text = _coverage(facts, nodes)
+        loss_line = losses[0].line
+        where = dict(lines=(fit.start, fit.end), ctx=losses[0].ctx)
+        if cover == "scored":
+            yield Hit(fit.node,
+                      f"SLOT: `{delta}` is fitted on an objective over the scored positions "
+                      f"(`{text[:80]}`), then used to score them: the delta is a function of the "
+                      f"scored targets (C1)", evidence=facts.line_text(ai.line) + facts.line_text(loss_line),
+                      key=f"slot scored {delta}", **where)
+        elif cover == "all":
+            yield Hit(fit.node,
+                      f"SLOT: `{delta}` is fitted on every position of the window (no context-only "
+                      f"slice or mask in the loss at line {loss_line}), including the positions it then "
+                      f"scores (C1)", evidence=facts.line_text(ai.line) + facts.line_text(loss_line),
+                      key=f"slot all {delta}", **where)
+        else:
+            shape = facts.code(ai.value)
+            shared = re.search(r"\(\s*1\s*,\s*1\s*,", shape) is not None
+            batched = any(ci.name in ("torch.stack", "torch.cat") for ci in facts.calls_by_func.get(func, ()))
+            if shared and batched:
+                yield Hit(fit.node,
+                          f"SLOT: `{delta}` has batch dimension 1 but is fitted on a batch of stacked "
+                          f"windows: its context-only objective (`{text[:60]}`) includes tokens that "
+                          f"other windows of the same batch score (C1)",
+                          evidence=facts.line_text(ai.line) + facts.line_text(loss_line),
+                          confidence="medium", key=f"slot shared {delta}", **where)
+
+
+def _is_fitted_tensor(facts: Facts, value: cst.BaseExpression) -> bool:
+    if not isinstance(value, cst.Call):
+        return False
+    name = dotted(value.func)
+    if name.endswith("Parameter"):
+        return True
+    for a in value.args:
+        if a.keyword and a.keyword.value == "requires_grad" and facts.code(a.value).strip() == "True":
+            return True
+    if isinstance(value.func, cst.Attribute) and value.func.attr.value == "requires_grad_":
+        return True
+    return False
