@@ -1,0 +1,146 @@
+"""Reference stack, evaluation side: window plans, the ledger, every legal TTT path.
+
+The C1 probe used throughout: change the token at position j and re-run the whole
+evaluation (adaptation included); the NLL of every position before j must be
+bit-identical, because nothing scored before j may depend on token j.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+sp_mod = pytest.importorskip("sentencepiece")
+
+from reference_impl import ttt  # noqa: E402
+from reference_impl.bytes import build_byte_tables  # noqa: E402
+from reference_impl.config import Config  # noqa: E402
+from reference_impl.data import load_val_tokens  # noqa: E402
+from reference_impl.evaluate import evaluate, plan_windows  # noqa: E402
+from reference_impl.ledger import ScoreLedger, ScoreLedgerError  # noqa: E402
+from reference_impl.model import GPT  # noqa: E402
+from reference_impl.synthetic import toy_corpus  # noqa: E402
+
+N_VAL = 1200
+
+
+@pytest.fixture(scope="module")
+def setup():
+    corpus = toy_corpus()
+    cfg = Config.from_env({"CONFIG": "toy", "EVAL_SEQ_LEN": "64", "EVAL_STRIDE": "32", "EVAL_BATCH_SEQS": "4",
+                           "TTT_CHUNK_TOKENS": "256", "TTT_LR": "0.05", "LORA_LR": "0.05", "SLOT_LR": "0.1"})
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    sp = sp_mod.SentencePieceProcessor(model_file=corpus["tokenizer"])
+    tables = build_byte_tables(sp, cfg.vocab_size)
+    val = load_val_tokens(os.path.join(corpus["dir"], "fineweb_val_*.bin"))[:N_VAL].clone()
+    return cfg, model, tables, val
+
+
+PATHS = {
+    "canonical": lambda m, v, t, c: evaluate(m, v, t, c.eval_seq_len, 0, c.eval_batch_seqs, keep_nll=True),
+    "sliding": lambda m, v, t, c: evaluate(m, v, t, c.eval_seq_len, c.eval_stride, c.eval_batch_seqs, keep_nll=True),
+    "chunk_ttt": lambda m, v, t, c: ttt.eval_chunk_ttt(m, v, t, c, keep_nll=True),
+    "lora_ttt": lambda m, v, t, c: ttt.eval_lora_ttt(m, v, t, c, keep_nll=True),
+    "slot": lambda m, v, t, c: ttt.eval_slot(m, v, t, c, keep_nll=True),
+    "ngram_tilt": lambda m, v, t, c: ttt.eval_ngram_tilt(m, v, t, c, keep_nll=True),
+}
+
+
+@pytest.mark.parametrize("n,seq,stride", [(10, 4, 0), (10, 4, 2), (11, 4, 3), (5, 8, 2), (2, 4, 0), (1000, 64, 7),
+                                          (1000, 64, 64), (129, 64, 32)])
+def test_window_plan_scores_every_target_once(n, seq, stride):
+    counts = np.zeros(n, dtype=int)
+    for s, e, first in plan_windows(n, seq, stride):
+        assert 0 <= s < first <= e + 0 and e - s <= seq and first >= s + 1
+        counts[first : e + 1] += 1
+    assert counts[0] == 0 and (counts[1:] == 1).all()
+
+
+def test_ledger_refuses_double_scoring_and_updates_on_unscored_tokens():
+    led = ScoreLedger(10)
+    led.score([1, 2, 3], [0.1, 0.2, 0.3], [1, 1, 1])
+    led.check_update([0, 1, 2, 3])
+    with pytest.raises(ScoreLedgerError, match="twice"):
+        led.score([3, 4], [0.1, 0.1], [1, 1])
+    with pytest.raises(ScoreLedgerError, match="twice"):
+        led.score([5, 5], [0.1, 0.1], [1, 1])
+    with pytest.raises(ScoreLedgerError, match="unscored"):
+        led.check_update([2, 3, 4])
+    with pytest.raises(ScoreLedgerError, match="never scored"):
+        led.finalize()
+    led.score(list(range(4, 10)), [0.5] * 6, [2] * 6)
+    res = led.finalize()
+    assert res["tokens"] == 9 and res["bytes"] == 15
+    assert res["val_bpb"] == pytest.approx((0.6 + 3.0) / math.log(2) / 15)
+
+
+@pytest.mark.parametrize("name", list(PATHS))
+def test_every_path_scores_every_token_once_and_is_causal(setup, name):
+    cfg, model, tables, val = setup
+    res, led = PATHS[name](model, val, tables, cfg)
+    assert res["tokens"] == N_VAL - 1
+    assert led.scored[1:].all() and not np.isnan(led.nll[1:]).any()
+    j = 700
+    flipped = val.clone()
+    flipped[j] = (val[j] + 7) % cfg.vocab_size
+    if flipped[j] == cfg.bos_id:
+        flipped[j] = 5
+    _, led2 = PATHS[name](model, flipped, tables, cfg)
+    assert np.array_equal(led.nll[1:j], led2.nll[1:j]), name
+    assert not np.array_equal(led.nll[j:], led2.nll[j:])
+
+
+def test_adaptation_changes_scores_after_the_first_chunk_only(setup):
+    """Score-first: the first chunk is scored by the unadapted model; later chunks differ."""
+    cfg, model, tables, val = setup
+    _, base = PATHS["sliding"](model, val, tables, cfg)
+    _, adapted = PATHS["chunk_ttt"](model, val, tables, cfg)
+    first_chunk_end = ttt.group_windows(plan_windows(N_VAL, cfg.eval_seq_len, cfg.eval_stride),
+                                        cfg.ttt_chunk_tokens)[0][-1][1]
+    assert np.allclose(base.nll[1 : first_chunk_end + 1], adapted.nll[1 : first_chunk_end + 1], atol=1e-5)
+    assert not np.allclose(base.nll[first_chunk_end + 1 :], adapted.nll[first_chunk_end + 1 :], atol=1e-5)
+    for name in ("lora_ttt", "slot", "ngram_tilt"):
+        _, other = PATHS[name](model, val, tables, cfg)
+        assert not np.allclose(base.nll[1:], other.nll[1:], atol=1e-5), name
+
+
+def test_training_before_scoring_is_refused_by_the_ledger(setup):
+    """An injected illegal update (train on a chunk nobody scored yet) raises."""
+    cfg, model, tables, val = setup
+    led = ScoreLedger(val.numel())
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with pytest.raises(ScoreLedgerError, match="unscored"):
+        ttt._train_range(model, opt, val, 1, 200, cfg, led, 0, 1, torch.device("cpu"))
+
+
+def test_lora_adapter_resets_between_documents(setup):
+    cfg, model, tables, val = setup
+    spans = ttt.doc_spans(val, cfg.bos_id)
+    assert spans[0][0] == 0 and all(val[s] == cfg.bos_id for s, _ in spans)
+    assert all(e == s2 for (_, e), (s2, _) in zip(spans, spans[1:]))  # last target = next BOS
+    # a document's scores do not depend on the previous document: alter doc 0, doc 2 is unchanged
+    _, led = PATHS["lora_ttt"](model, val, tables, cfg)
+    altered = val.clone()
+    s0, e0 = spans[0]
+    altered[s0 + 1 : e0] = (altered[s0 + 1 : e0] + 3) % cfg.vocab_size
+    altered[s0 + 1 : e0][altered[s0 + 1 : e0] == cfg.bos_id] = 4
+    _, led2 = PATHS["lora_ttt"](model, altered, tables, cfg)
+    s2, e2 = spans[2]
+    assert np.array_equal(led.nll[s2 + 1 : e2 + 1], led2.nll[s2 + 1 : e2 + 1])
+
+
+def test_ngram_tilt_is_a_normalised_distribution():
+    torch.manual_seed(0)
+    logp = torch.log_softmax(torch.randn(50), -1)
+    for hint in (None, 0, 17):
+        tilted = ttt.tilt_logprobs(logp.clone(), hint, 0.7)
+        assert tilted.exp().sum().item() == pytest.approx(1.0, abs=1e-6)
+    hint = ttt.NgramHint(3)
+    for tok in (5, 6, 5):
+        hint.update((1, 2), tok)
+    assert hint.hint((1, 2)) == 5 and hint.hint((2, 1)) is None
