@@ -18,6 +18,9 @@ from . import pg103_multi_pass_scoring  # noqa: F401,E402
 from . import pg104_slot_scored_region  # noqa: F401,E402
 from . import pg201_val_update_before_score  # noqa: F401,E402
 
+from .catalog import render_catalog, render_rule  # noqa: E402
+
 ALL_RULES = all_rules()
 
-__all__ = ["ALL_RULES", "Hit", "LintConfig", "Rule", "get_rule", "lint", "lint_source"]
+__all__ = ["ALL_RULES", "Hit", "LintConfig", "Rule", "get_rule", "lint", "lint_source",
+           "render_catalog", "render_rule"]

@@ -15,6 +15,7 @@ the verdict ERROR).
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
@@ -199,7 +200,20 @@ def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
     if ctx is not None:
         reach = facts.reach_ctx(ctx)
         # show the config values the reached path depends on
-        for g in ctx.gates:
+        gates = list(ctx.gates)
+        f = ctx.func
+        for _ in range(3):  # gates at the places that call the function, and their callers
+            if f is None:
+                break
+            callers = [c for c in facts.refs_by_func.get(f.name, ()) if c.func is not f]
+            for c in callers:
+                gates += [g for g in c.gates if g not in gates]
+            f = callers[0].func if callers else None
+        shown: set = set()
+        for g in gates:
+            if g.line in shown:
+                continue
+            shown.add(g.line)
             sw = facts.switch_for(g)
             for v in sw.vars:
                 if v.env_key and v.env_key in facts.env:
@@ -240,9 +254,12 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
     """Lint one layer's text. Never raises on bad input."""
     config = config or LintConfig()
     try:
+        # CPython's parser first: it bounds nesting (the native libcst parser can
+        # overflow the C stack on pathological input) and gives clear messages.
+        ast.parse(text, filename=file)
         module = cst.parse_module(text)
-    except Exception as exc:  # ParserSyntaxError, recursion, odd bytes
-        line = getattr(exc, "raw_line", None) or getattr(exc, "line", None)
+    except Exception as exc:  # SyntaxError, ParserSyntaxError, recursion, NUL bytes
+        line = getattr(exc, "lineno", None) or getattr(exc, "raw_line", None)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return [Finding(
             code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,

@@ -1,0 +1,227 @@
+"""Engine behaviour: effective configuration, env override, evidence upgrade,
+layers, parse errors, catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import libcst as cst
+
+from auditor.findings import Severity
+from rules import ALL_RULES, LintConfig, get_rule, lint, lint_source, render_catalog, render_rule
+from rules.facts import UNKNOWN, Facts
+
+FIX = Path(__file__).parent / "fixtures" / "rules"
+GATED = (FIX / "gated_ngram.py").read_text()
+
+
+def _facts(src: str, env=None) -> Facts:
+    return Facts(cst.parse_module(src), src, env=env)
+
+
+def _by_code(findings, code):
+    return [f for f in findings if f.code == code]
+
+
+# ---------------------------------------------------------------- configuration
+
+def test_effective_config_reads_env_defaults_in_class_module_and_argparse():
+    src = '''
+import os, argparse
+class Hyperparameters:
+    order = int(os.environ.get("NGRAM_ORDER", "0"))
+    lr = float(os.environ.get("LR", "3e-4"))
+    slot = os.environ.get("SLOT_ENABLED", "1") == "1"
+    seq_len = 1024
+USE_TILT = bool(int(os.getenv("USE_TILT", "1")))
+p = argparse.ArgumentParser()
+p.add_argument("--ttt-epochs", type=int, default=0)
+'''
+    f = _facts(src)
+    assert f.config_value("order") == 0
+    assert f.config_value("lr") == 3e-4
+    assert f.config_value("slot") is True
+    assert f.config_value("seq_len") == 1024
+    assert f.config_value("USE_TILT") is True
+    assert f.config_value("ttt_epochs") == 0
+    assert f.config["order"].env_key == "NGRAM_ORDER" and f.config["order"].line == 4
+    f2 = _facts(src, env={"NGRAM_ORDER": "7", "SLOT_ENABLED": "0", "TTT_EPOCHS": "3"})
+    assert f2.config_value("order") == 7
+    assert f2.config_value("slot") is False
+    assert f2.config_value("ttt_epochs") == 3
+
+
+def test_unknown_env_read_without_default_is_unknown():
+    f = _facts('import os\nclass Hyperparameters:\n    x = int(os.environ["X"])\n')
+    assert f.config_value("x") is UNKNOWN
+
+
+def test_gates_and_local_aliases_decide_reachability():
+    src = '''
+import os
+class Hyperparameters:
+    order = int(os.environ.get("ORDER", "0"))
+def helper():
+    pass
+def other():
+    pass
+def main():
+    args = Hyperparameters()
+    use = args.order > 0
+    if use:
+        helper()
+    if not use:
+        return
+    other()
+if __name__ == "__main__":
+    main()
+'''
+    f = _facts(src)
+    by = {fi.name: fi for fi in f.funcs}
+    assert f._func_reach[by["main"]].reachable
+    r = f._func_reach[by["helper"]]
+    assert not r.reachable and r.switches and r.switches[0].vars[0].name == "order"
+    # early exit guard: `if not use: return` switches off what follows
+    assert not f._func_reach[by["other"]].reachable
+    f2 = _facts(src, env={"ORDER": "2"})
+    by2 = {fi.name: fi for fi in f2.funcs}
+    assert f2._func_reach[by2["helper"]].reachable and f2._func_reach[by2["other"]].reachable
+
+
+def test_val_flow_through_args_slices_and_returns():
+    src = '''
+def load_validation_tokens(pattern):
+    return read(pattern)
+def prep(t):
+    return t[:1000].to("cuda")
+def work(tokens):
+    x = tokens[0:10]
+    y = x + 1
+    return y
+def main(args):
+    stream = load_validation_tokens(args.val_files)
+    w = prep(stream)
+    work(w)
+    other = [1, 2, 3]
+'''
+    f = _facts(src)
+    by = {fi.name: fi for fi in f.funcs}
+    assert f.tainted("stream", by["main"])
+    assert f.tainted("w", by["main"])
+    assert f.tainted("y", by["work"])
+    assert not f.tainted("other", by["main"])
+
+
+# ---------------------------------------------------------------- reachability + evidence
+
+def test_switched_off_path_is_at_most_a_warning_naming_the_switch():
+    fs = lint_source(GATED, file="train_gpt.py")
+    ng = _by_code(fs, "PG101")
+    assert ng and all(f.severity == Severity.WARNING for f in ng)
+    assert "NGRAM_EVAL_ORDER" in " ".join(ng[0].evidence)
+    assert "default '0'" in " ".join(ng[0].evidence)
+    ttt = _by_code(fs, "PG201")
+    assert ttt and ttt[0].severity == Severity.WARNING
+    assert "PRE_EVAL_TTT" in " ".join(ttt[0].evidence)
+
+
+def test_env_override_makes_it_illegal():
+    fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(env={"NGRAM_EVAL_ORDER": "5"}))
+    ng = _by_code(fs, "PG101")
+    assert ng and ng[0].severity == Severity.ILLEGAL
+    assert any("NGRAM_EVAL_ORDER=5" in e for e in ng[0].evidence)
+    # the other switch is untouched
+    assert _by_code(fs, "PG201")[0].severity == Severity.WARNING
+
+
+def test_log_label_of_the_path_upgrades_and_is_cited():
+    ev = [("seed1337.log", 412, "ngram_eval_exact val_loss:2.0132 val_bpb:1.0190")]
+    fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(evidence_lines=ev))
+    ng = _by_code(fs, "PG101")[0]
+    assert ng.severity == Severity.ILLEGAL
+    assert any(e.startswith("seed1337.log:412:") for e in ng.evidence)
+
+
+def test_readme_run_command_setting_the_switch_upgrades():
+    ev = [("README.md", 30, "PRE_EVAL_TTT=1 TTT_EPOCHS=4 torchrun --standalone --nproc_per_node=8 train_gpt.py")]
+    fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(evidence_lines=ev))
+    ttt = _by_code(fs, "PG201")[0]
+    assert ttt.severity == Severity.ILLEGAL
+    assert any("README.md:30" in e for e in ttt.evidence)
+    assert _by_code(fs, "PG101")[0].severity == Severity.WARNING
+
+
+def test_hyperparameter_dump_and_shared_labels_do_not_upgrade():
+    ev = [("seed1.log", 3, "ngram_eval_order: 0"), ("seed1.log", 4, "pre_eval_ttt: False"),
+          ("seed1.log", 90, "final_eval val_loss:2.3012")]
+    fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(evidence_lines=ev))
+    assert all(f.severity == Severity.WARNING for f in fs if f.code in ("PG101", "PG201"))
+
+
+# ---------------------------------------------------------------- layers and bad input
+
+@dataclass
+class _Layer:
+    name: str
+    text: str
+
+
+@dataclass
+class _Unit:
+    name: str
+    layers: list
+
+    @property
+    def effective_layers(self):
+        return self.layers
+
+
+def test_layer_names_propagate_to_locations():
+    unit = _Unit("records/x/train_gpt.py", [
+        _Layer("shipped", "import lzma, base64\nexec(lzma.decompress(base64.b85decode('xx')))\n"),
+        _Layer("shipped>b85>lzma", GATED),
+    ])
+    fs = lint(unit, LintConfig(env={"NGRAM_EVAL_ORDER": "3"}))
+    ng = _by_code(fs, "PG101")
+    assert ng and ng[0].location.layer == "shipped>b85>lzma"
+    assert ng[0].location.file == "records/x/train_gpt.py"
+    assert ng[0].location.line_start == 23
+    assert not [f for f in fs if f.location.layer == "shipped" and f.severity != Severity.INFO]
+
+
+def test_syntax_error_layer_gives_one_info_finding_and_no_crash():
+    unit = _Unit("t.py", [_Layer("shipped", "def broken(:\n  pass\n"), _Layer("shipped>b64", GATED)])
+    fs = lint(unit)
+    pe = _by_code(fs, "PG000")
+    assert len(pe) == 1 and pe[0].severity == Severity.INFO
+    assert pe[0].location.layer == "shipped" and "cannot parse" in pe[0].message
+    assert _by_code(fs, "PG101")  # the other layer is still analysed
+
+
+def test_garbage_inputs_never_raise():
+    for text in ["", "\x00\x01", "(" * 5000, "x = 1\n" * 3, "\ufeffprint('hi')\n", "if True:\n\tpass\n  pass\n"]:
+        out = lint_source(text, file="g.py")
+        assert isinstance(out, list)
+
+
+# ---------------------------------------------------------------- registry + catalog
+
+def test_registry_and_catalog():
+    codes = [r.code for r in ALL_RULES]
+    assert codes == sorted(codes) and len(set(codes)) == len(codes)
+    assert get_rule("PG101").slug == "ngram-target-in-key"
+    assert get_rule("pg101") is get_rule("ngram-target-in-key")
+    page = render_rule(get_rule("PG101"))
+    assert page.startswith("# PG101 ngram-target-in-key")
+    for h in ("## What it flags", "## Why: the ruling", "## Legal alternative", "## Known limits", "```python"):
+        assert h in page
+    cat = render_catalog()
+    assert all(c in cat for c in codes)
+
+
+def test_findings_have_stable_fingerprints_across_line_shifts():
+    a = _by_code(lint_source(GATED, file="t.py"), "PG101")[0]
+    b = _by_code(lint_source("\n\n" + GATED, file="t.py"), "PG101")[0]
+    assert a.location.line_start + 2 == b.location.line_start
+    assert a.fingerprint == b.fingerprint
