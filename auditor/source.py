@@ -211,11 +211,18 @@ def _to_text(data: bytes) -> tuple[str, str | None]:
         return data.decode("utf-8", "replace"), "non-utf8"
 
 
+def _parse(text: str) -> cst.Module:
+    """Parse with CPython first: it rejects what Python would, with its line
+    number, and shields libcst's native parser from nesting that crashes it."""
+    ast.parse(text)
+    return cst.parse_module(text)
+
+
 def _looks_like_code(text: str) -> bool:
     """A decoded literal that is not exec'd is only a layer if it reads as a program,
     not as a word or a single expression (tokens, weights, messages stay data)."""
     try:
-        body = cst.parse_module(text).body
+        body = _parse(text).body
     except Exception:
         return False
     if not body:
@@ -500,12 +507,15 @@ class _Eval:
         self.names: list[tuple[str, cst.BaseExpression]] = []
         self.files: list[str | None] = []
         self.codec_seen = False
-        self._resolving: set[str] = set()
+        self._resolving: set[int] = set()
 
     def __call__(self, node: cst.BaseExpression) -> _Val:
         self.used.add(id(node))
         if isinstance(node, (cst.SimpleString, cst.Integer, cst.Float)):
-            return _Val(ast.literal_eval(node.value))
+            try:
+                return _Val(ast.literal_eval(node.value))
+            except (ValueError, SyntaxError):  # e.g. an int past the digit limit
+                raise _Unknown from None
         if isinstance(node, cst.ConcatenatedString):
             try:
                 return _Val(self(node.left).value + self(node.right).value)
@@ -548,14 +558,14 @@ class _Eval:
             except _Unknown:
                 pass
         bound = self.scan.binding(node.value, self.scan.line(node))
-        if bound is None or node.value in self._resolving:
+        if bound is None or id(bound) in self._resolving:  # x = f(x) with no earlier x
             raise _Unknown
-        self._resolving.add(node.value)
+        self._resolving.add(id(bound))
         try:
             self.names.append((node.value, bound))
             return self(bound)
         finally:
-            self._resolving.discard(node.value)
+            self._resolving.discard(id(bound))
 
     def _constant(self, node: cst.Attribute) -> _Val:
         qualified = self.scan.qualname(node)
@@ -780,6 +790,8 @@ class _Unpacker:
         if kind == "non-utf8":
             self._problem("non-utf8", f"{self.name} is not valid UTF-8 (read with replacement characters)", SHIPPED, None)
         self._scan_layer(unit.layers[0], 0)
+        order = {layer.name: n for n, layer in enumerate(unit.layers)}
+        unit.links.sort(key=lambda link: (order[link.layer], link.line))
         return unit
 
     # -- bookkeeping
@@ -811,11 +823,18 @@ class _Unpacker:
 
     def _scan_layer(self, layer: Layer, depth: int) -> None:
         try:
-            module = cst.parse_module(layer.text)
+            module = _parse(layer.text)
         except cst.ParserSyntaxError as exc:
-            self._syntax_problem(layer, exc)
+            message = f"libcst cannot parse it although Python accepts it ({exc.message}); its code is not analysed"
+            self._problem("syntax-error", f"{layer.name}:{exc.raw_line}: {message}", layer.name, exc.raw_line)
             return
-        except RecursionError:
+        except (SyntaxError, ValueError) as exc:  # ValueError: null bytes
+            line = getattr(exc, "lineno", None)
+            reason = getattr(exc, "msg", None) or str(exc)
+            message = f"{layer.name}:{line}: not valid Python ({reason}); its code is not analysed"
+            self._problem("syntax-error", message, layer.name, line)
+            return
+        except (RecursionError, MemoryError):
             self._problem("depth", f"{layer.name}: code nested too deeply to parse", layer.name, None)
             return
         try:
@@ -825,15 +844,9 @@ class _Unpacker:
             self._scan_facts(layer, depth, scan)
         except RecursionError:
             self._problem("depth", f"{layer.name}: expressions nested too deeply to analyse", layer.name, None)
-
-    def _syntax_problem(self, layer: Layer, exc: cst.ParserSyntaxError) -> None:
-        try:
-            ast.parse(layer.text)
-            note = "libcst cannot parse it although Python accepts it; its code is not analysed"
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            note = "not valid Python; its code is not analysed"
-        where = f"{layer.name}:{exc.raw_line}"
-        self._problem("syntax-error", f"{where}: {note} ({exc.message})", layer.name, exc.raw_line)
+        except Exception as exc:  # a bug here must not hide the rest of the file
+            message = f"{layer.name}: the unpacker failed ({type(exc).__name__}: {exc}); this layer is not fully analysed"
+            self._problem("internal-error", message, layer.name, None)
 
     def _scan_facts(self, layer: Layer, depth: int, scan: _Scan) -> None:
         used: set[int] = set()
