@@ -14,8 +14,10 @@ from .engine import Hit, LintConfig, Rule, all_rules, get_rule, lint, lint_sourc
 
 # rule modules register themselves on import (one rule per module)
 from . import pg101_ngram_target_in_key  # noqa: F401,E402
+from . import pg102_target_selected_scorer  # noqa: F401,E402
 from . import pg103_multi_pass_scoring  # noqa: F401,E402
 from . import pg104_slot_scored_region  # noqa: F401,E402
+from . import pg105_bos_token_mixing  # noqa: F401,E402
 from . import pg201_val_update_before_score  # noqa: F401,E402
 
 from .catalog import render_catalog, render_rule  # noqa: E402

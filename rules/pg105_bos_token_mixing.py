@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import libcst as cst
+
+from auditor.findings import Severity
+
+from .engine import Hit, Rule, register
+from .facts import Facts, base_name, dotted
+
+_MASK_RE = re.compile(r"(bos|doc_start|is_start|boundary|reset|cu_seqlens|seq_start|doc_mask|segment|doc_id)",
+                      re.I)
+_ISOLATION_RE = re.compile(
+    r"(cu_seqlens|varlen|==\s*bos\w*|bos_id|bos_token|doc_starts|doc_bounds|per_doc|split_docs|"
+    r"documents?\b.*bos|nonzero\(\).*bos)", re.I)
+_IDS_RE = re.compile(r"(ids|tok|idx|index|input)", re.I)
+
+
+def _shift_bases(facts: Facts, node: cst.CSTNode) -> list[str]:
+    """Bases ``B`` sliced as ``B[..., :-1]`` (the previous position) inside ``node``."""
+    out = []
+
+    class V(cst.CSTVisitor):
+        def visit_Subscript(self, s: cst.Subscript) -> None:
+            for el in s.slice:
+                sl = el.slice
+                if isinstance(sl, cst.Slice) and sl.lower is None and sl.upper is not None and \
+                        facts.code(sl.upper).replace(" ", "") == "-1":
+                    out.append(dotted(s.value) or base_name(s.value))
+
+    node.visit(V())
+    return out
+
+
+@register
+class BosTokenMixing(Rule):
+    """Token-mixing across the BOS boundary in a document-isolated evaluation.
+
+    What it flags:
+        A SmearGate-style mix of a hidden state with its previous position
+        (``x[:, 1:] + g * x[:, :-1]``, ``torch.cat([.., x[:, :-1]], 1)`` blended
+        with ``x``) in a function or class with no BOS mask, in a file whose
+        evaluation isolates documents (splits at BOS, ``cu_seqlens`` / varlen
+        attention, per-document batches).
+
+    Why: the ruling:
+        PR #1797 audit (fix merged in #1851): when documents are isolated, the
+        previous row's last token leaks into the BOS position of the next document
+        (+0.0026 bpb on #1797); with reordered rows the neighbour is not even the
+        stream predecessor (C1).
+
+    Legal alternative:
+        Zero the gate where ``input_ids[:, 1:] == BOS`` (or reset the state at
+        document starts); or evaluate the stream without isolating documents.
+
+    Known limits:
+        The mask is recognised by names mentioning BOS / boundaries / cu_seqlens in
+        the mixing function or class; document isolation by patterns anywhere in the
+        file. Token-id hashes (BigramHash) are not token mixing and are ignored;
+        recurrent state and convolutions are not analysed.
+    """
+
+    code = "PG105"
+    slug = "bos-token-mixing"
+    severity = Severity.ILLEGAL
+    conditions = ("C1",)
+    reference = "openai/parameter-golf PR #1797 audit, fix in PR #1851"
+
+    INVALID = [
+        '''
+import torch
+class SmearGate(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.gate = torch.nn.Parameter(torch.zeros(dim))
+    def forward(self, x):
+        g = torch.sigmoid(self.gate)
+        return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+
+def eval_docs(model, val_tokens, bos_id):
+    starts = (val_tokens == bos_id).nonzero().flatten().tolist()
+    return [model(val_tokens[a:b]) for a, b in zip(starts, starts[1:])]
+''',
+        '''
+import torch
+def smear(h, lam):
+    prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+    return h + lam * prev
+
+def run(model, batch, cu_seqlens):
+    return model(batch, cu_seqlens=cu_seqlens)
+''',
+    ]
+    VALID = [
+        # BOS-masked smear
+        '''
+import torch
+BOS_ID = 1
+class SmearGate(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.gate = torch.nn.Parameter(torch.zeros(dim))
+    def forward(self, x, input_ids):
+        g = torch.sigmoid(self.gate) * (input_ids[:, 1:] != BOS_ID)[..., None]
+        return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+
+def eval_docs(model, val_tokens, bos_id):
+    starts = (val_tokens == bos_id).nonzero().flatten().tolist()
+    return [model(val_tokens[a:b]) for a, b in zip(starts, starts[1:])]
+''',
+        # no document isolation: the stream predecessor is legal context
+        '''
+import torch
+def smear(x, g):
+    return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+''',
+        # input/target split and a token-id bigram hash are not mixing
+        '''
+def batches(chunk, table):
+    x, y = chunk[:, :-1], chunk[:, 1:]
+    h = (x[:, :-1] * 36313) ^ x[:, 1:]
+    return x, y, table[h % 4096]
+
+def doc_starts(val_tokens, bos_id):
+    return (val_tokens == bos_id).nonzero()
+''',
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Hit]:
+        if not _ISOLATION_RE.search(facts.text):
+            return
+        shifted_names: dict[str, str] = {}  # prev = cat([.., h[:, :-1]]) -> h
+        for ai in facts.assigns:
+            if ai.op == "=" and ai.value is not None and isinstance(ai.value, cst.Call):
+                bases = _shift_bases(facts, ai.value)
+                if bases and dotted(ai.value.func) in ("torch.cat", "F.pad", "torch.nn.functional.pad"):
+                    for t in ai.targets:
+                        shifted_names[dotted(t)] = bases[0]
+        seen: set = set()
+        for b, line, ctx in facts.binops:
+            if not isinstance(b.operator, (cst.Add, cst.Subtract, cst.Multiply)):
+                continue
+            if isinstance(b.operator, cst.Multiply) and any(
+                    isinstance(o, (cst.Integer, cst.Float)) for o in (b.left, b.right)):
+                continue  # hashing / scaling by a constant, not a blend
+            names = facts.names(b)
+            bases = [x for x in _shift_bases(facts, b) if x and x in names]
+            bases += [shifted_names[n] for n in names if n in shifted_names and shifted_names[n] in names]
+            bases = [x for x in bases if not _IDS_RE.search(x)]
+            if not bases:
+                continue
+            region = self._region(facts, ctx)
+            text = "\n".join(facts.lines[region[0] - 1:region[1]])
+            if _MASK_RE.search(text):
+                continue
+            key = (region, bases[0])
+            if key in seen:
+                continue
+            seen.add(key)
+            yield Hit(b, f"`{facts.code(b).strip()[:70]}` mixes position t-1 of `{bases[0]}` into position t "
+                      f"with no BOS mask, while the evaluation isolates documents: the previous "
+                      f"document's last token leaks into each BOS position (C1)", ctx=ctx,
+                      key=f"bos smear {bases[0]}")
+
+    @staticmethod
+    def _region(facts: Facts, ctx) -> tuple[int, int]:
+        if ctx.cls and ctx.cls in facts.classes:
+            _node, a, b, _c = facts.classes[ctx.cls]
+            return a, b
+        if ctx.func is not None:
+            return ctx.func.start, ctx.func.end
+        return 1, len(facts.lines)
