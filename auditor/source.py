@@ -268,7 +268,7 @@ _LZMA_STEP = {lzma.FORMAT_AUTO: "lzma", lzma.FORMAT_XZ: "xz", lzma.FORMAT_ALONE:
 
 def _bounded(out: bytes, limit: int, finished: bool, codec: str) -> bytes:
     if len(out) > limit:
-        raise _Fail("bomb", f"{codec} output exceeds {limit:,} bytes")
+        raise _Fail("bomb", f"{codec} output exceeds {limit:,} bytes (decompression bomb?)")
     if not finished:
         raise _Fail("decode-error", f"{codec} data is truncated (no end of stream)")
     return out
@@ -306,7 +306,7 @@ def _zstd(data: bytes, limit: int) -> bytes:
             break
         out += chunk
     if len(out) > limit:
-        raise _Fail("bomb", f"zstd output exceeds {limit:,} bytes")
+        raise _Fail("bomb", f"zstd output exceeds {limit:,} bytes (decompression bomb?)")
     # The stream reader ends silently on truncated input; the output is now known
     # to be small, so a one-shot object can tell whether the frame was complete.
     checker = zstandard.ZstdDecompressor().decompressobj()
@@ -317,7 +317,16 @@ def _zstd(data: bytes, limit: int) -> bytes:
 def _brotli(data: bytes, limit: int) -> bytes:
     brotli = _optional("brotli", "brotli")
     decoder = brotli.Decompressor()
-    out = decoder.process(data, output_buffer_limit=limit + 1)
+    try:
+        out = decoder.process(data, output_buffer_limit=limit + 1)
+    except TypeError:  # brotli < 1.2 cannot cap the output: feed one input byte at a time
+        parts, size = [], 0
+        for at in range(len(data)):
+            parts.append(decoder.process(data[at : at + 1]))
+            size += len(parts[-1])
+            if size > limit or decoder.is_finished():
+                break
+        return _bounded(b"".join(parts), limit, decoder.is_finished(), "brotli")
     while len(out) <= limit and not decoder.is_finished() and not decoder.can_accept_more_data():
         out += decoder.process(b"", output_buffer_limit=limit + 1 - len(out))
     return _bounded(out, limit, decoder.is_finished(), "brotli")
@@ -352,7 +361,7 @@ _DECOMPRESSOR_OBJECTS: dict[str, tuple[str, Callable[..., bytes], tuple[str, ...
 
 _CONSTANT_MODULES = {"lzma": lzma, "zlib": zlib}
 _SINKS = {"exec", "eval", "compile", "builtins.exec", "builtins.eval", "builtins.compile"}
-_OPENERS = {"open", "io.open", "codecs.open", "builtins.open"}
+_OPENERS = {"open", "io.open", "codecs.open", "builtins.open", "gzip.open", "bz2.open", "lzma.open"}
 _PATHS = {"pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "os.path.join"}
 _PATH_NEUTRAL = {"os.path.dirname", "os.path.abspath", "os.path.realpath", "os.getcwd", "pathlib.Path.cwd"}
 _FILE_RUNNERS = {"runpy.run_path"}
@@ -925,7 +934,7 @@ class _Unpacker:
     def _sniff(self, layer: Layer, depth: int, scan: _Scan, literal: cst.BaseExpression) -> None:
         """A long literal no code decodes that still hides a program (e.g. decoded
         through a route we do not model): keep it visible as a non-executed layer."""
-        if depth >= self.limits.max_depth:
+        if depth >= self.limits.max_depth or (isinstance(literal, cst.SimpleString) and len(literal.value) < 64):
             return
         try:
             value = self._evaluator(scan)(literal).value

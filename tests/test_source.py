@@ -614,6 +614,19 @@ def test_exec_of_a_sibling_file_is_an_uncounted_link(tmp_path, code):
     assert link.line == len(source.splitlines())  # the line that runs it
 
 
+def test_exec_of_a_compressed_sibling_file_is_a_link(tmp_path):
+    (tmp_path / "model.py.gz").write_bytes(gzip.compress(PROGRAM.encode()))
+    script = tmp_path / "train_gpt.py"
+    script.write_text('import gzip, zlib\nexec(gzip.open("model.py.gz").read())\nexec(zlib.decompress(open("blob.z", "rb").read()))\n')
+    unit = unpack_file(script)
+
+    assert unit.problems == []
+    assert [(l.target, l.path, l.line) for l in unit.links] == [
+        ("model.py.gz", (tmp_path / "model.py.gz").resolve(), 2),
+        ("blob.z", None, 3),
+    ]
+
+
 def test_exec_of_a_missing_sibling_file(tmp_path):
     script = tmp_path / "train_gpt.py"
     script.write_text('exec(open("gone.py").read())\n')
@@ -718,3 +731,26 @@ def test_syntax_error_line_comes_from_python():
     (problem,) = unit.problems
     assert problem.kind == "syntax-error" and problem.line in (4, 5)
     assert problem.message.startswith(f"shipped:{problem.line}: not valid Python")
+
+
+class _OldBrotli:
+    """brotli < 1.2: ``process`` takes no output limit."""
+
+    class Decompressor:
+        def __init__(self):
+            self._inner = brotli.Decompressor()
+
+        def process(self, data):
+            return self._inner.process(data)
+
+        def is_finished(self):
+            return self._inner.is_finished()
+
+
+def test_brotli_without_output_limit_still_decodes_and_catches_bombs(monkeypatch):
+    good = pack(PROGRAM, "brotli", "b64")
+    bomb = IMPORTS + f"exec(brotli.decompress({_zeros('brotli', 4 << 20)!r}))\n"
+    monkeypatch.setitem(sys.modules, "brotli", _OldBrotli)
+
+    assert unpack(good).layer("shipped>b64>brotli").text == PROGRAM
+    assert kinds(unpack(bomb, limits=Limits(max_layer_bytes=1 << 20))) == ["bomb"]
