@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import libcst as cst
+
+from auditor.findings import Severity
+
+from .engine import Hit, Rule, register
+from .facts import Facts
+
+_NET_CALLS = re.compile(
+    r"^(urllib\.request\.urlopen|urllib\.request\.urlretrieve|urlopen|urlretrieve|requests\.\w+|httpx\.\w+|"
+    r"socket\.socket|socket\.create_connection|http\.client\.\w+|hf_hub_download|snapshot_download|"
+    r"huggingface_hub\.\w+|datasets\.load_dataset|load_dataset|torch\.hub\.load|torch\.hub\.download_url_to_file|"
+    r"wget\.download|aiohttp\.\w+|ftplib\.FTP)$")
+_SHELL_CALLS = re.compile(r"^(subprocess\.\w+|os\.system|os\.popen)$")
+_SHELL_NET = re.compile(r"\b(curl|wget|scp|rsync|git\s+clone|huggingface-cli|aws\s+s3|gsutil)\b")
+
+
+@register
+class NetworkAccess(Rule):
+    """Network access from the submission's code.
+
+    What it flags:
+        Reachable calls that open connections or download: ``urllib.request.urlopen``,
+        ``requests.*``, ``socket``, ``http.client``, Hugging Face hub downloads,
+        ``datasets.load_dataset``, ``torch.hub.load``, and ``subprocess`` / ``os.system``
+        running ``curl``, ``wget``, ``git clone`` and the like.
+
+    Why: the ruling:
+        Challenge README: no network during evaluation (no downloads, hubs,
+        sockets); everything the scorer uses must be in the counted artifact.
+
+    Legal alternative:
+        Ship what is needed inside the 16 MB artifact; read only the provided
+        FineWeb shards and tokenizer from disk.
+
+    Known limits:
+        Calls are matched by their dotted name as written (an aliased import such
+        as ``from requests import get as g`` is missed); the shell check reads
+        string literals in the call only.
+    """
+
+    code = "PG202"
+    slug = "network-access"
+    severity = Severity.ILLEGAL
+    conditions = ("no-network",)
+    reference = "openai/parameter-golf README (evaluation rules)"
+
+    INVALID = [
+        '''
+import urllib.request
+def fetch_table(url):
+    return urllib.request.urlopen(url).read()
+''',
+        '''
+import subprocess
+def get_shards():
+    subprocess.run(["wget", "-q", "https://example.org/extra.bin"], check=True)
+''',
+        '''
+from huggingface_hub import hf_hub_download
+def teacher():
+    return hf_hub_download("someone/model", "weights.pt")
+''',
+    ]
+    VALID = [
+        '''
+import subprocess
+def gpu_info():
+    return subprocess.run(["nvidia-smi"], capture_output=True, text=True).stdout
+''',
+        '''
+import glob
+def shards(pattern):
+    return sorted(glob.glob(pattern))
+''',
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Hit]:
+        for ci in facts.calls:
+            if _NET_CALLS.match(ci.name):
+                yield Hit(ci.node, f"network call `{ci.name}(...)`: submissions may not download or connect "
+                          f"during the run", ctx=ci.ctx, key=f"net {ci.name}")
+            elif _SHELL_CALLS.match(ci.name):
+                text = facts.code(ci.node)
+                m = _SHELL_NET.search(text)
+                if m:
+                    yield Hit(ci.node, f"`{ci.name}` runs `{m.group(1)}`: a download from the network",
+                              ctx=ci.ctx, key=f"shell {m.group(1)}")
