@@ -225,3 +225,11 @@ def test_findings_have_stable_fingerprints_across_line_shifts():
     b = _by_code(lint_source("\n\n" + GATED, file="t.py"), "PG101")[0]
     assert a.location.line_start + 2 == b.location.line_start
     assert a.fingerprint == b.fingerprint
+
+
+def test_legal_record_shape_stays_quiet():
+    """Score-first chunk TTT, sliding window, SmearGate without document isolation,
+    periodic validation during training: no finding at all."""
+    src = (FIX / "legal_record.py").read_text()
+    fs = [f for f in lint_source(src, file="train_gpt.py") if f.severity != Severity.INFO]
+    assert not fs, [(f.code, f.location, f.message) for f in fs]
