@@ -154,6 +154,8 @@ def unpack_file(path: Path, *, root: Path | None = None, limits: Limits = Limits
         return SourceUnit(path, path.name, 0, [_shipped("")], [], [problem])
     unit = unpack_bytes(data, path.name, root=root, limits=limits)
     unit.path = path
+    # The file importing itself runs counted code: not a link to uncounted code.
+    unit.links = [link for link in unit.links if link.path is None or link.path != path.resolve()]
     return unit
 
 

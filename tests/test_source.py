@@ -684,6 +684,14 @@ def test_local_imports_are_links_and_stdlib_imports_are_not(tmp_path):
     ]
 
 
+def test_a_file_importing_itself_is_not_a_link(tmp_path):
+    script = tmp_path / "train_gpt.py"
+    script.write_text("import train_gpt\nimport helper\n")
+    (tmp_path / "helper.py").write_text(PROGRAM)
+
+    assert [l.target for l in unpack_file(script).links] == ["helper"]
+
+
 def test_links_inside_a_packed_layer(tmp_path):
     (tmp_path / "helper.py").write_text(PROGRAM)
     script = tmp_path / "train_gpt.py"
