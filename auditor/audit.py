@@ -14,7 +14,7 @@ from pathlib import Path
 
 from auditor import record as record_mod
 from auditor.checks import run_checks, significance
-from auditor.checks.size import model_bytes
+from auditor.checks.size import UNCOUNTED_CODE, model_bytes
 from auditor.findings import Finding, Verdict, sort_findings, verdict_of
 from auditor.record import Record, RecordError
 from auditor.stats import Comparison
@@ -65,7 +65,7 @@ def audit_path(path: Path, options: Options | None = None) -> Audit:
     try:
         findings = run_checks(audit.record)
         if options.static_rules:
-            findings += lint_record(audit.record, options.env)
+            findings = merge_uncounted(findings, lint_record(audit.record, options.env))
         if options.against is not None or options.against_losses is not None:
             findings += _significance(audit.record, options, audit)
         audit.findings = sort_findings(findings)
@@ -93,6 +93,26 @@ def lint_record(record: Record, env: dict[str, str]) -> list[Finding]:
     for unit in [record.script, *record.linked]:
         findings += rules.lint(unit, config)
     return findings
+
+
+def merge_uncounted(checks: list[Finding], static: list[Finding]) -> list[Finding]:
+    """Keep one uncounted-code finding per line: the folder's, which resolved
+    the link against the files actually there, over the one-file guess."""
+    resolved = {
+        (f.location.file, f.location.layer, f.location.line_start)
+        for f in checks
+        if f.code == UNCOUNTED_CODE.code and f.location is not None
+    }
+    kept = [
+        f
+        for f in static
+        if not (
+            f.code == UNCOUNTED_CODE.code
+            and f.location is not None
+            and (f.location.file, f.location.layer, f.location.line_start) in resolved
+        )
+    ]
+    return checks + kept
 
 
 def evidence_lines(record: Record, per_file: int = 20_000) -> list[tuple[str, int, str]]:

@@ -31,6 +31,7 @@ class Format(str, Enum):
     markdown = "markdown"
     sarif = "sarif"
     github = "github"
+    text = "text"
 
 
 def _fail_usage(message: str) -> None:
@@ -117,6 +118,25 @@ def max_exit_code(codes) -> int:
 
 
 @app.command()
+def lint(
+    files: List[Path] = typer.Argument(..., help="Python files to lint (packed scripts are decoded first)."),
+    format: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
+    env: List[str] = typer.Option([], help="KEY=VALUE the run used (overrides env defaults in the code)."),
+) -> None:
+    """Static rules only, on code files: for pre-commit hooks and editors."""
+    from auditor.audit import Options, audit_path
+    from auditor.report import FORMATS
+
+    options = Options(env=_parse_env(env))
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        _fail_usage(f"not a file: {', '.join(missing)}")
+    audits = [audit_path(f, options) for f in files]
+    FORMATS[format.value](audits, sys.stdout)
+    raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
+
+
+@app.command()
 def unpack(
     file: Path = typer.Argument(..., help="A train_gpt.py, packed or not."),
     layer: Optional[str] = typer.Option(None, help="Print only this layer's text (e.g. 'shipped>b85>lzma')."),
@@ -145,7 +165,9 @@ def unpack(
         out.write(f"\n# ===== layer {item.name} ({len(item.text.encode()):,} bytes)")
         out.write(f": {item.origin}\n" if item.parent else "\n")
         out.write(item.text if item.text.endswith("\n") or not item.text else item.text + "\n")
-    raise typer.Exit(3 if any(p.kind in ("bomb", "depth", "decode-error") for p in unit.problems) else 0)
+    from auditor.checks.code import HIDING
+
+    raise typer.Exit(3 if any(p.kind in HIDING for p in unit.problems) else 0)
 
 
 @app.command("rules")

@@ -121,7 +121,7 @@ def test_execd_sibling_file_is_uncounted_code(tmp_path):
     script = LEGAL_SCRIPT + '\nexec(open("helpers.py").read())\n'
     spec = RecordSpec(script=script, extra_files={"helpers.py": "def helper():\n    return 1\n"})
     result = audit(tmp_path, spec)
-    uncounted = by_code(result, "PG409")
+    uncounted = by_code(result, "PG302")
     assert result.verdict == Verdict.FAIL
     assert len(uncounted) == 1 and "helpers.py" in uncounted[0].message
     assert uncounted[0].location.line_start == script.count("\n")
@@ -131,7 +131,7 @@ def test_local_import_is_uncounted_but_stdlib_is_not(tmp_path):
     script = "import os\nimport json\nfrom kernels import fused_mlp\n" + LEGAL_SCRIPT
     spec = RecordSpec(script=script, extra_files={"kernels.py": "def fused_mlp(x):\n    return x\n"})
     result = audit(tmp_path, spec)
-    uncounted = by_code(result, "PG409")
+    uncounted = by_code(result, "PG302")
     assert [f.key for f in uncounted] == ["link:kernels"]
 
 
@@ -247,3 +247,31 @@ def test_claim_matches_only_as_rounded_or_truncated(claimed, logged, ok):
     from auditor.checks.claims import matches
 
     assert matches(claimed, logged) is ok
+
+
+def test_uncounted_code_is_reported_once_with_static_rules_on(tmp_path):
+    script = LEGAL_SCRIPT + '\nexec(open("helpers.py").read())\n'
+    helper = "def helper():\n    return 1\n"
+    spec = RecordSpec(script=script, extra_files={"helpers.py": helper})
+    result = audit(tmp_path, spec, options=Options())
+    uncounted = by_code(result, "PG302")
+    assert len(uncounted) == 1
+    assert f"{len(helper)} bytes of code" in uncounted[0].message  # the folder's resolved finding won
+
+
+def test_link_in_a_layer_that_never_runs_is_only_info(tmp_path):
+    inner = 'exec(open("helpers.py").read())\nprint("hi")\n'
+    payload = base64.b85encode(lzma.compress(inner.encode())).decode()
+    script = LEGAL_SCRIPT + f'\nSTASHED = lzma.decompress(base64.b85decode("{payload}"))\n'
+    script = "import base64\nimport lzma\n" + script
+    spec = RecordSpec(script=script, extra_files={"helpers.py": "x = 1\n"})
+    result = audit(tmp_path, spec)
+    uncounted = by_code(result, "PG302")
+    assert [f.severity for f in uncounted] == [Severity.INFO]
+
+
+def test_unresolved_exec_hides_code_and_warns(tmp_path):
+    script = LEGAL_SCRIPT + "\nimport sys\nexec(sys.stdin.read())\n"
+    result = audit(tmp_path, RecordSpec(script=script))
+    hidden = by_code(result, "PG414")
+    assert hidden and hidden[0].severity == Severity.WARNING

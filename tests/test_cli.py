@@ -165,3 +165,33 @@ def test_console_script_runs_as_a_process(passing):
     )
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["audits"][0]["verdict"] == "PASS"
+
+
+NGRAM_READ = """
+import torch
+
+def eval_ngram(model, val_tokens, counts, mask):
+    total = 0.0
+    for i in range(4, val_tokens.numel()):
+        ctx_hash = hash(tuple(val_tokens[i - 4:i].tolist()))
+        target = int(val_tokens[i])
+        key = (ctx_hash ^ (target * 1000003)) & mask
+        total += -torch.log(counts[key] + 1e-9)
+    return total
+"""
+
+
+def test_lint_flags_a_file_in_one_line_per_finding(tmp_path):
+    bad, good = tmp_path / "bad.py", tmp_path / "good.py"
+    bad.write_text(NGRAM_READ)
+    good.write_text(LEGAL_SCRIPT)
+    result = run("lint", good, bad)
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.stdout.splitlines() if "PG101" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"{bad}:") and ": illegal PG101 " in lines[0]
+    assert str(good) not in result.stdout
+    assert run("lint", good).exit_code == 0
+
+
+def test_lint_of_missing_file_is_usage_error(tmp_path):
+    assert run("lint", tmp_path / "none.py").exit_code == 2

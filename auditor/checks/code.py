@@ -19,7 +19,10 @@ UNREADABLE_CODE = CheckRule(
 
 # Problems that hide code from the rules are warnings; a plain syntax error in
 # a decodable literal that is never executed is only worth knowing.
-HIDING = {"bomb", "depth", "decode-error", "missing-codec", "too-large", "binary", "non-utf8", "syntax-error"}
+HIDING = {
+    "bomb", "depth", "decode-error", "missing-codec", "too-large", "binary", "non-utf8", "syntax-error",
+    "unresolved", "unreadable", "internal-error",
+}
 
 
 def check(record: Record) -> list[Finding]:

@@ -1,4 +1,4 @@
-"""PG407/PG408/PG409: the artifact fits, as measured on what ships.
+"""PG407/PG408/PG302: the artifact fits, as measured on what ships.
 
 Code bytes are measured on the shipped train_gpt.py, never taken from a log:
 packed scripts count their shipped (compressed) bytes, and logs that count the
@@ -27,8 +27,11 @@ SIZE_CLAIM = CheckRule(
     "Declared and logged byte counts match the measured shipped code and logged model bytes.",
     "PR #1835: measure what ships",
 )
+# Same code as the static rule: the static rule judges one file alone, this
+# check resolves each link against the folder, and its finding replaces the
+# static one at the same line (see audit.merge_uncounted).
 UNCOUNTED_CODE = CheckRule(
-    "PG409",
+    "PG302",
     "uncounted-code",
     "All code that runs lives in train_gpt.py; exec'd or imported sibling files are uncounted code.",
     "PR #1412: all counted code must live in train_gpt.py",
@@ -138,8 +141,19 @@ def _uncounted(record: Record) -> list[Finding]:
     findings: list[Finding] = []
     units = [record.script, *record.linked] if record.script else []
     for unit in units:
+        running = {layer.name for layer in unit.effective_layers}
         for link in unit.links:
             where = Location(unit.name, link.line, link.line, link.layer)
+            if link.layer not in running:
+                findings.append(
+                    UNCOUNTED_CODE.finding(
+                        Severity.INFO,
+                        f"{link.kind} of {link.target!r} sits in layer {link.layer}, which is decoded but never executed",
+                        where,
+                        key=f"dormant:{link.target}",
+                    )
+                )
+                continue
             if link.path is None:
                 findings.append(
                     UNCOUNTED_CODE.finding(

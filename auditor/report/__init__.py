@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from auditor.report import console, github, json_report, markdown, sarif
+from auditor.report import console, github, json_report, markdown, sarif, text
 
 FORMATS: dict[str, Callable] = {
     "rich": console.render,
@@ -16,4 +16,5 @@ FORMATS: dict[str, Callable] = {
     "markdown": markdown.render,
     "sarif": sarif.render,
     "github": github.render,
+    "text": text.render,
 }

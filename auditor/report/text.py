@@ -1,0 +1,21 @@
+"""One line per finding, `path:line: severity CODE slug: message`, for editors and pre-commit."""
+
+from __future__ import annotations
+
+from auditor.report.frames import artifact_path
+
+
+def render(audits, out) -> None:
+    for audit in audits:
+        if audit.error:
+            out.write(f"{audit.target}: error: {audit.error}\n")
+        for finding in audit.findings:
+            loc = finding.location
+            where = audit.target
+            if loc is not None:
+                where = artifact_path(audit, loc.file)
+                if loc.line_start and loc.layer == "shipped":
+                    where += f":{loc.line_start}"
+                elif loc.line_start:
+                    where += f" [{loc.layer}]:{loc.line_start}"
+            out.write(f"{where}: {finding.severity.value} {finding.rule}: {finding.message}\n")
