@@ -1,0 +1,118 @@
+"""Reference stack, end to end: the training entry point, torchrun on CPU, the packer.
+
+Each run is a subprocess on the toy config against the session's synthetic corpus;
+the logs are checked for the challenge's line formats and the :::PGOLF events,
+and the measured artifact against what the log claims.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("sentencepiece")
+
+from reference_impl.pack import build_source, pack_record, read_results, write_script  # noqa: E402
+from reference_impl.synthetic import toy_corpus  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EVENTS = {"config", "data", "train_end", "artifact", "metric", "eval_end"}
+
+
+def _env(tmp_path, **extra) -> dict:
+    data = toy_corpus()["dir"]
+    env = dict(os.environ, CONFIG="toy", DATA_DIR=data, TOKENIZER_PATH=os.path.join(data, "tokenizer.model"),
+               OUT_DIR=str(tmp_path), OMP_NUM_THREADS="1", PYTHONPATH=REPO, ITERATIONS="12", TRAIN_LOG_EVERY="4")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _events(log: str) -> list[dict]:
+    return [json.loads(line.split(":::PGOLF", 1)[1]) for line in log.splitlines() if ":::PGOLF" in line]
+
+
+def _check_log(log: str, tmp_path, seed: int, world: int) -> list[dict]:
+    events = _events(log)
+    assert EVENTS <= {e["event"] for e in events}
+    cfg = next(e for e in events if e["event"] == "config")
+    assert cfg["seed"] == seed and cfg["world_size"] == world
+    assert re.search(r"^step:\d+/\d+ train_loss:[\d.]+ train_time:\d+ms step_avg:[\d.]+ms$", log, re.M)
+    assert re.search(rf"^seed:{seed}$", log, re.M) and re.search(r"^val_tokens:\d+$", log, re.M)
+    assert re.search(r"^train_shards:2$", log, re.M)
+    art = next(e for e in events if e["event"] == "artifact")
+    assert f"Serialized model int6+zstd: {art['bytes_model']} bytes" in log
+    assert f"Total submission size int6+zstd: {art['bytes_total']} bytes" in log
+    assert art["bytes_total"] == art["bytes_model"] + art["bytes_code"]
+    assert os.path.getsize(tmp_path / f"final_model_seed{seed}.int6.ptz") == art["bytes_model"]
+    metrics = [e for e in events if e["event"] == "metric"]
+    heads = [m for m in metrics if m["headline"]]
+    assert len(heads) == 1 and heads[0] is metrics[-1]
+    n_val = next(e for e in events if e["event"] == "data")["val_tokens"]
+    for m in metrics:  # every token but the first scored, printed line agrees with the event
+        assert m["scored_tokens"] == n_val - 1
+        assert re.search(rf"^{m['name']}_exact val_loss:{m['val_loss']:.8f} val_bpb:{m['val_bpb']:.8f}$", log, re.M)
+        assert 0 < m["val_bpb"] < 3
+    return events
+
+
+def test_toy_run_single_process_end_to_end(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "reference_impl.train"], env=_env(tmp_path, SEED=7, TTT_MODE="lora"),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = _check_log(proc.stdout, tmp_path, 7, 1)
+    assert next(e for e in events if e["event"] == "train_end")["steps"] == 12
+    assert [m["name"] for m in events if m["event"] == "metric"][-1] == "final_int6_zstd_ttt_lora"
+    assert (tmp_path / "toy_seed7.txt").read_text().strip() == proc.stdout.strip()  # the log file is the stdout
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_on_cpu_with_wallclock_cap(tmp_path):
+    """gloo, 2 ranks; the cap stops both ranks at the same step (a disagreement would hang)."""
+    env = _env(tmp_path, SEED=11, ITERATIONS=100000, MAX_WALLCLOCK_SECONDS=4, GPTQ_RESERVE_SECONDS=1,
+               SLOT_ENABLED=0, NGRAM_TILT=0)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m",
+                           "reference_impl.train"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = _check_log(proc.stdout, tmp_path, 11, 2)
+    m = re.search(r"^stopping_early: wallclock_cap train_time:(\d+)ms step:(\d+)/100000$", proc.stdout, re.M)
+    assert m and 3000 <= int(m.group(1)) < 5000
+    end = next(e for e in events if e["event"] == "train_end")
+    assert end["steps"] == int(m.group(2)) and end["train_time_ms"] <= 4000 + 2000
+    assert [x["name"] for x in events if x["event"] == "metric"][-1] == "final_int6_zstd_ttt_chunk"
+
+
+def test_packed_source_is_one_self_contained_file(tmp_path):
+    src = build_source()
+    assert "from reference_impl" not in src and "import reference_impl" not in src
+    assert src.count("from __future__ import annotations") == 1
+    assert src.count('if __name__ == "__main__":') == 1
+    n = write_script(str(tmp_path / "train_gpt.py"), packed=True)
+    shipped = (tmp_path / "train_gpt.py").read_text()
+    assert shipped.startswith("import lzma,base64\nexec(lzma.decompress(base64.b85decode(") and n == len(shipped)
+    assert n < len(src) / 2
+
+
+@pytest.mark.slow
+def test_pack_record_runs_the_shipped_script_per_seed(tmp_path):
+    out = tmp_path / "rec"
+    meta = pack_record(str(out), [3, 4, 5], packed=True, data_dir=toy_corpus()["dir"],
+                       extra_env={"ITERATIONS": "10", "SLOT_ENABLED": "0"})
+    assert sorted(os.listdir(out)) == ["README.md", "submission.json", "train_gpt.py", "train_seed3.log",
+                                       "train_seed4.log", "train_seed5.log"]
+    sub = json.loads((out / "submission.json").read_text())
+    for key in ("author", "github_id", "name", "date", "val_bpb", "track", "seeds", "seed_results", "val_bpb_std",
+                "bytes_total", "bytes_code", "hardware"):
+        assert key in sub
+    assert sub == meta and sub["seeds"] == [3, 4, 5]
+    shipped = os.path.getsize(out / "train_gpt.py")
+    for seed in (3, 4, 5):
+        res = read_results(str(out / f"train_seed{seed}.log"))
+        assert res["bytes_code"] == shipped  # the run counted the packed bytes that ship
+        assert sub["seed_results"][str(seed)]["val_bpb"] == res["val_bpb"]
+    assert sub["bytes_total"] == max(read_results(str(out / f"train_seed{s}.log"))["bytes_total"] for s in (3, 4, 5))
