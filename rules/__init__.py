@@ -18,6 +18,7 @@ from . import pg102_target_selected_scorer  # noqa: F401,E402
 from . import pg103_multi_pass_scoring  # noqa: F401,E402
 from . import pg104_slot_scored_region  # noqa: F401,E402
 from . import pg105_bos_token_mixing  # noqa: F401,E402
+from . import pg106_scoring_coverage  # noqa: F401,E402
 from . import pg201_val_update_before_score  # noqa: F401,E402
 from . import pg202_network_access  # noqa: F401,E402
 from . import pg301_byte_table  # noqa: F401,E402

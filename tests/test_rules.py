@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -30,11 +31,24 @@ def test_rule_has_examples_and_docs(rule):
     assert rule.code and rule.slug and rule.conditions
 
 
+_EXPECT_RE = re.compile(r"#\s*expect:\s*(illegal|warning|info)\b")
+
+
+def _expected_severity(rule, code: str) -> Severity:
+    """An INVALID example may say ``# expect: warning`` (or info) when the rule
+    reports that shape below its own severity (a deviation, not a breach)."""
+    m = _EXPECT_RE.search(code)
+    return Severity(m.group(1)) if m else rule.severity
+
+
 @pytest.mark.parametrize("rule,code", list(_cases("INVALID")))
 def test_invalid_example_is_flagged(rule, code):
     found = _codes(code, rule)
     assert found, f"{rule.code} missed its INVALID example:\n{code}"
-    assert any(f.severity == rule.severity for f in found), [f.severity for f in found]
+    want = _expected_severity(rule, code)
+    assert any(f.severity == want for f in found), (want, [(f.severity, f.message) for f in found])
+    if want != Severity.ILLEGAL:  # a deviation must not be reported as illegal too
+        assert not any(f.severity == Severity.ILLEGAL for f in found), [f.message for f in found]
     for f in found:
         assert f.location and f.location.line_start, f
 
