@@ -64,6 +64,11 @@ class Rule:
     severity: ClassVar[Severity] = Severity.ILLEGAL
     conditions: ClassVar[tuple[str, ...]] = ()
     reference: ClassVar[str] = ""
+    # phrases a README / submission.json uses for the technique this rule flags
+    # ("pre-quant TTT", "n-gram cache"): a line of those files describing it
+    # upgrades a switched-off finding (see ``_technique_line``). A phrase of
+    # capitals only (``SLOT``) matches case-sensitively, the others ignore case.
+    techniques: ClassVar[tuple[str, ...]] = ()
     VALID: ClassVar[list[str]] = []
     INVALID: ClassVar[list[str]] = []
 
@@ -158,8 +163,46 @@ def _gate_true_under(facts: Facts, sw: Switch, env_extra: dict[str, str]) -> boo
         facts.env, facts._eval_cache = saved_env, saved_cache
 
 
+_TEXT_SOURCES = ("readme.md", "submission.json")
+# a line saying the technique is NOT used does not describe the headline score
+_NEGATION_RE = re.compile(
+    r"(\bdisabled?\b|\bnot\s+(used|enabled|active|applied|run|part)\b|\bunused\b|\bno\b|\bnot\b|"
+    r"\bwithout\b|\bnever\b|\boff\b|\bremoved\b|\bdropped\b|\bremoving\b|\bablat\w*|\bfalse\b|"
+    r"\bnone\b|\bn/a\b|[=:]\s*0\b|\bwithdrawn\b|\billegal\b|\bbanned\b|\binstead of\b)", re.I)
+
+
+def _phrase_re(phrase: str) -> re.Pattern:
+    words = [re.escape(w) for w in re.split(r"[\s_-]+", phrase.strip()) if w]
+    body = r"[\s_-]*".join(words)
+    flags = 0 if phrase.isupper() and len(phrase) <= 6 else re.I
+    return re.compile(rf"(?<![A-Za-z0-9_]){body}(?![A-Za-z0-9_])", flags)
+
+
+def _technique_line(rule: type[Rule] | None, config: LintConfig) -> tuple[str, int, str, str] | None:
+    """A README.md / submission.json line that describes the rule's technique as
+    used (not as disabled / not used / off)."""
+    if rule is None or not rule.techniques:
+        return None
+    pats = [(p, _phrase_re(p)) for p in rule.techniques]
+    for src, ln, text in config.evidence_lines:
+        if src.replace("\\", "/").rsplit("/", 1)[-1].lower() not in _TEXT_SOURCES:
+            continue
+        for phrase, pat in pats:
+            m = pat.search(text)
+            if not m:
+                continue
+            # the clause around the phrase: split at sentence / list punctuation
+            lo = max(text.rfind(c, 0, m.start()) for c in ".;,|(")
+            his = [i for i in (text.find(c, m.end()) for c in ".;,|)") if i >= 0]
+            clause = text[lo + 1: min(his) if his else len(text)]
+            if _NEGATION_RE.search(clause):
+                continue
+            return src, ln, text, f"describes `{phrase}`, the technique behind the submission's score"
+    return None
+
+
 def _upgrade(facts: Facts, reach: Reach, region: tuple[int, int] | None,
-             config: LintConfig) -> tuple[str, int, str, str] | None:
+             config: LintConfig, rule: type[Rule] | None = None) -> tuple[str, int, str, str] | None:
     """Find an evidence line showing the switched-off path ran."""
     if not config.evidence_lines:
         return None
@@ -179,7 +222,7 @@ def _upgrade(facts: Facts, reach: Reach, region: tuple[int, int] | None,
         for src, ln, text in config.evidence_lines:
             if pat.search(text):
                 return src, ln, text, f"prints `{lab}`, a label only that code path logs"
-    return None
+    return _technique_line(rule, config)
 
 
 def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
@@ -223,7 +266,7 @@ def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
             region = None
             if ctx.func is not None:
                 region = (ctx.func.start, ctx.func.end)
-            up = _upgrade(facts, reach, region, config)
+            up = _upgrade(facts, reach, region, config, rule)
             why = (reach.switches[0].describe() if reach.switches else
                    f"function `{reach.never_called}` is never called from the entry point"
                    if reach.never_called else "unreachable")

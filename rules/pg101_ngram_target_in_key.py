@@ -49,6 +49,7 @@ class NgramTargetInKey(Rule):
     severity = Severity.ILLEGAL
     conditions = ("C1", "C2")
     reference = "openai/parameter-golf PR #779 (ruling 2026-03-27)"
+    techniques = ("n-gram cache", "ngram eval", "n-gram mixing", "n-gram blend", "hashed n-gram", "backoff cache")
 
     INVALID = [
         # scalar loop: context hash xor target, read, blend, then update

@@ -66,6 +66,8 @@ class MultiPassScoring(Rule):
     severity = Severity.ILLEGAL
     conditions = ("C3", "C4")
     reference = "openai/parameter-golf PR #568 (multi-epoch TTT), PR #846 (two-pass)"
+    techniques = ("two-pass", "two pass eval", "rescore", "rescoring", "score on epoch", "multi-epoch TTT",
+                  "last epoch", "final epoch")
 
     INVALID = [
         # count only the last epoch of per-document adaptation

@@ -103,6 +103,7 @@ class SlotScoredRegion(Rule):
     severity = Severity.ILLEGAL
     conditions = ("C1",)
     reference = "openai/parameter-golf PR #1240 (SLOT analysis)"
+    techniques = ("SLOT", "SLOT delta", "per-window delta", "logit bias optimization")
 
     INVALID = [
         # delta fitted on the scored slice [s:wlen]

@@ -54,6 +54,8 @@ class ValUpdateBeforeScore(Rule):
     severity = Severity.ILLEGAL
     conditions = ("C3",)
     reference = "issue #1017 (C3); PR #728 (calibration on validation data)"
+    techniques = ("pre-quant TTT", "pre-eval TTT", "prequant TTT", "TTT before quantization",
+                  "TTT on the validation set", "fine-tune on validation", "calibrated on validation")
 
     INVALID = [
         # pre-eval TTT: epochs over the validation set, then evaluate

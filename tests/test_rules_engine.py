@@ -233,3 +233,51 @@ def test_legal_record_shape_stays_quiet():
     src = (FIX / "legal_record.py").read_text()
     fs = [f for f in lint_source(src, file="train_gpt.py") if f.severity != Severity.INFO]
     assert not fs, [(f.code, f.location, f.message) for f in fs]
+
+
+# ---------------------------------------------------------------- README / submission.json text
+
+def _sev(fs, code):
+    return [f.severity for f in _by_code(fs, code)]
+
+
+def test_readme_describing_the_technique_upgrades_and_cites_the_line():
+    ev = [("README.md", 5, "# 1.0190 val_bpb"),
+          ("README.md", 12, "The headline score uses pre-quant TTT: 4 epochs of AdamW before GPTQ.")]
+    fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(evidence_lines=ev))
+    ttt = _by_code(fs, "PG201")[0]
+    assert ttt.severity == Severity.ILLEGAL
+    assert any(e.startswith("README.md:12:") and "pre-quant TTT" in e for e in ttt.evidence)
+    assert "README.md:12 shows it ran" in ttt.message
+    # the phrase belongs to PG201 only: the n-gram finding stays a warning
+    assert _sev(fs, "PG101") == [Severity.WARNING]
+
+
+def test_submission_json_technique_upgrades_the_ngram_finding():
+    ev = [("records/x/submission.json", 7, '  "technique": "11L + hashed n-gram cache (order 5)",')]
+    fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(evidence_lines=ev))
+    assert _sev(fs, "PG101") == [Severity.ILLEGAL]
+    assert _sev(fs, "PG201") == [Severity.WARNING]
+
+
+def test_text_saying_the_technique_is_off_does_not_upgrade():
+    for line in ("Pre-quant TTT is disabled for this run.",
+                 "The n-gram cache is not used (NGRAM_EVAL_ORDER stays 0).",
+                 "- pre-quant TTT: off",
+                 '  "ngram_cache": false,',
+                 "We tried SLOT and an n-gram cache but removed both; neither is in the final score."):
+        src = "submission.json" if line.lstrip().startswith('"') else "README.md"
+        fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(evidence_lines=[(src, 3, line)]))
+        assert _sev(fs, "PG101") == [Severity.WARNING], line
+        assert _sev(fs, "PG201") == [Severity.WARNING], line
+
+
+def test_technique_text_in_a_log_is_not_readme_evidence():
+    ev = [("seed1337.log", 40, "note: pre-quant TTT and n-gram cache are available via env flags")]
+    fs = lint_source(GATED, file="train_gpt.py", config=LintConfig(evidence_lines=ev))
+    assert _sev(fs, "PG101") == [Severity.WARNING] and _sev(fs, "PG201") == [Severity.WARNING]
+
+
+def test_rules_with_techniques_declare_phrases():
+    for code in ("PG101", "PG103", "PG104", "PG201"):
+        assert get_rule(code).techniques, code
