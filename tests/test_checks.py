@@ -275,3 +275,15 @@ def test_unresolved_exec_hides_code_and_warns(tmp_path):
     result = audit(tmp_path, RecordSpec(script=script))
     hidden = by_code(result, "PG414")
     assert hidden and hidden[0].severity == Severity.WARNING
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 40, b"\xff\xfe not utf-8 \x80\x81", b"def broken(:\n"])
+def test_every_file_empty_or_garbage_still_gets_a_verdict(tmp_path, content):
+    folder = tmp_path / "track_10min_16mb" / "junk"
+    folder.mkdir(parents=True)
+    for name in ("train_gpt.py", "submission.json", "README.md", "train_seed1.log", "train_seed2.log"):
+        (folder / name).write_bytes(content)
+    result = audit_path(folder, Options())
+    assert result.error is None
+    assert result.verdict == Verdict.FAIL  # no valid JSON, no seeds
+    assert "PG402" in codes(result, Severity.ILLEGAL)
