@@ -1,0 +1,352 @@
+"""Turn a batch of ``run.json`` results into Findings and one :class:`Audit`.
+
+Every limit is checked on what the harness measured, never on what the
+record claims: artifact bytes on disk (+ shipped code), the process's wall
+clock, the script's own train/eval clocks as printed in *this* run's log.
+The Audit's record points at the runs directory, so each finding's location
+(``seed42/train.log:118``) opens in every report format.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+from auditor.audit import Audit, SeedRow
+from auditor.challenge import ARTIFACT_LIMIT_BYTES, EVAL_LIMIT_S, TRAIN_LIMIT_S, TRAIN_OVERRUN_GRACE_S
+from auditor.checks import significance
+from auditor.checks.base import CheckRule
+from auditor.evidence import RunEvidence, parse_log_file
+from auditor.findings import Finding, Location, Severity, sort_findings
+from auditor.record import Record
+
+REF = "pgolf rerun: measured on a re-run (DESIGN.md: rerun harness)"
+
+RERUN_SIZE_LIMIT = CheckRule(
+    "PG420", "rerun-size-limit",
+    f"Measured on disk after a re-run: shipped code + compressed model files <= {ARTIFACT_LIMIT_BYTES:,} bytes.",
+    "README: 16,000,000 bytes (decimal), code + model; measured by pgolf rerun",
+)
+RERUN_TRAIN_TIME = CheckRule(
+    "PG421", "rerun-train-time",
+    f"The script's own training clock in the re-run's log <= {TRAIN_LIMIT_S:.0f} s.",
+    "README: 600 s training; measured by pgolf rerun",
+)
+RERUN_EVAL_TIME = CheckRule(
+    "PG422", "rerun-eval-time",
+    f"The script's own evaluation clock in the re-run's log <= {EVAL_LIMIT_S:.0f} s.",
+    "README: 600 s evaluation; measured by pgolf rerun",
+)
+RERUN_WALL_LIMIT = CheckRule(
+    "PG423", "rerun-wall-limit",
+    "The re-run finished within the wall-clock limit (train + eval budget + margin); killed runs are over budget.",
+    "README: 600 s train + 600 s eval; enforced by pgolf rerun",
+)
+RERUN_SIZE_CLAIM = CheckRule(
+    "PG424", "rerun-size-claim",
+    "The re-run's log does not claim a smaller artifact than the bytes measured on disk.",
+    "PR #1835: measure what ships",
+)
+RERUN_FAILED = CheckRule(
+    "PG425", "rerun-failed",
+    "The re-run exited with status 0 and left no process behind.",
+    REF,
+)
+REPRODUCTION = CheckRule(
+    "PG426", "reproduction",
+    "Reproduced headline val_bpb per seed and mean, against the record's claimed values.",
+    REF,
+)
+RERUN_EVIDENCE = CheckRule(
+    "PG427", "rerun-evidence",
+    "The re-run's log carries the evidence the limit checks need (headline, train/eval time).",
+    REF,
+)
+RERUN_MEASURED = CheckRule(
+    "PG428", "rerun-measured",
+    "What the re-run measured per seed: process wall time, script clocks, artifact bytes, environment.",
+    REF,
+)
+RULES = (
+    RERUN_SIZE_LIMIT, RERUN_TRAIN_TIME, RERUN_EVAL_TIME, RERUN_WALL_LIMIT, RERUN_SIZE_CLAIM,
+    RERUN_FAILED, REPRODUCTION, RERUN_EVIDENCE, RERUN_MEASURED,
+)
+DEFAULT_TOLERANCE_BPB = 0.005
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    data: dict  # run.json
+    evidence: RunEvidence  # parsed from the run's train.log
+    rel_log: str  # relative to the record's runs dir
+    reused: bool = False
+
+
+def load_results(runs: list[tuple[int, dict, bool]], record_runs: Path) -> list[SeedResult]:
+    out = []
+    for seed, data, reused in runs:
+        run_dir = Path(data.get("run_dir") or record_runs / f"seed{seed}")
+        log = run_dir / data.get("log", "train.log")
+        ev = parse_log_file(log)
+        ev.log = f"{run_dir.name}/{log.name}"
+        out.append(SeedResult(seed, data, ev, ev.log, reused))
+    return out
+
+
+def _loc(res: SeedResult, cited=None) -> Location:
+    line = getattr(cited, "line", 0) or None
+    return Location(res.rel_log, line, line)
+
+
+def _cite(res: SeedResult, cited) -> str:
+    if cited is None or not getattr(cited, "line", 0):
+        return ""
+    return f"{res.rel_log}:{cited.line}: {cited.text}"
+
+
+def seed_findings(res: SeedResult) -> list[Finding]:
+    d, ev, seed = res.data, res.evidence, res.seed
+    proc, measured, limits = d["process"], d["measured"], d["limits"]
+    findings: list[Finding] = []
+    where = f"seed {seed}"
+
+    # wall clock: killed at the limit, or an over-long run that still finished
+    if proc.get("killed_at_limit"):
+        findings.append(RERUN_WALL_LIMIT.finding(
+            Severity.ILLEGAL,
+            f"{where}: killed at the wall-clock limit of {limits['wall_limit_s']:.0f} s "
+            f"(ran {proc['wall_s']:.1f} s; budget {limits['train_limit_s']:.0f} s train + "
+            f"{limits['eval_limit_s']:.0f} s eval + {limits['margin_s']:.0f} s margin); over budget, partial log kept",
+            _loc(res), evidence=[f"{res.rel_log}: {line}" for line in d.get("log_tail", [])[-3:]],
+            key=f"killed:{seed}",
+        ))
+    elif proc["wall_s"] > limits["train_limit_s"] + limits["eval_limit_s"]:
+        findings.append(RERUN_WALL_LIMIT.finding(
+            Severity.WARNING,
+            f"{where}: process wall time {proc['wall_s']:.1f} s exceeds the {limits['train_limit_s'] + limits['eval_limit_s']:.0f} s "
+            f"train + eval budget (within the {limits['margin_s']:.0f} s margin; startup and compilation count here)",
+            _loc(res), key=f"wall:{seed}",
+        ))
+    if proc.get("leftover_pids"):
+        findings.append(RERUN_FAILED.finding(
+            Severity.WARNING,
+            f"{where}: processes still alive after SIGKILL: {', '.join(map(str, proc['leftover_pids']))}",
+            _loc(res), key=f"leftover:{seed}",
+        ))
+    code = proc.get("exit_code")
+    if not proc.get("killed_at_limit") and code != 0:
+        sig = proc.get("term_signal")
+        status = f"signal {sig}" if sig else f"exit status {code}"
+        findings.append(RERUN_FAILED.finding(
+            Severity.ILLEGAL,
+            f"{where}: the run failed ({status}) after {proc['wall_s']:.1f} s; nothing it printed can be trusted as a result",
+            _loc(res), evidence=[f"{res.rel_log}: {line}" for line in d.get("log_tail", [])[-5:]],
+            key=f"failed:{seed}",
+        ))
+
+    findings.append(measured_finding(res))
+
+    # size on disk
+    total = measured["artifact_bytes"]
+    counted = [f for f in measured["model_files"] if f["counted"]]
+    file_lines = [f"{f['path']}: {f['bytes']:,} bytes ({f['kind']}{'' if f['counted'] else ', not counted'})"
+                  for f in measured["model_files"]]
+    size_detail = (f"{measured['code_bytes']:,} code bytes (shipped train_gpt.py) + {measured['model_bytes']:,} model bytes "
+                   f"on disk ({len(counted)} file{'s' if len(counted) != 1 else ''}) = {total:,} bytes")
+    if total > ARTIFACT_LIMIT_BYTES:
+        findings.append(RERUN_SIZE_LIMIT.finding(
+            Severity.ILLEGAL,
+            f"{where}: {size_detail}, over the {ARTIFACT_LIMIT_BYTES:,}-byte limit by {total - ARTIFACT_LIMIT_BYTES:,}",
+            _loc(res), evidence=file_lines, key=f"size:{seed}",
+        ))
+    elif not counted and not proc.get("killed_at_limit") and code == 0:
+        findings.append(RERUN_EVIDENCE.finding(
+            Severity.WARNING,
+            f"{where}: the run wrote no model file in its run directory; only the {measured['code_bytes']:,} code bytes were measured",
+            _loc(res), key=f"nomodel:{seed}",
+        ))
+
+    # the log's own size claims vs the disk
+    for attr, measured_value, what in (
+        ("bytes_total", total, "artifact (code + model)"),
+        ("bytes_model", measured["model_bytes"], "model"),
+    ):
+        claimed = getattr(ev, attr)
+        if claimed is None or not counted and attr == "bytes_model":
+            continue
+        if int(claimed.value) < measured_value:
+            findings.append(RERUN_SIZE_CLAIM.finding(
+                Severity.ILLEGAL,
+                f"{where}: the log claims {attr} {int(claimed.value):,} but {measured_value:,} {what} bytes were "
+                f"measured on disk ({measured_value - int(claimed.value):,} more)",
+                _loc(res, claimed), evidence=[_cite(res, claimed), size_detail, *file_lines],
+                key=f"claim:{attr}:{seed}",
+            ))
+
+    # the script's own clocks
+    if ev.train_time_ms is not None:
+        train_s = float(ev.train_time_ms.value) / 1000
+        if train_s > TRAIN_LIMIT_S + TRAIN_OVERRUN_GRACE_S:
+            findings.append(RERUN_TRAIN_TIME.finding(
+                Severity.ILLEGAL,
+                f"{where}: the re-run's log shows training took {train_s:.1f} s, over the {TRAIN_LIMIT_S:.0f} s limit",
+                _loc(res, ev.train_time_ms), evidence=[_cite(res, ev.train_time_ms)], key=f"train:{seed}",
+            ))
+    if ev.eval_time_ms is not None:
+        eval_s = float(ev.eval_time_ms.value) / 1000
+        if eval_s > EVAL_LIMIT_S:
+            findings.append(RERUN_EVAL_TIME.finding(
+                Severity.ILLEGAL,
+                f"{where}: the re-run's log shows evaluation took {eval_s:.1f} s"
+                f"{' (sum of phases)' if ev.eval_time_summed else ''}, over the {EVAL_LIMIT_S:.0f} s limit",
+                _loc(res, ev.eval_time_ms), evidence=[_cite(res, ev.eval_time_ms)], key=f"eval:{seed}",
+            ))
+    if not proc.get("killed_at_limit") and code == 0:
+        for missing in ev.missing:
+            if "total submission size" in missing or "seed" in missing:
+                continue  # size is measured on disk; the seed is set by the harness
+            findings.append(RERUN_EVIDENCE.finding(
+                Severity.WARNING, f"{where}: {missing}", _loc(res), key=f"missing:{seed}:{missing}",
+            ))
+    return findings
+
+
+def _secs(ms_cited) -> str:
+    return "n/a" if ms_cited is None else f"{float(ms_cited.value) / 1000:.1f} s"
+
+
+def measured_finding(res: SeedResult) -> Finding:
+    d, ev = res.data, res.evidence
+    proc, measured, env = d["process"], d["measured"], d.get("environment", {})
+    status = "killed at limit" if proc.get("killed_at_limit") else f"exit {proc.get('exit_code')}"
+    peak = f", peak memory {float(ev.peak_memory_mib.value):,.0f} MiB" if ev.peak_memory_mib else ""
+    gpus = env.get("gpus") or []
+    evidence = [
+        f"command: {' '.join(d.get('command', []))}",
+        f"host {env.get('hostname')}, python {env.get('python')}, torch {env.get('torch')}, cuda {env.get('cuda')}, "
+        f"gpus: {len(gpus)}{' (' + gpus[0] + ')' if gpus else ''}",
+        f"record git HEAD {env.get('record_git_head') or 'n/a'}; train_gpt.py sha256 "
+        f"{(d.get('shipped', {}).get('train_gpt.py') or {}).get('sha256', 'n/a')}",
+        *(f"{f['path']}: {f['bytes']:,} bytes ({f['kind']}{'' if f['counted'] else ', not counted'})"
+          for f in measured["model_files"]),
+    ]
+    return RERUN_MEASURED.finding(
+        Severity.INFO,
+        f"seed {res.seed}: {status}, process wall {proc['wall_s']:.1f} s, script train {_secs(ev.train_time_ms)}, "
+        f"eval {_secs(ev.eval_time_ms)}, artifact {measured['artifact_bytes']:,} bytes measured "
+        f"({measured['code_bytes']:,} code + {measured['model_bytes']:,} model){peak}"
+        f"{' [reused run.json]' if res.reused else ''}",
+        _loc(res), evidence=evidence, key=f"measured:{res.seed}",
+    )
+
+
+def _claimed_by_seed(record: Record | None) -> dict[int, RunEvidence]:
+    out: dict[int, RunEvidence] = {}
+    for run in record.logs if record else []:
+        if run.seed is not None and run.headline is not None:
+            out.setdefault(int(run.seed.value), run)
+    return out
+
+
+def _f(x: float | None, digits: int = 6) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def reproduction(results: list[SeedResult], record: Record | None, tolerance: float) -> list[Finding]:
+    claimed = _claimed_by_seed(record)
+    lines, pairs = [], []
+    for res in results:
+        got = res.evidence.headline.val_bpb if res.evidence.headline else None
+        old = claimed.get(res.seed)
+        want = old.headline.val_bpb if old is not None else None
+        delta = f" (delta {got - want:+.6f})" if got is not None and want is not None else ""
+        source = f" from {old.log}" if old is not None else ""
+        lines.append(f"seed {res.seed}: reproduced val_bpb {_f(got)} vs claimed {_f(want)}{source}{delta}")
+        if got is not None and want is not None:
+            pairs.append((got, want))
+    sub = (record.submission or {}) if record else {}
+    declared = sub.get("val_bpb") if isinstance(sub.get("val_bpb"), (int, float)) else None
+    got_all = [r.evidence.headline.val_bpb for r in results if r.evidence.headline and r.evidence.headline.val_bpb is not None]
+    if not got_all:
+        return [REPRODUCTION.finding(
+            Severity.WARNING, "no re-run produced a headline val_bpb; nothing was reproduced",
+            evidence=lines, key="none",
+        )]
+    mean_got = mean(got_all)
+    if pairs:
+        mean_pair_got, mean_pair_want = mean(p[0] for p in pairs), mean(p[1] for p in pairs)
+        summary = (f"mean reproduced val_bpb {mean_pair_got:.6f} vs claimed {mean_pair_want:.6f} over {len(pairs)} "
+                   f"matching seed(s) (delta {mean_pair_got - mean_pair_want:+.6f}, tolerance {tolerance})")
+        off = mean_pair_got - mean_pair_want > tolerance
+    elif declared is not None:
+        summary = (f"mean reproduced val_bpb {mean_got:.6f} vs submission.json val_bpb {declared:.6f} "
+                   f"(delta {mean_got - declared:+.6f}, tolerance {tolerance}); no claimed log for these seeds")
+        off = mean_got - declared > tolerance
+    else:
+        summary = f"mean reproduced val_bpb {mean_got:.6f}; the record claims nothing to compare with"
+        off = False
+    if declared is not None and pairs:
+        lines.append(f"submission.json declares val_bpb {declared}")
+    return [REPRODUCTION.finding(
+        Severity.WARNING if off else Severity.INFO,
+        ("not reproduced: " if off else "reproduced: ") + summary,
+        None, evidence=lines, key="mean",
+    )]
+
+
+def build_audit(
+    target: str,
+    record: Record | None,
+    record_runs: Path,
+    results: list[SeedResult],
+    *,
+    against: Record | None = None,
+    against_losses: list[float] | None = None,
+    tolerance: float = DEFAULT_TOLERANCE_BPB,
+    elapsed_s: float = 0.0,
+) -> Audit:
+    findings: list[Finding] = []
+    for res in results:
+        findings += seed_findings(res)
+    findings += reproduction(results, record, tolerance)
+    audit = Audit(target=target, elapsed_s=elapsed_s)
+    runs = [r.evidence for r in results]
+    if against is not None or against_losses is not None:
+        if against is not None:
+            audit.comparison = significance.compare_runs(runs, against.logs)
+            label = against.display
+        else:
+            audit.comparison = significance.compare_runs(runs, old_losses=against_losses)
+            label = "the given val_loss values"
+        date = ((record.submission or {}) if record else {}).get("date")
+        findings += significance.check(audit.comparison, date if isinstance(date, str) else None, label)
+    audit.findings = sort_findings(findings)
+    audit.seeds = sorted((seed_row(r) for r in results), key=lambda row: row.seed or 0)
+    audit.record = Record(
+        root=record_runs,
+        name=record.name if record else record_runs.name,
+        track=record.track if record else None,
+        files=sorted(f"{Path(r.data['run_dir']).name}/{n}" for r in results for n in ("train.log", "run.json")),
+        script=record.script if record else None,
+        linked=list(record.linked) if record else [],
+        submission=record.submission if record else None,
+        logs=runs,
+    )
+    return audit
+
+
+def seed_row(res: SeedResult) -> SeedRow:
+    ev, d = res.evidence, res.data
+    return SeedRow(
+        log=res.rel_log,
+        seed=res.seed,
+        metric=ev.headline.name if ev.headline else None,
+        val_loss=ev.headline.val_loss if ev.headline else None,
+        val_bpb=ev.headline.val_bpb if ev.headline else None,
+        train_s=float(ev.train_time_ms.value) / 1000 if ev.train_time_ms else None,
+        eval_s=float(ev.eval_time_ms.value) / 1000 if ev.eval_time_ms else None,
+        bytes_total=d["measured"]["artifact_bytes"],  # measured on disk, not logged
+    )
