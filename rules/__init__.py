@@ -21,6 +21,7 @@ from . import pg105_bos_token_mixing  # noqa: F401,E402
 from . import pg106_scoring_coverage  # noqa: F401,E402
 from . import pg201_val_update_before_score  # noqa: F401,E402
 from . import pg202_network_access  # noqa: F401,E402
+from . import pg203_train_data_after_window  # noqa: F401,E402
 from . import pg301_byte_table  # noqa: F401,E402
 from . import pg302_uncounted_code  # noqa: F401,E402
 

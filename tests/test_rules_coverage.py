@@ -87,3 +87,54 @@ def eval_docs(model, val_tokens):
     fs = _by(src, "PG106")
     assert [f.severity for f in fs] == [Severity.INFO]
     assert "BOS" in fs[0].message and "line 5" in fs[0].message
+
+
+TRAIN_AFTER = '''
+import os
+import torch
+class Hyperparameters:
+    train_files = os.environ.get("TRAIN_FILES", "data/fineweb_train_*.bin")
+    extra_ttt = bool(int(os.environ.get("EXTRA_TTT", "0")))
+def adapt(model, opt, stream):
+    for _ in range(8):
+        model.loss(*stream.next_batch()).backward()
+        opt.step()
+def main():
+    args = Hyperparameters()
+    model, opt = build()
+    train_stream = TokenStream(args.train_files)
+    warm = train_stream.next_batch()
+    model.loss(*warm).backward()
+    for step in range(1000):
+        model.loss(*train_stream.next_batch()).backward()
+        opt.step()
+    if args.extra_ttt:
+        adapt(model, opt, train_stream)
+    report(model)
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_train_read_after_loop_follows_the_switch_and_names_the_route():
+    fs = _by(TRAIN_AFTER, "PG203")
+    assert len(fs) == 1 and fs[0].severity == Severity.WARNING  # EXTRA_TTT defaults to 0
+    assert fs[0].location.line_start == 9
+    assert "`adapt`, called from `main` line 21" in fs[0].message and "ending line 19" in fs[0].message
+    assert "EXTRA_TTT" in " ".join(fs[0].evidence)
+    fs = _by(TRAIN_AFTER, "PG203", env={"EXTRA_TTT": "1"})
+    assert [f.severity for f in fs] == [Severity.ILLEGAL]
+
+
+def test_warmup_read_before_the_loop_is_quiet():
+    src = TRAIN_AFTER.replace("    if args.extra_ttt:\n        adapt(model, opt, train_stream)\n", "")
+    assert not _by(src, "PG203")
+
+
+def test_calibration_after_the_loop_without_reserve_is_a_warning_and_a_reserve_silences_it():
+    src = TRAIN_AFTER.replace("adapt(model, opt, train_stream)", "h = gptq_collect(model, train_stream)")
+    fs = _by(src, "PG203", env={"EXTRA_TTT": "1"})
+    assert [f.severity for f in fs] == [Severity.WARNING] and "calibration" in fs[0].message
+    src2 = src.replace('    extra_ttt =', '    gptq_reserve_seconds = float(os.environ.get("GPTQ_RESERVE_SECONDS", "10"))\n'
+                                           '    extra_ttt =')
+    assert not _by(src2, "PG203", env={"EXTRA_TTT": "1"})

@@ -1,0 +1,380 @@
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import libcst as cst
+
+from auditor.findings import Severity
+
+from .engine import Hit, Rule, register
+from .facts import CallInfo, Facts, FuncInfo, base_name
+
+_SPLIT = re.compile(r"[_\W]+")
+_DATA_PARTS = {"files", "file", "loader", "loaders", "tokens", "toks", "data", "stream", "shards", "shard",
+               "pattern", "ds", "dataset", "iter", "iterator", "glob", "paths", "bins"}
+_NOT_DATA = {"size", "len", "seq", "steps", "step", "every", "frac", "count", "max", "min", "time", "ms",
+             "seconds", "lr", "loss", "bpb", "batch", "log", "num", "n", "per", "bytes"}
+_CALIB_RE = re.compile(r"(calib|hessian|gptq|awq|collect_stats|act_stats|quantize_with)", re.I)
+_EVAL_ENTRY_RE = re.compile(r"(^|_)(eval|evaluate|score|scoring|slot|ttt|test_time)(_|$)", re.I)
+_NOT_READ = {"print", "len", "str", "repr", "format", "int", "float", "isinstance", "info", "debug", "warning",
+             "log", "log0", "print0", "sorted", "glob_count", "exists", "isfile", "join", "write"}
+# calls through which a value still *is* training data (a loader, a shard, a batch)
+_CARRY_RE = re.compile(r"(load|read|shard|loader|stream|batch|token|glob|sorted|list|iter|next|from_numpy|"
+                       r"memmap|fromfile|open|tensor|to|cuda|long|int|view|reshape|cat|stack|dataset)", re.I)
+_TIMER_RE = re.compile(r"(train(ing)?_time|train_ms|training_ms|elapsed_train)", re.I)
+
+
+def is_train_data_name(name: str) -> bool:
+    parts = [p for p in _SPLIT.split(name.lower()) if p]
+    if "train" not in parts and "training" not in parts:
+        return False
+    if any(p in _NOT_DATA for p in parts):
+        return False
+    return any(p in _DATA_PARTS for p in parts)
+
+
+class _Train:
+    """Which expressions hold training data (names, ``fineweb_train_*`` strings,
+    followed through assignments and function arguments)."""
+
+    def __init__(self, facts: Facts) -> None:
+        self.f = facts
+        self.cache: dict = {}
+
+    def expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int, depth: int = 0) -> bool:
+        key = (id(node), id(func), depth > 0)
+        if key in self.cache:
+            return self.cache[key]
+        self.cache[key] = False
+        names = self.f.names(node)
+        res = any(is_train_data_name(n) for n in names) or "fineweb_train" in self.f.code(node)
+        if not res and depth < 4:
+            for n in names:
+                if self._name(n, func, line, depth + 1):
+                    res = True
+                    break
+        self.cache[key] = res
+        return res
+
+    def _name(self, name: str, func: FuncInfo | None, line: int, depth: int) -> bool:
+        scope = func.defs if func is not None else self.f.module_defs
+        defs = scope.get(name)
+        if not defs:
+            return False
+        before = [d for d in defs if d[0] <= line] or defs
+        dline, value = before[-1]
+        if value is None:  # a parameter: what do callers pass?
+            return func is not None and self._param(func, name, depth)
+        if isinstance(value, cst.Call) and not _CARRY_RE.search(_callee(value)):
+            return False  # a statistic computed from the data is not the data
+        return self.expr(value, func, dline, depth)
+
+    def _param(self, fi: FuncInfo, param: str, depth: int) -> bool:
+        try:
+            idx = [p.name.value for p in fi.node.params.params].index(param)
+        except ValueError:
+            idx = -1
+        if fi.cls is not None and idx >= 0:
+            idx -= 1
+        for ci in self.f.calls:
+            if ci.attr != fi.name:
+                continue
+            pos = [a for a in ci.node.args if a.keyword is None and not a.star]
+            arg = next((a.value for a in ci.node.args if a.keyword is not None and a.keyword.value == param), None)
+            if arg is None and 0 <= idx < len(pos):
+                arg = pos[idx].value
+            if arg is not None and self.expr(arg, ci.ctx.func, ci.line, depth):
+                return True
+        return False
+
+
+def _call_info(facts: Facts, node: cst.Call) -> CallInfo:
+    return next(ci for ci in facts.calls if ci.node is node)
+
+
+def _callee(call: cst.Call) -> str:
+    f = call.func
+    if isinstance(f, cst.Attribute):
+        return f.attr.value
+    return f.value if isinstance(f, cst.Name) else ""
+
+
+def _reads(facts: Facts, tr: _Train, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, object, str]]:
+    """(line, node, ctx, text) of training-data reads directly in ``func``."""
+    out = []
+    seen: set[int] = set()
+    for ci in facts.calls_by_func.get(func, ()):
+        if ci.line in seen or ci.attr in _NOT_READ or re.match(r"(log|print)", ci.attr or ""):
+            continue
+        recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
+        hit = recv is not None and tr.expr(recv, func, ci.line)
+        if not hit:
+            hit = any(tr.expr(a.value, func, ci.line) for a in ci.node.args
+                      if not isinstance(a.value, (cst.FormattedString, cst.SimpleString))
+                      or "fineweb_train" in facts.code(a.value))
+        if hit:
+            seen.add(ci.line)
+            out.append((ci.line, ci.node, ci.ctx, facts.code(ci.node).strip()))
+    for li, ctx in facts.loops:
+        if li.func is func and li.iter is not None and li.start not in seen and tr.expr(li.iter, func, li.start):
+            seen.add(li.start)
+            out.append((li.start, li.node, ctx, "for ... in " + facts.code(li.iter).strip()))
+    return out
+
+
+@register
+class TrainDataAfterWindow(Rule):
+    """Training data read in the evaluation path, after the training window.
+
+    What it flags:
+        Reads of training shards (``fineweb_train_*``, ``train_files``, the train
+        loader's ``next_batch``, a loop over a train loader) in code that runs
+        after the training loop: statements after the loop that optimizes the
+        model (the loop holding an optimizer ``step()`` and training reads), the
+        functions they call (transitively), and evaluation entry points
+        (``eval_*``, ``*_ttt``, ``slot_*``, ``score_*``). GPTQ-style
+        calibration (``collect_hessians``, ``gptq_*``, ``calibrate``) on
+        training data after the loop is a WARNING when the code neither reserves
+        time for it inside the training budget (``GPTQ_RESERVE_SECONDS``-style
+        setting) nor stops the training timer after it; quiet when it does.
+
+    Why: the ruling:
+        Challenge README and PR #1868: training is at most 600 s including
+        everything that reads training data (GPTQ Hessian collection must fit,
+        ``GPTQ_RESERVE_SECONDS``); training data may not be read after the
+        training window, and evaluation (TTT, caches, calibration) may use only
+        the artifact and the validation tokens already scored.
+
+    Legal alternative:
+        Collect calibration statistics inside the training window: reserve the
+        seconds out of the training budget and stop the training timer after
+        calibration. Evaluation-time adaptation uses validation tokens already
+        scored (score-first TTT), never training shards.
+
+    Known limits:
+        The training loop is recognised as a loop that steps an optimizer and
+        reads training data; training data by names (``train_*`` plus
+        files/loader/tokens/shards…) and ``fineweb_train`` strings followed
+        through assignments and arguments, not through object attributes set
+        elsewhere (``self.loader``). Whether calibration fits the window is
+        judged from the code's shape (a reserve setting, a training-time
+        measurement after it), not from logged times.
+    """
+
+    code = "PG203"
+    slug = "train-data-after-window"
+    severity = Severity.ILLEGAL
+    conditions = ("time",)
+    reference = "openai/parameter-golf README (time limits); PR #1868 (GPTQ reserve)"
+    techniques = ("TTT on training data", "train-data TTT", "eval-time training shards")
+
+    INVALID = [
+        # eval-time adaptation that draws batches from the train loader
+        '''
+import torch
+def ttt_adapt(model, train_loader, opt, steps):
+    for _ in range(steps):
+        x, y = train_loader.next_batch(65536, 1024)
+        model(x, y).backward()
+        opt.step()
+        opt.zero_grad()
+def main(args, model, opt, val_tokens):
+    train_loader = make_loader(args.train_files)
+    for step in range(args.iterations):
+        x, y = train_loader.next_batch(65536, 1024)
+        model(x, y).backward()
+        opt.step()
+        opt.zero_grad()
+    ttt_adapt(model, train_loader, opt, 50)
+    print(evaluate(model, val_tokens))
+if __name__ == "__main__":
+    main(parse(), build(), make_opt(), load_val())
+''',
+        # a statistic over training shards computed after the loop, in main
+        '''
+import glob
+import numpy as np
+def main(model, opt, iterations):
+    files = sorted(glob.glob("data/fineweb_train_*.bin"))
+    for step in range(iterations):
+        batch = np.fromfile(files[step % len(files)], dtype=np.uint16)
+        model.loss(batch).backward()
+        opt.step()
+    unigram = np.bincount(np.fromfile(files[0], dtype=np.uint16), minlength=8192)
+    return model.eval_with_prior(unigram)
+if __name__ == "__main__":
+    main(None, None, 10)
+''',
+        # GPTQ Hessians on training batches after the loop, no reserve, no timer after it
+        '''
+import time
+def collect_hessians(model, loader, n):
+    return [model.hessian(loader.next_batch()) for _ in range(n)]
+def main(args, model, opt, train_loader):
+    t0 = time.perf_counter()
+    for step in range(args.iterations):
+        model.loss(*train_loader.next_batch()).backward()
+        opt.step()
+    print(f"train_time:{1000 * (time.perf_counter() - t0):.0f}ms")
+    hessians = collect_hessians(model, train_loader, 64)  # expect: warning
+    return model.quantize(hessians)
+if __name__ == "__main__":
+    main(None, None, None, None)
+''',
+    ]
+    VALID = [
+        # GPTQ calibration inside a reserved part of the training budget
+        '''
+import os, time
+class Hyperparameters:
+    max_wallclock_seconds = float(os.environ.get("MAX_WALLCLOCK_SECONDS", "600"))
+    gptq_reserve_seconds = float(os.environ.get("GPTQ_RESERVE_SECONDS", "12"))
+def main(args, model, opt, train_loader):
+    budget = args.max_wallclock_seconds - args.gptq_reserve_seconds
+    t0 = time.perf_counter()
+    for step in range(100000):
+        model.loss(*train_loader.next_batch()).backward()
+        opt.step()
+        if time.perf_counter() - t0 > budget:
+            break
+    hessians = collect_hessians(model, train_loader, 64)
+    return model.quantize(hessians)
+if __name__ == "__main__":
+    main(Hyperparameters(), None, None, None)
+''',
+        # calibration measured inside the training time (timer stops after it)
+        '''
+import time
+def main(args, model, opt, train_loader):
+    t0 = time.perf_counter()
+    for step in range(args.iterations):
+        model.loss(*train_loader.next_batch()).backward()
+        opt.step()
+    hessians = gptq_hessians(model, train_loader)
+    training_time_ms = 1000 * (time.perf_counter() - t0)
+    print(f"train_time:{training_time_ms:.0f}ms")
+    return model.quantize(hessians)
+if __name__ == "__main__":
+    main(None, None, None, None)
+''',
+        # after the loop only validation data and logging of the train pattern
+        '''
+def main(args, model, opt, train_loader, val_tokens):
+    for step in range(args.iterations):
+        model.loss(*train_loader.next_batch()).backward()
+        opt.step()
+    print(f"train_files:{args.train_files}")
+    return evaluate(model, val_tokens)
+if __name__ == "__main__":
+    main(None, None, None, None, None)
+''',
+    ]
+
+    def check(self, facts: Facts) -> Iterator[Hit]:
+        tr = _Train(facts)
+        reads = {f: _reads(facts, tr, f) for f in [None, *facts.funcs]}
+        reserve = any(re.search(r"reserve", n, re.I) for n in facts.config) or any(
+            re.search(r"reserve", n, re.I) for n in facts.refs_by_func)
+        flagged: set[int] = set()
+        for owner in [None, *facts.funcs]:
+            end = self._train_end(facts, owner, reads[owner])
+            if end is None:
+                continue
+            # direct reads after the loop
+            for line, node, ctx, text in reads[owner]:
+                if line <= end or line in flagged:
+                    continue
+                if isinstance(node, cst.Call) and any(
+                        reads.get(g) for g, _c in self._callees(facts, _call_info(facts, node))):
+                    continue  # reported inside the local function, with the route
+                calib = _CALIB_RE.search(text.split("(")[0])
+                hit = self._hit(facts, owner, end, line, node, ctx, text, None, bool(calib), reserve)
+                if hit is not None:
+                    flagged.add(line)
+                    yield hit
+            # reads in functions called after the loop
+            for ci in facts.calls_by_func.get(owner, ()):
+                if ci.line <= end or ci.line in flagged:  # the call itself was reported
+                    continue
+                for fi, chain_calib in self._callees(facts, ci):
+                    for line, node, ctx, text in reads.get(fi, ()):
+                        if line in flagged:
+                            continue
+                        calib = chain_calib or bool(_CALIB_RE.search(fi.name)) or bool(
+                            _CALIB_RE.search(text.split("(")[0]))
+                        hit = self._hit(facts, owner, end, line, node, ctx, text, (ci, fi), calib, reserve)
+                        if hit is not None:
+                            flagged.add(line)
+                            yield hit
+        # evaluation entry points reading training data, wherever they are called
+        for fi in facts.funcs:
+            if not _EVAL_ENTRY_RE.search(fi.name) or _CALIB_RE.search(fi.name):
+                continue
+            for line, node, ctx, text in reads[fi]:
+                if line in flagged:
+                    continue
+                flagged.add(line)
+                yield Hit(node, f"evaluation function `{fi.qualname}` reads training data (`{text[:70]}`, "
+                          f"line {line}): training data may not be used after the training window",
+                          ctx=ctx, key=f"train read in {fi.qualname}")
+
+    def _train_end(self, facts: Facts, owner, owner_reads) -> int | None:
+        steps = [o[0] for o in facts.occurrences(owner, {"step"})]
+        end = None
+        for li, _ctx in facts.loops:
+            if li.func is not owner:
+                continue
+            if any(li.start <= s <= li.end for s in steps) and any(
+                    li.start <= r[0] <= li.end for r in owner_reads):
+                end = max(end or 0, li.end)
+        return end
+
+    def _callees(self, facts: Facts, ci: CallInfo):
+        """Local functions reached from call ``ci`` (transitively), with whether the
+        chain passed through a calibration-named call."""
+        out = []
+        todo = [(g, bool(_CALIB_RE.search(ci.attr or ""))) for g in facts.funcs_by_name.get(ci.attr, ())]
+        seen: set = set()
+        while todo and len(seen) < 200:
+            g, calib = todo.pop()
+            if g in seen:
+                continue
+            seen.add(g)
+            out.append((g, calib))
+            for c2 in facts.calls_by_func.get(g, ()):
+                for h in facts.funcs_by_name.get(c2.attr, ()):
+                    todo.append((h, calib or bool(_CALIB_RE.search(c2.attr or ""))))
+        return out
+
+    def _hit(self, facts: Facts, owner, end: int, line: int, node, ctx, text: str,
+             via: tuple | None, calib: bool, reserve: bool) -> Hit | None:
+        where = owner.qualname if owner is not None else "<module>"
+        site_line = via[0].line if via else line
+        route = (f" in `{via[1].qualname}`, called from `{where}` line {via[0].line}," if via else
+                 f" in `{where}`")
+        if calib:
+            if reserve or self._timer_after(facts, owner, site_line):
+                return None
+            return Hit(node, f"calibration reads training data (`{text[:70]}`, line {line}){route} after the "
+                       f"training loop ending line {end}, and nothing shows it inside the training "
+                       f"window (no reserve setting, the training timer is not read after it)",
+                       ctx=ctx, severity=Severity.WARNING, confidence="medium",
+                       key=f"calibration train read after window {where}")
+        return Hit(node, f"training data read after the training window: `{text[:70]}` (line {line}){route} "
+                   f"after the training loop ending line {end}",
+                   evidence=facts.line_text(end) + facts.line_text(site_line) + (
+                       facts.line_text(line) if line != site_line else ()),
+                   ctx=ctx, key=f"train read after window {where}")
+
+    def _timer_after(self, facts: Facts, owner, line: int) -> bool:
+        lo = owner.start if owner is not None else 0
+        hi = owner.end if owner is not None else len(facts.lines)
+        for ai in facts.assigns:
+            if ai.ctx.func is owner and ai.line > line and any(
+                    _TIMER_RE.search(base_name(t) or "") for t in ai.targets):
+                return True
+        for sline, text, _ctx in facts.strings:
+            if line < sline <= hi and sline >= lo and "train_time" in text:
+                return True
+        return False
