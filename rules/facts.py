@@ -534,12 +534,20 @@ class _Collector(cst.CSTVisitor):
 
     def visit_Import(self, node: cst.Import) -> None:
         for a in node.names:
-            self.f.imports.append((dotted(a.name), self.pos(node)[0], 0, self.ctx()))
+            full = dotted(a.name)
+            self.f.imports.append((full, self.pos(node)[0], 0, self.ctx()))
+            if a.asname is not None and isinstance(a.asname.name, cst.Name):
+                self.f.import_aliases[a.asname.name.value] = full  # import urllib.request as ur
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         mod = dotted(node.module) if node.module else ""
         level = len(node.relative)
         self.f.imports.append((mod, self.pos(node)[0], level, self.ctx()))
+        if level == 0 and mod and not isinstance(node.names, cst.ImportStar):
+            for a in node.names:
+                local = a.asname.name.value if a.asname is not None and isinstance(a.asname.name, cst.Name) \
+                    else dotted(a.name)
+                self.f.import_aliases[local] = f"{mod}.{dotted(a.name)}"  # from requests import get as fetch
 
 
 def _terminates(block: cst.BaseSuite) -> bool:
@@ -579,6 +587,9 @@ class Facts:
         self.binops: list[tuple[cst.BinaryOperation, int, Ctx]] = []
         self.strings: list[tuple[int, str, Ctx]] = []
         self.imports: list[tuple[str, int, int, Ctx]] = []
+        # local name -> what it was imported as (``ur`` -> ``urllib.request``,
+        # ``fetch`` -> ``requests.get``, ``urlopen`` -> ``urllib.request.urlopen``)
+        self.import_aliases: dict[str, str] = {}
         self.refs_by_func: dict[str, list[Ctx]] = {}
         self.module_defs: dict[str, list[tuple[int, Any]]] = {}
         self._code_cache: dict[cst.CSTNode, str] = {}
@@ -616,6 +627,17 @@ class Facts:
             if 1 <= i <= len(self.lines):
                 out.append(f"{i}: {self.lines[i - 1].rstrip()}")
         return tuple(out)
+
+    def resolve(self, name: str) -> str:
+        """A dotted call name with its first component replaced by what it was
+        imported as: ``ur.urlopen`` -> ``urllib.request.urlopen``."""
+        if not name:
+            return name
+        head, _, rest = name.partition(".")
+        full = self.import_aliases.get(head)
+        if full is None or full == head:
+            return name
+        return f"{full}.{rest}" if rest else full
 
     def names(self, node: cst.CSTNode) -> set[str]:
         s = self.names_in.get(node)

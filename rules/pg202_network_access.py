@@ -38,8 +38,10 @@ class NetworkAccess(Rule):
         FineWeb shards and tokenizer from disk.
 
     Known limits:
-        Calls are matched by their dotted name as written (an aliased import such
-        as ``from requests import get as g`` is missed); the shell check reads
+        Calls are matched by their dotted name, with import aliases resolved
+        (``import urllib.request as ur``, ``from requests import get as fetch``);
+        a module bound to a name by assignment (``net = requests``) or reached
+        through ``getattr``/``__import__`` is missed. The shell check reads
         string literals in the call only.
     """
 
@@ -50,6 +52,28 @@ class NetworkAccess(Rule):
     reference = "openai/parameter-golf README (evaluation rules)"
 
     INVALID = [
+        # aliased imports
+        '''
+import urllib.request as ur
+def fetch_table(url):
+    return ur.urlopen(url).read()
+''',
+        '''
+from requests import get as fetch
+def teacher_logits(url):
+    return fetch(url, timeout=5).content
+''',
+        '''
+import socket as s
+def ping(host):
+    conn = s.create_connection((host, 80))
+    conn.close()
+''',
+        '''
+import subprocess as sp
+def pull():
+    sp.check_call("curl -sO https://example.org/table.bin", shell=True)
+''',
         '''
 import urllib.request
 def fetch_table(url):
@@ -67,6 +91,14 @@ def teacher():
 ''',
     ]
     VALID = [
+        # a local function that happens to be called like an aliased download
+        '''
+import json as requests_json
+def get(path):
+    with open(path) as fh:
+        return requests_json.load(fh)
+cfg = get("config.json")
+''',
         '''
 import subprocess
 def gpu_info():
@@ -81,10 +113,13 @@ def shards(pattern):
 
     def check(self, facts: Facts) -> Iterator[Hit]:
         for ci in facts.calls:
-            if _NET_CALLS.match(ci.name):
-                yield Hit(ci.node, f"network call `{ci.name}(...)`: submissions may not download or connect "
-                          f"during the run", ctx=ci.ctx, key=f"net {ci.name}")
-            elif _SHELL_CALLS.match(ci.name):
+            full = facts.resolve(ci.name)
+            if _NET_CALLS.match(full) or _NET_CALLS.match(ci.name):
+                shown = ci.name if full == ci.name else f"{ci.name}` (`{full}`"
+                shown = f"{shown})" if full != ci.name else shown
+                yield Hit(ci.node, f"network call `{shown}(...)`: submissions may not download or connect "
+                          f"during the run", ctx=ci.ctx, key=f"net {full}")
+            elif _SHELL_CALLS.match(full):
                 text = facts.code(ci.node)
                 m = _SHELL_NET.search(text)
                 if m:

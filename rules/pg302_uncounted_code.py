@@ -64,11 +64,30 @@ exec(Path(__file__).with_name("model_code.py").read_text())
 import runpy
 ns = runpy.run_path("ttt_lib.py")
 ''',
+        # aliased imports of the loaders
+        '''
+import runpy as rp
+ns = rp.run_path("ttt_lib.py")
+''',
+        '''
+from runpy import run_path as load_helpers
+ns = load_helpers("ttt_lib.py")
+''',
+        '''
+import importlib.util as iu
+spec = iu.spec_from_file_location("helpers", "helpers.py")
+''',
         '''
 from .ttt_helpers import score_first_ttt
 ''',
     ]
     VALID = [
+        # a local function named like a loader is not runpy
+        '''
+def run_path(p):
+    return p.strip("/")
+x = run_path("a/b/")
+''',
         '''
 import lzma, base64
 exec(lzma.decompress(base64.b85decode("c$@")))
@@ -88,9 +107,10 @@ import sentencepiece as spm
                         r"(decompress|b85decode|b64decode|a85decode|unhexlify)", text):
                     yield Hit(ci.node, f"`{ci.name}` of a file's contents (`{text.strip()[:60]}`): that "
                               f"code is not counted in the artifact size", ctx=ci.ctx, key="exec file")
-            elif ci.name in ("runpy.run_path", "importlib.util.spec_from_file_location",
-                             "importlib.machinery.SourceFileLoader", "SourceFileLoader",
-                             "spec_from_file_location"):
+            elif facts.resolve(ci.name) in (
+                    "runpy.run_path", "importlib.util.spec_from_file_location",
+                    "importlib.machinery.SourceFileLoader", "SourceFileLoader",
+                    "spec_from_file_location") or ci.name in ("SourceFileLoader", "spec_from_file_location"):
                 yield Hit(ci.node, f"`{ci.name}` loads code from another file: uncounted code",
                           ctx=ci.ctx, key=f"load {ci.name}")
         for mod, line, level, ctx in facts.imports:
