@@ -61,7 +61,7 @@ class Attention(nn.Module):
         self.rotary = Rotary(self.head_dim, cfg.rope_dims, cfg.rope_base)
         self.xsa = xsa
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k(x).view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
@@ -70,7 +70,10 @@ class Attention(nn.Module):
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
         rep = self.n_head // self.n_kv
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         if self.xsa:  # exclusive self-attention: drop the component along the token's own value
             n = F.normalize(v, dim=-1)
             y = y - (y * n).sum(-1, keepdim=True) * n
@@ -101,8 +104,8 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(cfg.model_dim))
         self.mlp_scale = nn.Parameter(torch.ones(cfg.model_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x), attn_mask)
         return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
 
 
@@ -179,7 +182,16 @@ class GPT(nn.Module):
         if self.lm_head is not None:
             nn.init.zeros_(self.lm_head.weight)
 
-    def forward_hidden(self, ids: torch.Tensor) -> torch.Tensor:
+    def doc_mask(self, ids: torch.Tensor) -> torch.Tensor:
+        """Causal and block-diagonal over documents (each starts at a BOS): [B, 1, T, T] bool."""
+        seg = (ids == self.cfg.bos_id).cumsum(dim=1)
+        same = seg[:, :, None] == seg[:, None, :]
+        causal = torch.ones(ids.size(1), ids.size(1), dtype=torch.bool, device=ids.device).tril()
+        return (same & causal).unsqueeze(1)
+
+    def forward_hidden(self, ids: torch.Tensor, isolate_docs: bool = False) -> torch.Tensor:
+        """isolate_docs: several documents packed in a row do not attend to each other."""
+        mask = self.doc_mask(ids) if isolate_docs else None
         x = self.tok_emb(ids)
         if self.bigram is not None:
             x = x + self.bigram(ids)
@@ -191,7 +203,7 @@ class GPT(nn.Module):
         for i, li in enumerate(self.order):
             if i >= n - self.n_skip:  # decoder half: add the mirrored encoder output
                 x = x + self.skip_weights[i - (n - self.n_skip)].to(x.dtype) * skips.pop()
-            x = self.blocks[li](x)
+            x = self.blocks[li](x, mask)
             if i < self.n_skip:
                 skips.append(x)
         return rms_norm(x)
@@ -202,12 +214,12 @@ class GPT(nn.Module):
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
-    def forward_logits(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.logits_from_hidden(self.forward_hidden(ids))
+    def forward_logits(self, ids: torch.Tensor, isolate_docs: bool = False) -> torch.Tensor:
+        return self.logits_from_hidden(self.forward_hidden(ids, isolate_docs))
 
-    def nll(self, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def nll(self, ids: torch.Tensor, targets: torch.Tensor, isolate_docs: bool = False) -> torch.Tensor:
         """Per-token NLL in nats, float32, shape of targets."""
-        logits = self.forward_logits(ids)
+        logits = self.forward_logits(ids, isolate_docs)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction="none").view_as(
             targets
         )

@@ -94,7 +94,10 @@ def hardware(world: int, device: torch.device) -> str:
 
 
 def train(cfg: Config, model: GPT, rank: int, world: int, device: torch.device, log: Logger):
-    """The training loop; returns (train_time_ms, steps, loader) with calibration still to run."""
+    """Training loop, then calibration on training batches, all inside the cap.
+
+    Returns (train_time_ms, steps, calibration statistics or None).
+    """
     loader = DistributedTokenLoader(os.path.join(cfg.data_dir, cfg.train_pattern), rank, world)
     opts = build_optimizers(model, cfg)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
@@ -138,7 +141,12 @@ def train(cfg: Config, model: GPT, rank: int, world: int, device: torch.device, 
         swa.copy_to(model)
     elif ema is not None:
         ema.copy_to(model)
-    return t0, step, loader
+    calib = None
+    if cfg.clip_search and cfg.calib_batches > 0:  # in the reserved slice, on training data only
+        model.eval()
+        train_batches = [loader.next_batch(cfg.train_batch_tokens, cfg.train_seq_len) for _ in range(cfg.calib_batches)]
+        calib = collect_calibration(model, [(x.to(device), y) for x, y in train_batches])
+    return (time.perf_counter() - t0) * 1000, step, calib
 
 
 def main() -> None:
@@ -171,14 +179,8 @@ def main() -> None:
             dist.broadcast(p.data, 0)
     log(f"model_params:{sum(p.numel() for p in model.parameters())}")
 
-    # -- training, then calibration on training data inside the cap ---------------------------
-    t0, steps, loader = train(cfg, model, rank, world, device, log)
-    calib = None
-    if cfg.clip_search and cfg.calib_batches > 0:
-        model.eval()
-        batches = [loader.next_batch(cfg.train_batch_tokens, cfg.train_seq_len) for _ in range(cfg.calib_batches)]
-        calib = collect_calibration(model, [(x.to(device), y) for x, y in batches])
-    train_ms = (time.perf_counter() - t0) * 1000
+    # -- training, then calibration on training data, inside the cap --------------------------
+    train_ms, steps, calib = train(cfg, model, rank, world, device, log)
     log(f"train_time:{train_ms:.0f}ms steps:{steps}")
     log.event("train_end", train_time_ms=round(train_ms), steps=steps)
 

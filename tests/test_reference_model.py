@@ -64,6 +64,23 @@ def test_smeargate_and_bigram_do_not_cross_bos():
     assert torch.allclose(smear(emb(a), a)[:, 0], emb(a)[:, 0])
 
 
+def test_packed_documents_are_isolated_with_the_bos_mask():
+    """Two documents in one row with document-isolated attention: the second never sees the first."""
+    model = _model()
+    with torch.no_grad():
+        model.smear.gate.fill_(3.0)  # a strong smear: any leak would show
+    a = torch.tensor([[1, 20, 21, 22, 23, 1, 40, 41, 42, 43, 44]])
+    b = a.clone()
+    b[0, 1:5] = torch.tensor([60, 61, 62, 63])
+    la, lb = model.forward_logits(a, isolate_docs=True), model.forward_logits(b, isolate_docs=True)
+    assert torch.allclose(la[:, 5:], lb[:, 5:], atol=1e-5)
+    assert not torch.allclose(la[:, 1:5], lb[:, 1:5])
+    plain_a, plain_b = model.forward_logits(a), model.forward_logits(b)  # without isolation it does leak
+    assert not torch.allclose(plain_a[:, 5:], plain_b[:, 5:], atol=1e-5)
+    alone = model.forward_logits(a[:, 5:])
+    assert torch.allclose(la[:, 5:], alone, atol=1e-5)
+
+
 def test_unet_order_and_orthogonal_init():
     assert layer_order(4, [1]) == [0, 1, 1, 2, 3]
     assert layer_order(5, [2, 3]) == [0, 1, 2, 3, 2, 3, 4]
