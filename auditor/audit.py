@@ -41,9 +41,14 @@ class Audit:
     comparison: Comparison | None = None
     seeds: list[SeedRow] = field(default_factory=list)
     elapsed_s: float = 0.0
+    # fingerprint -> reason, for findings a reviewer suppressed (auditor.suppress):
+    # still reported, ignored by the verdict.
+    suppressed: dict[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
+        if self.suppressed:
+            return verdict_of([f for f in self.findings if f.fingerprint not in self.suppressed], self.error)
         return verdict_of(self.findings, self.error)
 
 

@@ -68,7 +68,9 @@ def _open_output(output: Optional[Path]):
 
 @app.command()
 def check(
-    paths: List[Path] = typer.Argument(..., help="Record folders (or train_gpt.py files) to check."),
+    paths: Optional[List[Path]] = typer.Argument(
+        None, help="Record folders (or train_gpt.py files) to check; with --diff, the git work tree (default: .)."
+    ),
     against: Optional[Path] = typer.Option(None, help="Record folder to test significance against."),
     against_loss: Optional[str] = typer.Option(
         None, help="Per-seed val_loss (nats) of the record to beat, comma-separated, instead of --against."
@@ -78,14 +80,37 @@ def check(
     env: List[str] = typer.Option([], help="KEY=VALUE the run used (overrides env defaults in the code)."),
     no_rules: bool = typer.Option(False, "--no-rules", help="Folder checks only, skip the static code rules."),
     debug: bool = typer.Option(False, help="Show tracebacks of internal errors."),
+    diff: Optional[str] = typer.Option(
+        None, "--diff", metavar="BASE",
+        help="PR gate: the diff BASE...HEAD of the git work tree must add exactly one records folder; check only that folder.",
+    ),
+    suppressions: Optional[Path] = typer.Option(
+        None, "--suppressions", metavar="FILE", help="Reviewer-owned TOML file of [[suppress]] rule/record/reason entries."
+    ),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", metavar="FILE", help="Known findings (JSON) to carry without failing."),
+    write_baseline: Optional[Path] = typer.Option(
+        None, "--write-baseline", metavar="FILE", help="Write every finding of this run as a baseline file."
+    ),
+    strict: bool = typer.Option(False, "--strict", help="Ignore suppressions and the baseline: every finding counts."),
 ) -> None:
     """Validate record folders end to end: files, metadata, seeds, claims, size, time, code."""
-    from auditor.audit import Options, audit_path
+    from auditor.audit import Audit, Options, audit_path
     from auditor.record import RecordError
     from auditor.report import FORMATS
+    from auditor.suppress import SuppressionError, apply, load_baseline, load_suppressions
+    from auditor.suppress import write_baseline as save_baseline
 
     if against is not None and against_loss is not None:
         _fail_usage("give --against or --against-loss, not both")
+    if not paths and diff is None:
+        _fail_usage("give record folders to check, or --diff BASE")
+    if diff is not None and paths and len(paths) > 1:
+        _fail_usage("--diff takes one git work tree")
+    try:
+        rules_ = [] if strict or suppressions is None else load_suppressions(suppressions)
+        known = set() if strict or baseline is None else load_baseline(baseline)
+    except SuppressionError as exc:
+        _fail_usage(str(exc))
     options = Options(
         against=against,
         against_losses=_parse_floats(against_loss) if against_loss else None,
@@ -94,11 +119,32 @@ def check(
         debug=debug,
     )
     audits = []
+    if diff is not None:
+        from auditor.gitdiff import GitError, diff_scope, scope_findings
+        from auditor.findings import sort_findings
+
+        try:
+            scope = diff_scope(paths[0] if paths else Path("."), diff)
+        except (GitError, OSError) as exc:
+            _fail_usage(f"--diff {diff}: {exc}")
+        gate = sort_findings(scope_findings(scope))
+        if gate:
+            audits.append(Audit(target=f"diff {diff}...HEAD", findings=gate))
+        paths = [scope.repo / folder for folder in scope.checked]
     for path in paths:
         try:
             audits.append(audit_path(path, options))
         except RecordError as exc:
             _fail_usage(str(exc))
+    if write_baseline is not None:
+        try:
+            count = save_baseline(audits, write_baseline)
+        except SuppressionError as exc:
+            _fail_usage(str(exc))
+        typer.echo(f"pgolf: wrote {count} finding(s) to {write_baseline}", err=True)
+        if not strict:
+            known |= load_baseline(write_baseline)
+    apply(audits, rules_, known, baseline_name=str(write_baseline or baseline or "baseline"))
     out = _open_output(output)
     try:
         FORMATS[format.value](audits, out)
@@ -115,6 +161,55 @@ def max_exit_code(codes) -> int:
         if code in codes:
             return code
     return 0
+
+
+class ScanFormat(str, Enum):
+    rich = "rich"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def scan(
+    path: Path = typer.Argument(..., help="A checkout, a records/ folder, or a git repository (bare or not)."),
+    ref: Optional[str] = typer.Option(None, "--ref", help="Audit every records folder in the tree of this git ref."),
+    refs: Optional[str] = typer.Option(
+        None, "--refs", metavar="PATTERN",
+        help="Audit, for every ref matching PATTERN (e.g. 'refs/pull/*/head'), the records folders it adds against the merge base with --base.",
+    ),
+    base: Optional[str] = typer.Option(None, "--base", help="Base branch for --refs (default: main, else master)."),
+    workers: int = typer.Option(0, "--workers", "-j", min=0, help="Worker processes (0: one per CPU)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help="Cache directory (default: ~/.cache/pgolf)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Analyse everything, read and write no cache."),
+    format: ScanFormat = typer.Option(ScanFormat.rich, "--format", "-f", help="Summary format."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the summary here instead of stdout."),
+    no_rules: bool = typer.Option(False, "--no-rules", help="Folder checks only, skip the static code rules."),
+) -> None:
+    """Audit many records (a checkout, a git ref, or every PR ref) in parallel, with a cache; print a summary."""
+    from auditor.cache import default_dir
+    from auditor.report.scan_summary import SCAN_FORMATS
+    from auditor.scan import ScanError, ScanOptions
+    from auditor.scan import scan as run_scan
+
+    if ref is not None and refs is not None:
+        _fail_usage("give --ref or --refs, not both")
+    options = ScanOptions(
+        ref=ref, refs=refs, base=base, workers=workers,
+        cache_dir=None if no_cache else (cache or default_dir()), static_rules=not no_rules,
+    )
+    try:
+        result = run_scan(path, options)
+    except ScanError as exc:
+        _fail_usage(str(exc))
+    out = _open_output(output)
+    try:
+        SCAN_FORMATS[format.value](result, out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    codes = [{"PASS": 0, "WARN": 0, "FAIL": 1, "ERROR": 3}[e.verdict] for e in result.entries]
+    raise typer.Exit(max_exit_code(codes + ([3] if result.ref_errors else [])))
 
 
 @app.command()
@@ -195,7 +290,10 @@ def explain(code: str = typer.Argument(..., help="A rule code, e.g. PG101 or PG4
 def _catalog() -> list[tuple[str, str, str, str]]:
     from auditor.checks import all_check_rules
 
+    from auditor.gitdiff import GATE_RULES
+
     rows = [(r.code, r.slug, "folder check", r.summary) for r in all_check_rules()]
+    rows += [(r.code, r.slug, "PR gate (--diff)", r.summary) for r in GATE_RULES]
     for rule in _static_rules():
         summary = (rule.__doc__ or "").strip().splitlines()[0] if rule.__doc__ else ""
         rows.append((rule.code, rule.slug, getattr(rule.severity, "value", str(rule.severity)), summary))
@@ -205,9 +303,14 @@ def _catalog() -> list[tuple[str, str, str, str]]:
 def _explain(code: str) -> str | None:
     from auditor.checks import all_check_rules
 
+    from auditor.gitdiff import GATE_RULES
+
     for rule in all_check_rules():
         if rule.code == code:
             return f"{rule.code} {rule.slug} (folder check)\n\n{rule.summary}\n\nRuling: {rule.reference}"
+    for rule in GATE_RULES:
+        if rule.code == code:
+            return f"{rule.code} {rule.slug} (PR gate, pgolf check --diff)\n\n{rule.summary}\n\nRuling: {rule.reference}"
     for rule in _static_rules():
         if rule.code == code:
             from rules.catalog import render_rule

@@ -37,8 +37,12 @@ def render_one(audit) -> Group:
             node.add(Text(f"runs {unit.name} ({unit.shipped_bytes:,} bytes)", style="red"))
     if audit.seeds:
         tree.add(_seed_table(audit))
-    counts = {s: sum(1 for f in audit.findings if f.severity.value == s) for s in STYLES}
-    tree.add(", ".join(f"{n} {s}" for s, n in counts.items()) + f" finding(s) in {audit.elapsed_s:.2f} s")
+    suppressed = getattr(audit, "suppressed", None) or {}
+    counts = {s: sum(1 for f in audit.findings if f.severity.value == s and f.fingerprint not in suppressed) for s in STYLES}
+    line = ", ".join(f"{n} {s}" for s, n in counts.items()) + f" finding(s) in {audit.elapsed_s:.2f} s"
+    if suppressed:
+        line += f"; {sum(1 for f in audit.findings if f.fingerprint in suppressed)} suppressed"
+    tree.add(line)
     parts = [tree]
     for finding in audit.findings:
         parts.append(_finding(audit, finding))
@@ -62,6 +66,10 @@ def _finding(audit, finding) -> Group:
     head = Text.assemble((f"{finding.severity.value:>7} ", style), (finding.rule, "bold"), "  ")
     if finding.location is not None:
         head.append(str(finding.location), style="underline")
+    reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
+    if reason is not None:
+        head.stylize("dim")
+        head.append(f"  [suppressed: {reason}]", style="bold dim")
     lines: list = [head, Text("        " + finding.message)]
     code = frame(audit, finding)
     if code is not None:

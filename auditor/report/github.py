@@ -19,7 +19,11 @@ def render(audits, out) -> None:
             message = finding.message
             if loc is not None and loc.layer != "shipped":
                 message += f" (decoded layer {loc.layer}, line {loc.line_start})"
-            out.write(f"::{COMMANDS[finding.severity.value]} {','.join(props)}::{_escape_data(message)}\n")
+            command = COMMANDS[finding.severity.value]
+            reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
+            if reason is not None:
+                command, message = "notice", f"[suppressed: {reason}] {message}"
+            out.write(f"::{command} {','.join(props)}::{_escape_data(message)}\n")
         name = audit.record.display if audit.record else audit.target
         out.write(f"::notice title=pgolf verdict::{_escape_data(f'{name}: {audit.verdict.value}')}\n")
 

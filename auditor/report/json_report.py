@@ -34,9 +34,17 @@ def audit_to_dict(audit) -> dict:
         "error": audit.error,
         "seeds": [asdict(row) for row in audit.seeds],
         "comparison": comparison,
-        "findings": [f.to_dict() for f in audit.findings],
+        "findings": [_finding(f, audit) for f in audit.findings],
         "elapsed_s": round(audit.elapsed_s, 4),
     }
+
+
+def _finding(finding, audit) -> dict:
+    data = finding.to_dict()
+    reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
+    if reason is not None:
+        data["suppressed"] = reason
+    return data
 
 
 def render(audits, out) -> None:

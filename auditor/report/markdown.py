@@ -29,7 +29,9 @@ def render_one(audit) -> str:
         parts.append("\nNo findings.\n")
     for finding in audit.findings:
         where = f" at `{finding.location}`" if finding.location else ""
-        parts.append(f"\n**{finding.severity.value}** `{finding.rule}`{where}: {finding.message}\n")
+        reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
+        mark = f" _(suppressed: {reason})_" if reason is not None else ""
+        parts.append(f"\n**{finding.severity.value}** `{finding.rule}`{where}: {finding.message}{mark}\n")
         code = frame(audit, finding)
         if code is not None:
             start, lines = code

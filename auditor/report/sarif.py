@@ -37,6 +37,9 @@ def to_sarif(audits) -> dict:
                 "partialFingerprints": {"pgolfFingerprint/v1": finding.fingerprint},
                 "properties": {"verdict": audit.verdict.value, "record": audit.target},
             }
+            reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
+            if reason is not None:
+                result["suppressions"] = [{"kind": "external", "status": "accepted", "justification": reason}]
             if finding.location is not None:
                 physical = {"artifactLocation": {"uri": artifact_path(audit, finding.location.file)}}
                 # SARIF regions are lines of the file on disk; a line in a

@@ -18,4 +18,6 @@ def render(audits, out) -> None:
                     where += f":{loc.line_start}"
                 elif loc.line_start:
                     where += f" [{loc.layer}]:{loc.line_start}"
-            out.write(f"{where}: {finding.severity.value} {finding.rule}: {finding.message}\n")
+            reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
+            mark = f" [suppressed: {reason}]" if reason is not None else ""
+            out.write(f"{where}: {finding.severity.value} {finding.rule}: {finding.message}{mark}\n")

@@ -1,0 +1,472 @@
+"""`pgolf scan`: audit many record folders, from a work tree or from git refs.
+
+Three ways to pick what to audit:
+
+- a directory (a checkout, its ``records/``, or one record folder): every
+  ``records/<track>/<folder>/`` on disk;
+- ``ref=REF`` in a git repository (bare or not): every records folder in the
+  tree of REF, read with ``git ls-tree`` and ``git cat-file --batch``;
+- ``refs=PATTERN`` (e.g. ``refs/pull/*/head``): for each matching ref, the
+  records folders its diff against the merge base with the base branch touches
+  and that hold a ``train_gpt.py`` at the ref.
+
+Nothing is checked out: a folder read from git is written, blob by blob, into
+a temporary directory, audited there by a worker process, then removed.
+
+Each record's audit is cached under a key made of the record's content (git
+blob ids) and the tool's own fingerprint (see auditor.cache), so a re-scan
+only analyses what changed. Entries hold the JSON report's audit object,
+fresh or cached alike, so both render the same. Any failure (a ref git cannot
+resolve, a worker that raises or dies) becomes a counted error entry; the scan
+never stops for one record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from auditor.cache import Cache, audit_key, blob_id, content_key
+from auditor.corpus import record_folders, records_dir
+from auditor.gitdiff import GitError, changes, git, is_git_repo, merge_base, record_folder_of, rev_parse
+
+SCRIPT = "train_gpt.py"
+BASE_CANDIDATES = ("refs/heads/main", "refs/heads/master", "refs/remotes/origin/main", "refs/remotes/origin/master", "HEAD")
+REGULAR_MODES = ("100644", "100755")
+
+
+class ScanError(Exception):
+    """The path cannot be scanned at all (a usage error)."""
+
+
+@dataclass
+class Target:
+    """One record folder to audit."""
+
+    ref: str  # "" for a directory on disk
+    commit: str
+    record: str  # records/<track>/<folder> (or the folder's path on disk)
+    key: str = ""
+    path: Path | None = None  # a folder on disk
+    blobs: list[tuple[str, str, str]] = field(default_factory=list)  # (path in folder, blob id, mode) from git
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref}:{self.record}" if self.ref else self.record
+
+
+@dataclass
+class Entry:
+    ref: str
+    commit: str
+    record: str
+    key: str
+    audit: dict | None = None  # the JSON report's audit object
+    error: str | None = None  # the scan could not audit it
+    cached: bool = False
+
+    @property
+    def verdict(self) -> str:
+        if self.audit is None:
+            return "ERROR"
+        return self.audit.get("verdict", "ERROR")
+
+    @property
+    def internal_error(self) -> str | None:
+        if self.error:
+            return self.error
+        if self.audit is not None and self.audit.get("verdict") == "ERROR":
+            return self.audit.get("error") or "could not be analysed"
+        return None
+
+
+@dataclass
+class ScanResult:
+    source: str
+    base: str | None = None
+    entries: list[Entry] = field(default_factory=list)
+    refs: int = 0  # refs looked at
+    refs_without_records: int = 0
+    ref_errors: list[str] = field(default_factory=list)
+    analysed: int = 0
+    cached: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def internal_errors(self) -> int:
+        return sum(1 for e in self.entries if e.internal_error) + len(self.ref_errors)
+
+
+@dataclass
+class ScanOptions:
+    ref: str | None = None
+    refs: str | None = None
+    base: str | None = None
+    workers: int = 0  # 0: one per CPU
+    cache_dir: Path | None = None
+    static_rules: bool = True
+    progress: bool | None = None  # None: only on a TTY
+
+
+def scan(path: Path, options: ScanOptions | None = None, analyse: Callable[[str, str, bool], dict] | None = None) -> ScanResult:
+    """Collect the targets, reuse cached audits, audit the rest in parallel."""
+    options = options or ScanOptions()
+    started = time.perf_counter()
+    path = Path(path)
+    if not path.exists():
+        raise ScanError(f"{path}: no such file or folder")
+    cache = Cache(options.cache_dir)
+    result = ScanResult(source=str(path))
+    option_key = json.dumps({"static_rules": options.static_rules})
+
+    if options.refs is not None or options.ref is not None:
+        if not is_git_repo(path):
+            raise ScanError(f"{path}: --ref/--refs need a git repository")
+        if options.refs is not None:
+            targets = _pr_targets(path, options.refs, options.base, cache, result)
+        else:
+            targets = _ref_targets(path, options.ref, result)
+    elif records_dir(path) is not None or (path / SCRIPT).is_file():
+        targets = _disk_targets(path)
+    elif is_git_repo(path):  # a bare repository or mirror: read HEAD
+        targets = _ref_targets(path, "HEAD", result)
+    else:
+        raise ScanError(f"{path}: no records/ folder, no {SCRIPT}, and not a git repository")
+
+    todo: list[Target] = []
+    for target in targets:
+        target.key = audit_key(target.key, option_key)
+        audit = cache.get(target.key)
+        entry = Entry(target.ref, target.commit, target.record, target.key, audit=audit, cached=audit is not None)
+        result.entries.append(entry)
+        if audit is None:
+            todo.append(target)
+    result.cached = len(result.entries) - len(todo)
+
+    if todo:
+        by_key = {(e.ref, e.record): e for e in result.entries}
+        worker = analyse or _analyse
+        for target, outcome in _run(path, todo, worker, options):
+            entry = by_key[(target.ref, target.record)]
+            entry.audit, entry.error = outcome.get("audit"), outcome.get("error")
+            if entry.audit is not None and entry.audit.get("verdict") != "ERROR":
+                cache.put(target.key, entry.audit)
+        result.analysed = len(todo)
+    cache.flush()
+    result.entries.sort(key=lambda e: (_ref_order(e.ref), e.record))
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _ref_order(ref: str):
+    """refs/pull/9/head before refs/pull/10/head."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in ref.split("/")]
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _disk_targets(path: Path) -> list[Target]:
+    path = path.resolve()
+    if (path / SCRIPT).is_file() and records_dir(path) is None:
+        folders = [path]
+    else:
+        folders = record_folders(records_dir(path))
+    targets = []
+    for folder in folders:
+        files = []
+        for file in sorted(folder.rglob("*")):
+            if file.is_file() and not file.is_symlink():
+                try:
+                    files.append((file.relative_to(folder).as_posix(), blob_id(file.read_bytes())))
+                except OSError:
+                    continue
+        shown = folder.relative_to(path).as_posix() if folder != path else folder.name
+        targets.append(Target(ref="", commit="", record=shown, key=content_key(files), path=folder))
+    return targets
+
+
+def _ls_tree(repo: Path, commit: str, *paths: str) -> dict[str, list[tuple[str, str, str]]]:
+    """records folder -> [(path inside it, blob id, mode)] for regular files."""
+    out = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+    folders: dict[str, list[tuple[str, str, str]]] = {}
+    for item in out.split("\0"):
+        if not item or "\t" not in item:
+            continue
+        meta, name = item.split("\t", 1)
+        mode, kind, oid = meta.split()
+        folder = record_folder_of(name)
+        if folder is None:
+            continue
+        blobs = folders.setdefault(folder, [])
+        # Symlinks and submodules are not written out: a link could point
+        # anywhere on the machine running the scan.
+        if kind == "blob" and mode in REGULAR_MODES:
+            blobs.append((name[len(folder) + 1 :], oid, mode))
+    return folders
+
+
+def _ref_targets(repo: Path, ref: str, result: ScanResult) -> list[Target]:
+    try:
+        commit = rev_parse(repo, ref)
+        folders = _ls_tree(repo, commit, "records")
+    except GitError as exc:
+        raise ScanError(f"{repo}: {exc}") from None
+    result.refs = 1
+    return [_git_target(ref, commit, folder, blobs) for folder, blobs in sorted(folders.items())]
+
+
+def _git_target(ref: str, commit: str, folder: str, blobs) -> Target:
+    blobs = [tuple(b) for b in blobs]
+    return Target(ref=ref, commit=commit, record=folder, key=content_key([(p, oid) for p, oid, _ in blobs]), blobs=blobs)
+
+
+def default_base(repo: Path) -> str:
+    for candidate in BASE_CANDIDATES:
+        try:
+            rev_parse(repo, candidate)
+            return candidate
+        except GitError:
+            continue
+    raise ScanError(f"{repo}: no main branch to diff PR refs against; give --base")
+
+
+def list_refs(repo: Path, pattern: str) -> list[tuple[str, str]]:
+    out = git(repo, "for-each-ref", "--format=%(refname)%00%(objectname)%00%(objecttype)%00%(*objectname)", pattern)
+    refs = []
+    for line in out.splitlines():
+        name, oid, kind, peeled = (line.split("\0") + ["", "", ""])[:4]
+        if kind == "tag" and peeled:
+            oid = peeled
+        elif kind != "commit":
+            continue
+        refs.append((name, oid))
+    return refs
+
+
+def _pr_targets(repo: Path, pattern: str, base: str | None, cache: Cache, result: ScanResult) -> list[Target]:
+    base = base or default_base(repo)
+    try:
+        base_commit = rev_parse(repo, base)
+        refs = list_refs(repo, pattern)
+    except GitError as exc:
+        raise ScanError(f"{repo}: {exc}") from None
+    result.base = base
+    result.refs = len(refs)
+    targets = []
+    for name, commit in refs:
+        folders = cache.get_ref(commit, base_commit)
+        if folders is None:
+            try:
+                folders = _added_folders(repo, commit, base_commit)
+            except GitError as exc:
+                result.ref_errors.append(f"{name}: {exc}")
+                continue
+            cache.put_ref(commit, base_commit, folders)
+        if not folders:
+            result.refs_without_records += 1
+        for folder, blobs in folders:
+            targets.append(_git_target(name, commit, folder, blobs))
+    return targets
+
+
+def _added_folders(repo: Path, commit: str, base_commit: str) -> list:
+    """Records folders the commit's diff against the merge base touches, with
+    a train_gpt.py at the commit: [[folder, [[path, blob, mode], ...]], ...]."""
+    mb = merge_base(repo, base_commit, commit)
+    touched = sorted({f for c in changes(repo, mb, commit, "records") if (f := record_folder_of(c.path))})
+    if not touched:
+        return []
+    listed = _ls_tree(repo, commit, *[f + "/" for f in touched])
+    return [
+        [folder, [list(b) for b in blobs]]
+        for folder, blobs in sorted(listed.items())
+        if any(p == SCRIPT for p, _, _ in blobs)
+    ]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _analyse(folder: str, label: str, static_rules: bool = True) -> dict:
+    """Audit one folder (in a worker process); never raises."""
+    try:
+        from auditor.audit import Options, audit_path
+        from auditor.report.json_report import _finite, audit_to_dict
+
+        audit = audit_path(Path(folder), Options(static_rules=static_rules))
+        audit.target = label
+        # Through JSON and back, so a fresh entry is exactly what the cache holds.
+        return {"audit": json.loads(json.dumps(_finite(audit_to_dict(audit)), allow_nan=False)), "error": None}
+    except BaseException as exc:  # noqa: BLE001 - one record never stops the scan
+        return {"audit": None, "error": f"internal error while analysing {label}: {type(exc).__name__}: {exc}"}
+
+
+def _warm() -> None:
+    """Worker initializer: pay the import cost once per process."""
+    try:
+        import auditor.audit  # noqa: F401
+    except Exception:
+        pass
+
+
+class _Blobs:
+    """One `git cat-file --batch` process writing blobs to files."""
+
+    def __init__(self, repo: Path):
+        self.proc = subprocess.Popen(
+            ["git", "-C", str(repo), "cat-file", "--batch"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+
+    def write(self, oid: str, dest: Path) -> None:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(oid.encode() + b"\n")
+        self.proc.stdin.flush()
+        header = self.proc.stdout.readline().split()
+        if len(header) != 3 or header[1] != b"blob":
+            raise GitError(f"git cat-file: cannot read blob {oid}")
+        left = int(header[2])
+        with dest.open("wb") as fh:
+            while left:
+                chunk = self.proc.stdout.read(min(left, 1 << 20))
+                if not chunk:
+                    raise GitError(f"git cat-file: blob {oid} truncated")
+                fh.write(chunk)
+                left -= len(chunk)
+        self.proc.stdout.read(1)  # the newline after the content
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _materialize(blobs: _Blobs, tmp: Path, n: int, target: Target) -> Path:
+    """Write a git record folder to tmp/<n>/records/<track>/<folder>/."""
+    folder = tmp / str(n) / target.record
+    folder.mkdir(parents=True)
+    for rel, oid, _mode in target.blobs:
+        parts = rel.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            continue
+        dest = folder.joinpath(*parts)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        blobs.write(oid, dest)
+    return folder
+
+
+def _run(repo: Path, todo: list[Target], worker: Callable, options: ScanOptions):
+    """Yield (target, outcome) as audits finish; at most 2×workers folders on disk."""
+    workers = options.workers or os.cpu_count() or 1
+    workers = max(1, min(workers, len(todo)))
+    tmp = Path(tempfile.mkdtemp(prefix="pgolf-scan-"))
+    blobs = _Blobs(repo) if any(t.path is None for t in todo) else None
+    progress = _progress(len(todo), options.progress)
+    try:
+        pending = deque(enumerate(todo))
+
+        def prepare(n: int, target: Target) -> tuple[str | None, str | None]:
+            if target.path is not None:
+                return str(target.path), None
+            try:
+                return str(_materialize(blobs, tmp, n, target)), None
+            except (GitError, OSError, ValueError) as exc:
+                return None, f"could not read {target.label} from git: {exc}"
+
+        if workers == 1:
+            for n, target in pending:
+                folder, error = prepare(n, target)
+                outcome = worker(folder, target.label, options.static_rules) if folder else {"audit": None, "error": error}
+                _cleanup(tmp, n)
+                progress.advance()
+                yield target, outcome
+            return
+
+        while pending:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_warm) as pool:
+                inflight: dict = {}
+                broken = False
+                while (pending or inflight) and not broken:
+                    while pending and len(inflight) < 2 * workers:
+                        n, target = pending.popleft()
+                        folder, error = prepare(n, target)
+                        if folder is None:
+                            progress.advance()
+                            yield target, {"audit": None, "error": error}
+                            continue
+                        inflight[pool.submit(worker, folder, target.label, options.static_rules)] = (n, target)
+                    if not inflight:
+                        break
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        n, target = inflight.pop(future)
+                        try:
+                            outcome = future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            outcome = {"audit": None, "error": f"worker process died while analysing {target.label}"}
+                        except Exception as exc:  # noqa: BLE001
+                            outcome = {"audit": None, "error": f"internal error while analysing {target.label}: {type(exc).__name__}: {exc}"}
+                        _cleanup(tmp, n)
+                        progress.advance()
+                        yield target, outcome
+                if broken:
+                    # Every audit still in flight died with the pool: report them
+                    # and go on with a fresh pool for the rest.
+                    for future, (n, target) in list(inflight.items()):
+                        _cleanup(tmp, n)
+                        progress.advance()
+                        yield target, {"audit": None, "error": f"worker process died while analysing {target.label}"}
+                    inflight.clear()
+    finally:
+        progress.stop()
+        if blobs is not None:
+            blobs.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _cleanup(tmp: Path, n: int) -> None:
+    shutil.rmtree(tmp / str(n), ignore_errors=True)
+
+
+class _NoProgress:
+    def advance(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _Progress:
+    def __init__(self, total: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True
+        )
+        self.task = self.progress.add_task("scan", total=total)
+        self.progress.start()
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _progress(total: int, wanted: bool | None):
+    if wanted is None:
+        wanted = sys.stderr.isatty()
+    return _Progress(total) if wanted else _NoProgress()
