@@ -69,7 +69,7 @@ def test_dry_run_multi_node_uses_rendezvous_not_standalone(tmp_path):
     assert result.exit_code == 0, result.output
     assert "--standalone" not in result.stdout
     for needle in ("--nnodes=2", "--nproc_per_node=8", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29500",
-                   "--rdzv-id=pgolf-oversize", "wall-clock limit 1260 s"):
+                   "--rdzv-id=pgolf-oversize-seed7", "wall-clock limit 1260 s"):
         assert needle in result.stdout, needle
 
 

@@ -86,7 +86,8 @@ class Plan:
     def smoke_data(self) -> Path:
         return self.runs_dir / "_smoke_data"
 
-    def command(self) -> list[str]:
+    def command(self, seed: int | None = None) -> list[str]:
+        """torchrun command; multi-node runs get one rendezvous id per seed so consecutive seeds never meet."""
         cmd = [self.python, "-m", "torch.distributed.run"]
         if self.nnodes is not None:
             cmd += [
@@ -94,7 +95,7 @@ class Plan:
                 f"--nproc_per_node={self.nproc}",
                 "--rdzv-backend=c10d",
                 f"--rdzv-endpoint={self.rdzv_endpoint}",
-                f"--rdzv-id={self.rdzv_id or 'pgolf-' + self.name}",
+                f"--rdzv-id={self.rdzv_id or 'pgolf-' + self.name}" + (f"-seed{seed}" if seed is not None else ""),
             ]
         else:
             cmd += ["--standalone", f"--nproc_per_node={self.nproc}"]
@@ -125,7 +126,7 @@ class Plan:
         """The exact shell line a seed runs (for --dry-run)."""
         env = self.seed_env(seed)
         assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        cmd = " ".join(shlex.quote(c) for c in self.command())
+        cmd = " ".join(shlex.quote(c) for c in self.command(seed))
         return (
             f"# seed {seed}: copy {self.record_dir} -> {self.run_dir(seed)}; "
             f"wall-clock limit {self.wall_limit_s:.0f} s (process group killed, SIGKILL after {self.grace_s:.0f} s)\n"
@@ -201,7 +202,7 @@ def run_seed(
     log_path = run_dir / LOG_NAME
     started_at = _now()
     result: LaunchResult = launch(
-        plan.command(),
+        plan.command(seed),
         env=env,
         cwd=run_dir,
         log_path=log_path,
@@ -231,7 +232,7 @@ def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, sta
         "seed": seed,
         "run_dir": str(run_dir.resolve()),
         "smoke": plan.smoke,
-        "command": plan.command(),
+        "command": plan.command(seed),
         "env": plan.seed_env(seed),
         "nproc_per_node": plan.nproc,
         "nnodes": plan.nnodes,

@@ -94,7 +94,7 @@ def rerun(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact commands and environment; run nothing."),
     nnodes: Optional[str] = typer.Option(None, "--nnodes", help="Multi-node: torchrun --nnodes (e.g. 2 or 1:4); needs --rdzv-endpoint."),
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="Multi-node: HOST:PORT of the c10d rendezvous."),
-    rdzv_id: Optional[str] = typer.Option(None, "--rdzv-id", help="Multi-node: rendezvous id (default: pgolf-<record-name>)."),
+    rdzv_id: Optional[str] = typer.Option(None, "--rdzv-id", help="Multi-node: rendezvous id prefix (default: pgolf-<record-name>); -seed<N> is appended."),
     against: Optional[Path] = typer.Option(None, help="Record folder to test the reproduced scores against."),
     against_loss: Optional[str] = typer.Option(None, help="Per-seed val_loss (nats) to beat, comma-separated, instead of --against."),
     tolerance: float = typer.Option(0.005, help="val_bpb by which the reproduced mean may exceed the claimed mean."),
@@ -113,14 +113,15 @@ def rerun(
 
     Multi-node: run the same command on every node with --nnodes N and
     --rdzv-endpoint HOST:PORT (a port on one of the nodes that all can reach);
-    torchrun's c10d rendezvous joins them (--rdzv-id defaults to
-    pgolf-<record-name>, so the nodes agree). The node that hosts global rank 0
+    torchrun's c10d rendezvous joins them (the rendezvous id is
+    <--rdzv-id or pgolf-<record-name>>-seed<N>, the same on every node, new per seed). The node that hosts global rank 0
     gets the log with the metrics; read its report. Each node measures the
     artifacts its own ranks wrote.
     """
     from auditor.harness import batch
 
     seed_list = _parse_seeds(seeds)
+    user_env = _parse_env(env)
     if nproc < 1:
         _fail_usage("--nproc must be at least 1")
     if not record.is_dir():
@@ -155,7 +156,7 @@ def rerun(
         data=data,
         tokenizer=tokenizer,
         vocab_size=vocab_size,
-        user_env=_parse_env(env),
+        user_env=user_env,
         margin_s=margin,
         limit_s=limit_seconds,
         grace_s=grace_seconds,
