@@ -10,6 +10,8 @@ Layout on disk::
 
 A seed whose ``run.json`` is complete (same schema, same seed, ``complete``) is
 not run again unless forced; an incomplete run directory is wiped and redone.
+A run that was killed at the limit or failed is complete too (it is a result;
+running it again would end the same way): use --force to retry it.
 """
 
 from __future__ import annotations
