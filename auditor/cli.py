@@ -14,6 +14,8 @@ from typing import List, Optional
 
 import typer
 
+from auditor.harness.command import rerun  # imports only typer at module level
+
 app = typer.Typer(
     name="pgolf",
     help="Compliance auditor and submission validator for Parameter Golf records.",
@@ -325,3 +327,7 @@ def _static_rules() -> list:
     except ImportError:
         return []
     return list(ALL_RULES)
+
+
+# The rerun harness lives in its own package; registered last so `check` leads the help.
+app.command("rerun")(rerun)
