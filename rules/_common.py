@@ -6,7 +6,7 @@ import re
 
 import libcst as cst
 
-from .facts import Facts, FuncInfo, base_name, dotted, target_names
+from .facts import Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
 
 TARGET_NAME_RE = re.compile(
     r"^(y|ys|yb|y_true|y_batch|gold|labels?|targets?|tgts?|tgt_ids|target_ids|target_tok(en)?s?|"
@@ -14,6 +14,7 @@ TARGET_NAME_RE = re.compile(
     r"|target|tgt",
     re.I,
 )
+_HASH_CALL_RE = re.compile(r"(hash|xxh|murmur|fnv|crc)", re.I)
 HASH_OPS = (cst.BitXor, cst.Modulo, cst.BitAnd, cst.LeftShift, cst.Multiply)
 
 
@@ -47,33 +48,25 @@ def target_exprs_in(facts: Facts, node: cst.CSTNode, func: FuncInfo | None,
         if n in target_vars or is_target_name(n):
             found.append(n)
 
-    class V(cst.CSTVisitor):
-        def visit_Subscript(self, s: cst.Subscript) -> None:
+    if realized:
+        for s in iter_nodes(node):
+            if not isinstance(s, cst.Subscript):
+                continue
             base = dotted(s.value) or ""
             if base in realized:
                 for sl in slice_parts(s):
                     if isinstance(sl, cst.Index) and facts.code(sl.value).replace(" ", "") in realized[base]:
                         found.append(facts.code(s))
-
-    if realized:
-        node.visit(V())
     return found
 
 
 def has_hash_op(node: cst.CSTNode) -> bool:
-    found = []
-
-    class V(cst.CSTVisitor):
-        def visit_BinaryOperation(self, b: cst.BinaryOperation) -> None:
-            if isinstance(b.operator, HASH_OPS):
-                found.append(b)
-
-        def visit_Call(self, c: cst.Call) -> None:
-            if re.search(r"(hash|xxh|murmur|fnv|crc)", dotted(c.func), re.I):
-                found.append(c)
-
-    node.visit(V())
-    return bool(found)
+    for n in iter_nodes(node):
+        if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, HASH_OPS):
+            return True
+        if isinstance(n, cst.Call) and _HASH_CALL_RE.search(dotted(n.func)):
+            return True
+    return False
 
 
 def stored_subscripts(facts: Facts) -> set[cst.CSTNode]:

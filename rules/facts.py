@@ -30,6 +30,7 @@ dispatch are not tracked; names are matched by convention (``val``, ``loss``,
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -223,6 +224,34 @@ def dotted(node: cst.CSTNode | None) -> str:
         return ""
 
 
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+_SKIP_FIELD = re.compile(r"^(whitespace|lpar$|rpar$|comma$|semicolon$|leading_lines$|lines_after|header$|footer$|"
+                         r"newline$|equal$|colon$|dot$|star$|asynchronous$)")
+
+
+def iter_nodes(node: cst.CSTNode):
+    """Every node under ``node`` (itself first), in source order, without
+    libcst's visit-and-replace machinery (which rebuilds every node it passes
+    and dominated the rules' running time). Whitespace and punctuation fields
+    are skipped."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        names = _CHILD_FIELDS.get(type(n))
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name))
+            _CHILD_FIELDS[type(n)] = names
+        kids: list = []
+        for name in names:
+            v = getattr(n, name)
+            if isinstance(v, cst.CSTNode):
+                kids.append(v)
+            elif isinstance(v, (list, tuple)):
+                kids.extend(x for x in v if isinstance(x, cst.CSTNode))
+        stack.extend(reversed(kids))
+
+
 def target_names(node: cst.CSTNode) -> list[str]:
     """Names bound by an assignment / for target (tuples unpacked)."""
     if isinstance(node, cst.Name):
@@ -242,7 +271,8 @@ def target_names(node: cst.CSTNode) -> list[str]:
 
 
 class _Collector(cst.CSTVisitor):
-    METADATA_DEPENDENCIES = (PositionProvider,)
+    # positions come from ``facts._positions`` (see ``_positions``), not from
+    # ``get_metadata``: resolving through the wrapper costs a second traversal
 
     def __init__(self, facts: "Facts") -> None:
         super().__init__()
@@ -259,7 +289,7 @@ class _Collector(cst.CSTVisitor):
 
     # -- helpers
     def pos(self, node: cst.CSTNode) -> tuple[int, int]:
-        r = self.get_metadata(PositionProvider, node)
+        r = self.f._positions[node]
         return r.start.line, r.end.line
 
     def ctx(self) -> Ctx:
@@ -550,6 +580,20 @@ class _Collector(cst.CSTVisitor):
                 self.f.import_aliases[local] = f"{mod}.{dotted(a.name)}"  # from requests import get as fetch
 
 
+def _positions(module: cst.Module):
+    """``node -> CodeRange`` for every node of ``module``.
+
+    ``MetadataWrapper.resolve(PositionProvider)`` also runs an (empty) batched
+    visit of the whole tree after the provider's codegen pass, which cost as
+    much as parsing; generating the provider alone gives the same mapping.
+    """
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    try:
+        return PositionProvider()._gen(wrapper)
+    except Exception:  # a libcst without the private hook: the public, slower way
+        return wrapper.resolve(PositionProvider)
+
+
 def _terminates(block: cst.BaseSuite) -> bool:
     body = getattr(block, "body", None)
     if not body:
@@ -594,10 +638,9 @@ class Facts:
         self.module_defs: dict[str, list[tuple[int, Any]]] = {}
         self._code_cache: dict[cst.CSTNode, str] = {}
 
-        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-        self._positions = wrapper.resolve(PositionProvider)
+        self._positions = _positions(module)
         col = _Collector(self)
-        wrapper.visit(col)
+        module.visit(col)
         self._build_config()
         self._eval_cache: dict[tuple, Any] = {}
         self._reach_cache: dict[int, Reach] = {}
@@ -644,16 +687,11 @@ class Facts:
         if s is not None:
             return s
         out: set[str] = set()
-
-        class V(cst.CSTVisitor):
-            def visit_Name(self, n: cst.Name) -> None:
+        for n in iter_nodes(node):
+            if isinstance(n, cst.Name):
                 out.add(n.value)
-
-            def visit_SimpleString(self, n: cst.SimpleString) -> None:
-                if "fineweb_val" in n.value:
-                    out.add("__VAL_STRING__")
-
-        node.visit(V())
+            elif isinstance(n, cst.SimpleString) and "fineweb_val" in n.value:
+                out.add("__VAL_STRING__")
         self.names_in[node] = out
         return out
 
@@ -1189,8 +1227,8 @@ def _env_read(node: cst.CSTNode) -> tuple[str, str | None] | None:
     """Find ``os.environ.get("K", d)`` / ``os.getenv`` / ``os.environ["K"]`` inside ``node``."""
     found: list[tuple[str, str | None]] = []
 
-    class V(cst.CSTVisitor):
-        def visit_Call(self, n: cst.Call) -> None:
+    for n in iter_nodes(node):
+        if isinstance(n, cst.Call):
             name = dotted(n.func)
             if name in ("os.environ.get", "environ.get", "os.getenv", "getenv") and n.args:
                 k = n.args[0].value
@@ -1202,12 +1240,11 @@ def _env_read(node: cst.CSTNode) -> tuple[str, str | None] | None:
                             dv.value if isinstance(dv, (cst.Integer, cst.Float, cst.Name)) else None)
                     found.append((str(k.evaluated_value), d))
 
-        def visit_Subscript(self, n: cst.Subscript) -> None:
+        elif isinstance(n, cst.Subscript):
             if dotted(n.value) in ("os.environ", "environ") and n.slice and isinstance(
                     n.slice[0].slice, cst.Index) and isinstance(n.slice[0].slice.value, cst.SimpleString):
                 found.append((str(n.slice[0].slice.value.evaluated_value), None))
 
-    node.visit(V())
     return found[0] if found else None
 
 

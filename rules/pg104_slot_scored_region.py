@@ -8,7 +8,7 @@ import libcst as cst
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
-from .facts import Facts, FuncInfo, base_name, dotted, target_names
+from .facts import Facts, FuncInfo, base_name, dotted, target_names, iter_nodes
 
 _START_RE = re.compile(r"^(s|s0|st|\w*start\w*|\w*begin\w*|scored_from|score_from|ctx|ctx_len|context|"
                        r"context_len|prefix|prefix_len|n_ctx|first_scored)$")
@@ -17,14 +17,11 @@ _LOSS_CALL_RE = re.compile(r"(cross_entropy|nll_loss|log_softmax|logsumexp|\bnll
 
 def _slices(facts: Facts, node: cst.CSTNode):
     out = []
-
-    class V(cst.CSTVisitor):
-        def visit_Subscript(self, s: cst.Subscript) -> None:
+    for s in iter_nodes(node):
+        if isinstance(s, cst.Subscript):
             for el in s.slice:
                 if isinstance(el.slice, cst.Slice):
                     out.append(el.slice)
-
-    node.visit(V())
     return out
 
 
@@ -47,20 +44,11 @@ def _coverage(facts: Facts, nodes: list[cst.CSTNode]) -> tuple[str, str]:
             if sl.lower is None and _start_like(facts, sl.upper):
                 context_hint = facts.code(n).strip()
 
-        class C(cst.CSTVisitor):
-            found: list = []
-
-            def visit_Comparison(self, c: cst.Comparison) -> None:
-                for ct in c.comparisons:
-                    if _start_like(facts, ct.comparator):
-                        self.found.append(type(ct.operator).__name__)
-
-        c = C()
-        c.found = []
-        n.visit(c)
-        if any(op in ("GreaterThanEqual", "GreaterThan") for op in c.found):
+        found = [type(ct.operator).__name__ for c in iter_nodes(n) if isinstance(c, cst.Comparison)
+                 for ct in c.comparisons if _start_like(facts, ct.comparator)]
+        if any(op in ("GreaterThanEqual", "GreaterThan") for op in found):
             return "scored", facts.code(n).strip()
-        if any(op in ("LessThan", "LessThanEqual") for op in c.found):
+        if any(op in ("LessThan", "LessThanEqual") for op in found):
             context_hint = facts.code(n).strip()
     if context_hint:
         return "context", context_hint

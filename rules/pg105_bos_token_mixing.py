@@ -8,7 +8,7 @@ import libcst as cst
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
-from .facts import Facts, base_name, dotted
+from .facts import Facts, base_name, dotted, iter_nodes
 
 _MASK_RE = re.compile(r"(bos|doc_start|is_start|boundary|reset|cu_seqlens|seq_start|doc_mask|segment|doc_id)",
                       re.I)
@@ -21,16 +21,14 @@ _IDS_RE = re.compile(r"(ids|tok|idx|index|input)", re.I)
 def _shift_bases(facts: Facts, node: cst.CSTNode) -> list[str]:
     """Bases ``B`` sliced as ``B[..., :-1]`` (the previous position) inside ``node``."""
     out = []
-
-    class V(cst.CSTVisitor):
-        def visit_Subscript(self, s: cst.Subscript) -> None:
-            for el in s.slice:
-                sl = el.slice
-                if isinstance(sl, cst.Slice) and sl.lower is None and sl.upper is not None and \
-                        facts.code(sl.upper).replace(" ", "") == "-1":
-                    out.append(dotted(s.value) or base_name(s.value))
-
-    node.visit(V())
+    for s in iter_nodes(node):
+        if not isinstance(s, cst.Subscript):
+            continue
+        for el in s.slice:
+            sl = el.slice
+            if isinstance(sl, cst.Slice) and sl.lower is None and sl.upper is not None and \
+                    facts.code(sl.upper).replace(" ", "") == "-1":
+                out.append(dotted(s.value) or base_name(s.value))
     return out
 
 

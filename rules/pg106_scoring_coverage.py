@@ -8,7 +8,7 @@ import libcst as cst
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
-from .facts import Ctx, Facts, FuncInfo, LoopInfo, dotted
+from .facts import Ctx, Facts, FuncInfo, LoopInfo, dotted, iter_nodes
 
 # SP8192 validation split (RULEBOOK): used to say how many tokens a truncation drops
 VAL_TOKENS_SP8192 = 47_851_520
@@ -106,15 +106,7 @@ def _fresh_aware(facts: Facts, node: cst.CSTNode, func: FuncInfo | None, line: i
                  step_names: set[str], window_vars: set[str], depth: int = 0, seen: set | None = None) -> bool:
     """Does the scored expression count only the fresh part of a window?"""
     seen = seen if seen is not None else set()
-    found = []
-
-    class V(cst.CSTVisitor):
-        def visit_Subscript(self, s: cst.Subscript) -> None:
-            if _fresh_slice(facts, s, window_vars):
-                found.append(s)
-
-    node.visit(V())
-    if found:
+    if any(isinstance(s, cst.Subscript) and _fresh_slice(facts, s, window_vars) for s in iter_nodes(node)):
         return True
     names = facts.names(node)
     if names & step_names or any(_FRESH_NAME_RE.search(n) for n in names):

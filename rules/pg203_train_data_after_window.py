@@ -41,6 +41,7 @@ class _Train:
     def __init__(self, facts: Facts) -> None:
         self.f = facts
         self.cache: dict = {}
+        self.string_lines = {ln for ln, text, _ctx in facts.strings if "fineweb_train" in text}
 
     def expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int, depth: int = 0) -> bool:
         key = (id(node), id(func), depth > 0)
@@ -48,7 +49,10 @@ class _Train:
             return self.cache[key]
         self.cache[key] = False
         names = self.f.names(node)
-        res = any(is_train_data_name(n) for n in names) or "fineweb_train" in self.f.code(node)
+        res = any(is_train_data_name(n) for n in names)
+        if not res and self.string_lines:  # a "fineweb_train_*" literal inside the node
+            a, b = self.f.span(node)
+            res = any(a <= ln <= b for ln in self.string_lines)
         if not res and depth < 4:
             for n in names:
                 if self._name(n, func, line, depth + 1):
