@@ -7,9 +7,9 @@ Layout under the cache directory (default ``$PGOLF_CACHE_DIR``, else
     refs-1.json                 {"<commit>:<base commit>": [[folder, [[path, blob], ...]], ...]}
 
 ``k`` = sha256 of the tool fingerprint (version + a hash of the auditor's and
-the rules' own source), the audit options, and the record's content key (the
-sorted (path, git blob id) pairs of its files, so a folder hashes the same in a
-work tree and in git). ``audit`` is exactly the JSON report's audit object, so
+the rules' own source), the audit options, the record's ``<track>/<folder>``
+names (the audit reads them) and its content key (the sorted (path, git blob
+id) pairs of its files, so a folder hashes the same in a work tree and in git). ``audit`` is exactly the JSON report's audit object, so
 a cached entry renders like a fresh one. The refs file remembers which record
 folders a PR head adds, so a re-scan of unchanged refs runs no git diff.
 

@@ -148,6 +148,8 @@ def scan(path: Path, options: ScanOptions | None = None, analyse: Callable[[str,
     for target in targets:
         target.key = audit_key(target.key, option_key)
         audit = cache.get(target.key)
+        if audit is not None:
+            audit = {**audit, "target": target.label}  # the same content may sit on several refs
         entry = Entry(target.ref, target.commit, target.record, target.key, audit=audit, cached=audit is not None)
         result.entries.append(entry)
         if audit is None:
@@ -193,7 +195,7 @@ def _disk_targets(path: Path) -> list[Target]:
                 except OSError:
                     continue
         shown = folder.relative_to(path).as_posix() if folder != path else folder.name
-        targets.append(Target(ref="", commit="", record=shown, key=content_key(files), path=folder))
+        targets.append(Target(ref="", commit="", record=shown, key=_where(folder.as_posix()) + content_key(files), path=folder))
     return targets
 
 
@@ -229,7 +231,13 @@ def _ref_targets(repo: Path, ref: str, result: ScanResult) -> list[Target]:
 
 def _git_target(ref: str, commit: str, folder: str, blobs) -> Target:
     blobs = [tuple(b) for b in blobs]
-    return Target(ref=ref, commit=commit, record=folder, key=content_key([(p, oid) for p, oid, _ in blobs]), blobs=blobs)
+    key = _where(folder) + content_key([(p, oid) for p, oid, _ in blobs])
+    return Target(ref=ref, commit=commit, record=folder, key=key, blobs=blobs)
+
+
+def _where(folder: str) -> str:
+    """The part of a record's place the audit reads: <track>/<folder> names."""
+    return "/".join(folder.rstrip("/").split("/")[-2:]) + "\0"
 
 
 def default_base(repo: Path) -> str:
@@ -387,7 +395,13 @@ def _run(repo: Path, todo: list[Target], worker: Callable, options: ScanOptions)
         if workers == 1:
             for n, target in pending:
                 folder, error = prepare(n, target)
-                outcome = worker(folder, target.label, options.static_rules) if folder else {"audit": None, "error": error}
+                if folder is None:
+                    outcome = {"audit": None, "error": error}
+                else:
+                    try:
+                        outcome = worker(folder, target.label, options.static_rules)
+                    except Exception as exc:  # noqa: BLE001
+                        outcome = {"audit": None, "error": f"internal error while analysing {target.label}: {type(exc).__name__}: {exc}"}
                 _cleanup(tmp, n)
                 progress.advance()
                 yield target, outcome
