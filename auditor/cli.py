@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 
+from auditor.cli_common import Format, fail_usage, max_exit_code, parse_env, parse_floats, write_report
 from auditor.harness.command import rerun  # imports only typer at module level
 
 app = typer.Typer(
@@ -23,49 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-USAGE_ERROR = 2
-
-
-class Format(str, Enum):
-    rich = "rich"
-    json = "json"
-    markdown = "markdown"
-    sarif = "sarif"
-    github = "github"
-    text = "text"
-
-
-def _fail_usage(message: str) -> None:
-    typer.echo(f"pgolf: error: {message}", err=True)
-    raise typer.Exit(USAGE_ERROR)
-
-
-def _parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        if "=" not in pair:
-            _fail_usage(f"--env takes KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        env[key.strip()] = value
-    return env
-
-
-def _parse_floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        _fail_usage(f"--against-loss takes comma-separated numbers, got {text!r}")
-        return []
-
-
-def _open_output(output: Optional[Path]):
-    if output is None:
-        return sys.stdout
-    try:
-        return output.open("w", encoding="utf-8")
-    except OSError as exc:
-        _fail_usage(f"cannot write {output}: {exc.strerror}")
 
 
 @app.command()
@@ -103,20 +61,20 @@ def check(
     from auditor.suppress import write_baseline as save_baseline
 
     if against is not None and against_loss is not None:
-        _fail_usage("give --against or --against-loss, not both")
+        fail_usage("give --against or --against-loss, not both")
     if not paths and diff is None:
-        _fail_usage("give record folders to check, or --diff BASE")
+        fail_usage("give record folders to check, or --diff BASE")
     if diff is not None and paths and len(paths) > 1:
-        _fail_usage("--diff takes one git work tree")
+        fail_usage("--diff takes one git work tree")
     try:
         rules_ = [] if strict or suppressions is None else load_suppressions(suppressions)
         known = set() if strict or baseline is None else load_baseline(baseline)
     except SuppressionError as exc:
-        _fail_usage(str(exc))
+        fail_usage(str(exc))
     options = Options(
         against=against,
-        against_losses=_parse_floats(against_loss) if against_loss else None,
-        env=_parse_env(env),
+        against_losses=parse_floats(against_loss) if against_loss else None,
+        env=parse_env(env),
         static_rules=not no_rules,
         debug=debug,
     )
@@ -128,7 +86,7 @@ def check(
         try:
             scope = diff_scope(paths[0] if paths else Path("."), diff)
         except (GitError, OSError) as exc:
-            _fail_usage(f"--diff {diff}: {exc}")
+            fail_usage(f"--diff {diff}: {exc}")
         gate = sort_findings(scope_findings(scope))
         if gate:
             audits.append(Audit(target=f"diff {diff}...HEAD", findings=gate))
@@ -137,32 +95,18 @@ def check(
         try:
             audits.append(audit_path(path, options))
         except RecordError as exc:
-            _fail_usage(str(exc))
+            fail_usage(str(exc))
     if write_baseline is not None:
         try:
             count = save_baseline(audits, write_baseline)
         except SuppressionError as exc:
-            _fail_usage(str(exc))
+            fail_usage(str(exc))
         typer.echo(f"pgolf: wrote {count} finding(s) to {write_baseline}", err=True)
         if not strict:
             known |= load_baseline(write_baseline)
     apply(audits, rules_, known, baseline_name=str(write_baseline or baseline or "baseline"))
-    out = _open_output(output)
-    try:
-        FORMATS[format.value](audits, out)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    write_report(FORMATS[format.value], audits, output)
     raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
-
-
-def max_exit_code(codes) -> int:
-    """Analysis error beats fail beats pass, whatever the order of records."""
-    codes = set(codes)
-    for code in (3, 1):
-        if code in codes:
-            return code
-    return 0
 
 
 class ScanFormat(str, Enum):
@@ -195,7 +139,7 @@ def scan(
     from auditor.scan import scan as run_scan
 
     if ref is not None and refs is not None:
-        _fail_usage("give --ref or --refs, not both")
+        fail_usage("give --ref or --refs, not both")
     options = ScanOptions(
         ref=ref, refs=refs, base=base, workers=workers,
         cache_dir=None if no_cache else (cache or default_dir()), static_rules=not no_rules,
@@ -203,13 +147,8 @@ def scan(
     try:
         result = run_scan(path, options)
     except ScanError as exc:
-        _fail_usage(str(exc))
-    out = _open_output(output)
-    try:
-        SCAN_FORMATS[format.value](result, out)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        fail_usage(str(exc))
+    write_report(SCAN_FORMATS[format.value], result, output)
     codes = [{"PASS": 0, "WARN": 0, "FAIL": 1, "ERROR": 3}[e.verdict] for e in result.entries]
     raise typer.Exit(max_exit_code(codes + ([3] if result.ref_errors else [])))
 
@@ -224,10 +163,10 @@ def lint(
     from auditor.audit import Options, audit_path
     from auditor.report import FORMATS
 
-    options = Options(env=_parse_env(env))
+    options = Options(env=parse_env(env))
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        _fail_usage(f"not a file: {', '.join(missing)}")
+        fail_usage(f"not a file: {', '.join(missing)}")
     audits = [audit_path(f, options) for f in files]
     FORMATS[format.value](audits, sys.stdout)
     raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
@@ -242,12 +181,12 @@ def unpack(
     from auditor.source import follow_links, unpack_file
 
     if not file.is_file():
-        _fail_usage(f"{file}: no such file")
+        fail_usage(f"{file}: no such file")
     unit = unpack_file(file, root=file.parent)
     if layer is not None:
         names = [candidate.name for candidate in unit.layers]
         if layer not in names:
-            _fail_usage(f"no layer {layer!r}; layers: {', '.join(names)}")
+            fail_usage(f"no layer {layer!r}; layers: {', '.join(names)}")
         sys.stdout.write(unit.layer(layer).text)
         raise typer.Exit(0)
     out = sys.stdout
@@ -285,7 +224,7 @@ def explain(code: str = typer.Argument(..., help="A rule code, e.g. PG101 or PG4
     code = code.upper()
     text = _explain(code)
     if text is None:
-        _fail_usage(f"no rule {code}; see `pgolf rules`")
+        fail_usage(f"no rule {code}; see `pgolf rules`")
     typer.echo(text)
 
 

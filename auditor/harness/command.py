@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import sys
 import time
-from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-USAGE_ERROR = 2
+from auditor.cli_common import Format, fail_usage, parse_env, parse_floats, write_report
+
 ANALYSIS_ERROR = 3
 INTERRUPTED = 130
-
-
-class Format(str, Enum):
-    rich = "rich"
-    json = "json"
-    markdown = "markdown"
-    sarif = "sarif"
-    github = "github"
-    text = "text"
-
-
-def _fail_usage(message: str) -> None:
-    typer.echo(f"pgolf: error: {message}", err=True)
-    raise typer.Exit(USAGE_ERROR)
 
 
 def _say(message: str) -> None:
@@ -41,32 +27,14 @@ def _parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(x) for x in text.replace(" ", "").split(",") if x]
     except ValueError:
-        _fail_usage(f"--seeds takes comma-separated integers, got {text!r}")
+        fail_usage(f"--seeds takes comma-separated integers, got {text!r}")
     if not seeds:
-        _fail_usage("--seeds is empty")
+        fail_usage("--seeds is empty")
     if len(set(seeds)) != len(seeds):
-        _fail_usage(f"--seeds repeats a seed: {text!r}")
+        fail_usage(f"--seeds repeats a seed: {text!r}")
     if any(s < 0 for s in seeds):
-        _fail_usage(f"--seeds must be non-negative, got {text!r}")
+        fail_usage(f"--seeds must be non-negative, got {text!r}")
     return seeds
-
-
-def _parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        if "=" not in pair or not pair.split("=", 1)[0].strip():
-            _fail_usage(f"--env takes KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        env[key.strip()] = value
-    return env
-
-
-def _parse_floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        _fail_usage(f"--against-loss takes comma-separated numbers, got {text!r}")
-        return []
 
 
 def _inside(path: Path, parent: Path) -> bool:
@@ -121,32 +89,32 @@ def rerun(
     from auditor.harness import batch
 
     seed_list = _parse_seeds(seeds)
-    user_env = _parse_env(env)
+    user_env = parse_env(env)
     if nproc < 1:
-        _fail_usage("--nproc must be at least 1")
+        fail_usage("--nproc must be at least 1")
     if not record.is_dir():
-        _fail_usage(f"{record}: not a record folder")
+        fail_usage(f"{record}: not a record folder")
     if not (record / batch.SCRIPT).is_file():
-        _fail_usage(f"{record}: no {batch.SCRIPT} to run")
+        fail_usage(f"{record}: no {batch.SCRIPT} to run")
     if (nnodes is None) != (rdzv_endpoint is None):
-        _fail_usage("multi-node needs both --nnodes and --rdzv-endpoint")
+        fail_usage("multi-node needs both --nnodes and --rdzv-endpoint")
     if smoke and nnodes is not None:
-        _fail_usage("--smoke runs on one machine; drop --nnodes/--rdzv-endpoint")
+        fail_usage("--smoke runs on one machine; drop --nnodes/--rdzv-endpoint")
     if against is not None and against_loss is not None:
-        _fail_usage("give --against or --against-loss, not both")
+        fail_usage("give --against or --against-loss, not both")
     if against is not None and not against.exists():
-        _fail_usage(f"--against {against}: no such folder")
+        fail_usage(f"--against {against}: no such folder")
     if _inside(out, record):
-        _fail_usage(f"--out {out} lies inside the record folder; the copy would contain itself")
+        fail_usage(f"--out {out} lies inside the record folder; the copy would contain itself")
     if limit_seconds is not None and limit_seconds <= 0:
-        _fail_usage("--limit-seconds must be positive")
+        fail_usage("--limit-seconds must be positive")
     if not smoke and not dry_run:
         if data is None or tokenizer is None:
-            _fail_usage("--data and --tokenizer are required (or use --smoke)")
+            fail_usage("--data and --tokenizer are required (or use --smoke)")
         if not data.is_dir():
-            _fail_usage(f"--data {data}: not a folder")
+            fail_usage(f"--data {data}: not a folder")
         if not tokenizer.is_file():
-            _fail_usage(f"--tokenizer {tokenizer}: no such file")
+            fail_usage(f"--tokenizer {tokenizer}: no such file")
 
     plan = batch.Plan(
         record_dir=record.resolve(),
@@ -249,13 +217,13 @@ def _report(plan, runs, against, against_loss, tolerance, format, output, elapse
     try:
         record = load(plan.record_dir)
     except RecordError as exc:
-        _fail_usage(str(exc))
+        fail_usage(str(exc))
     other = None
     if against is not None:
         try:
             other = load(against)
         except RecordError as exc:
-            _fail_usage(str(exc))
+            fail_usage(str(exc))
     results = load_results(runs, plan.record_runs)
     audit = build_audit(
         str(plan.record_dir),
@@ -263,20 +231,9 @@ def _report(plan, runs, against, against_loss, tolerance, format, output, elapse
         plan.record_runs,
         results,
         against=other,
-        against_losses=_parse_floats(against_loss) if against_loss else None,
+        against_losses=parse_floats(against_loss) if against_loss else None,
         tolerance=tolerance,
         elapsed_s=elapsed_s,
     )
-    if output is None:
-        out = sys.stdout
-    else:
-        try:
-            out = output.open("w", encoding="utf-8")
-        except OSError as exc:
-            _fail_usage(f"cannot write {output}: {exc.strerror}")
-    try:
-        FORMATS[format.value]([audit], out)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    write_report(FORMATS[format.value], [audit], output)
     raise typer.Exit(audit.verdict.exit_code)
