@@ -1,0 +1,13 @@
+"""Dynamic probes: prove (or fail to prove) leaks by running the submission's own
+evaluation code on CPU, in a sandboxed subprocess, on a synthetic stream.
+
+    probe_record(path) -> ProbeReport (findings PG150-PG159)
+
+The parent (runner) never imports torch; the child (child.py) loads the
+submission with CUDA-only pieces stubbed (loader.py), shrinks its config and
+model (discover.py) and runs the probes (probes.py).
+"""
+
+from auditor.probes.runner import PROBE_RULES, ProbeReport, probe_record
+
+__all__ = ["PROBE_RULES", "ProbeReport", "probe_record"]

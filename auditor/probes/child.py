@@ -1,0 +1,197 @@
+"""The probe child: `python -m auditor.probes.child SPEC.json` (run by sandbox.run_child).
+
+Writes its JSON result after every entry, so a timeout still leaves what was measured.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+import traceback
+
+
+def _write(path: str, data: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, default=float)
+    os.replace(tmp, path)
+
+
+def main(spec_path: str) -> int:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    started = time.perf_counter()
+    deadline = spec.get("deadline_s", 60.0)
+    result: dict = {"stage": "start", "entries": [], "skipped": {}, "stubs": [], "notes": []}
+    out = spec["result"]
+
+    from auditor.probes.loader import block_network, install_stubs, load_source
+
+    block_network()
+    try:
+        import torch
+    except ImportError as exc:
+        result.update(stage="import", error=f"torch is not installed in the probe environment: {exc}")
+        _write(out, result)
+        return 0
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    result["stubs"] = install_stubs()
+    from auditor.probes import discover, probes
+
+    vocab, bos = int(spec["vocab"]), int(spec.get("bos", 1))
+    os.environ.update(spec.get("config_env", {}))
+    os.environ.update(discover.shrink_env(vocab))
+    probes.install_hooks()
+    probes.REC.vocab = vocab
+    path = os.path.join(spec["scratch"], "train_gpt.py")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(spec["source"])
+    try:
+        mod = load_source(spec["source"], path)
+    except BaseException as exc:  # SystemExit from argparse, missing modules, CUDA-only code...
+        tb = traceback.extract_tb(exc.__traceback__)
+        line = next((fr.lineno for fr in reversed(tb) if fr.filename == path), None)
+        result.update(stage="import", error=f"{type(exc).__name__}: {str(exc)[:300]}" + (f" (train_gpt.py:{line})" if line else ""))
+        _write(out, result)
+        return 0
+
+    result["stage"] = "discover"
+    cfg_cls = discover.find_config_class(mod)
+    try:
+        cfg = discover.make_config(cfg_cls, vocab)
+    except Exception as exc:
+        cfg = None
+        result["notes"].append(f"config class {cfg_cls.__name__} could not be built: {type(exc).__name__}: {exc}")
+    result["config_class"] = cfg_cls.__name__ if cfg_cls else None
+    best, errors = discover.build_model(mod, cfg, vocab)
+    if best is None:
+        result.update(error="no model class could be built from the script's own classes"
+                      + (f" ({'; '.join(errors[:3])})" if errors else " (no nn.Module subclass with an embedding)"))
+        _write(out, result)
+        return 0
+    model_name, model = best
+    result["model_class"] = model_name
+    result["model_params"] = int(sum(p.numel() for p in model.parameters()))
+    torch.manual_seed(1)
+    with torch.no_grad():  # wake up zero-initialised pieces (untied heads, gates) so every path carries signal
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=spec["tokenizer"])
+    tables = None
+    tables_fn = discover.find_tables_fn(mod)
+    if tables_fn is not None:
+        try:
+            import inspect
+
+            names = list(inspect.signature(tables_fn).parameters)
+            args = [sp] + [vocab if n == "vocab_size" else None for n in names[1:2] if n in ("vocab_size",)]
+            extra = {n: torch.device("cpu") for n in names if n == "device"}
+            tables = tables_fn(*args, **extra)
+        except Exception as exc:
+            result["notes"].append(f"byte-table builder {tables_fn.__name__} failed: {type(exc).__name__}: {exc}")
+    result["tables_fn"] = tables_fn.__name__ if tables_fn else None
+
+    entries, skipped = discover.find_entries(mod)
+    only = spec.get("entries")
+    if only:
+        entries = [e for e in entries if e.name in only] + [
+            discover.Entry(n, getattr(mod, n), [], False) for n in only if n in skipped and hasattr(mod, n)]
+        for e in entries:
+            if not e.params:
+                import inspect
+
+                e.params = list(inspect.signature(e.fn).parameters)
+                src = inspect.getsource(e.fn)
+                e.claims_isolation = bool(discover.ISOLATION_RE.search(src))
+                e.line = inspect.getsourcelines(e.fn)[1]
+    result["skipped"] = skipped
+    if not entries:
+        result.update(error="no evaluation entry point found (a function taking a model and validation tokens)")
+        _write(out, result)
+        return 0
+    probes.wrap_candidates(mod, {e.name for e in entries})
+
+    stream = probes.make_stream(vocab, bos, n_tokens=int(spec.get("n_tokens", 420)), seed=int(spec.get("seed", 0)))
+    n = len(stream)
+    starts = probes.doc_starts(stream, bos)
+    k = next(p for p in range(int(n * 0.6), n) if stream[p] != bos and stream[p - 1] != bos)
+    flipped = stream.copy()
+    flipped[k] = probes.other_token(int(stream[k]), vocab)
+    d = len(starts) // 2
+    doc = (starts[d], starts[d + 1])  # inputs doc[0]..doc[1]-1; targets doc[0]+1..doc[1]
+    altered = stream.copy()
+    for p in (doc[0] + 1, doc[1] - 1):
+        altered[p] = probes.other_token(int(stream[p]), vocab)
+    idx_base, idx_flip, idx_alt = probes.StreamIndex(stream), probes.StreamIndex(flipped), probes.StreamIndex(altered)
+    result.update(stage="probe", vocab=vocab, n_tokens=n, flip_position=k, documents=len(starts), altered_doc=list(doc))
+    pristine = model
+    for entry in entries:
+        if time.perf_counter() - started > deadline:
+            result["entries"].append({"name": entry.name, "line": entry.line, "status": "not_run",
+                                      "reason": "the probe's time limit ran out before this entry"})
+            continue
+
+        def kwargs_fn(tokens, entry=entry):
+            kwargs, why = discover.bind_entry(entry, model=copy.deepcopy(pristine), tokens=tokens, cfg=cfg,
+                                              tables=tables, sp=sp, vocab=vocab, bos=bos)
+            if why:
+                raise LookupError(why)
+            return kwargs
+
+        rec: dict = {"name": entry.name, "line": entry.line, "claims_isolation": entry.claims_isolation}
+        try:
+            kwargs_fn(torch.from_numpy(stream))
+        except LookupError as exc:
+            rec.update(status="not_run", reason=str(exc))
+            result["entries"].append(rec)
+            _write(out, result)
+            continue
+        t0 = time.perf_counter()
+        base = probes.run_entry(entry, kwargs_fn, stream, idx_base, c2=True)
+        if not base.ok:
+            rec.update(status="not_run", reason=f"the entry raised {base.error}")
+            result["entries"].append(rec)
+            _write(out, result)
+            continue
+        pb = probes.per_position(base, n)
+        rec.update(status="ok", source=pb["source"], verified=pb["verified"],
+                   scalars=[[lab, val] for lab, val in base.scalars[:8]], run_s=round(base.seconds, 3))
+        rec["c4"] = probes.probe_c4(pb, stream, bos)
+        rec["c2"] = probes.probe_c2(base.c2)
+        if pb["values"] is None:
+            rec["c1"] = {"status": "not_run", "reason": "the entry neither exposes per-token losses nor calls "
+                                                        "torch.nn.functional.cross_entropy"}
+        else:
+            fl = probes.run_entry(entry, kwargs_fn, flipped, idx_flip)
+            if fl.ok:
+                rec["c1"] = probes.probe_c1(pb, probes.per_position(fl, n), k)
+            else:
+                rec["c1"] = {"status": "not_run", "reason": f"the entry raised on the flipped stream: {fl.error}"}
+        if not entry.claims_isolation:
+            rec["bos"] = {"status": "not_applicable", "reason": "the entry does not claim document isolation "
+                                                                "(no BOS/document handling in its code)"}
+        elif pb["values"] is None:
+            rec["bos"] = {"status": "not_run", "reason": "no per-token losses"}
+        else:
+            al = probes.run_entry(entry, kwargs_fn, altered, idx_alt)
+            rec["bos"] = (probes.probe_bos(pb, probes.per_position(al, n), doc, stream, bos) if al.ok else
+                          {"status": "not_run", "reason": f"the entry raised on the altered stream: {al.error}"})
+        rec["seconds"] = round(time.perf_counter() - t0, 3)
+        result["entries"].append(rec)
+        _write(out, result)
+    result["stage"] = "done"
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    _write(out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

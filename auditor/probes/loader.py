@@ -1,0 +1,165 @@
+"""Load a submission's source as a module in the probe child, on CPU.
+
+Everything here runs inside the sandboxed child, before and around the
+submission's import. The stubs keep semantics and only replace what needs a
+GPU or a network:
+
+- `flash_attn`, `flash_attn_interface` (and `flash_attn.flash_attn_interface`):
+  `flash_attn_func` and `flash_attn_varlen_func` computed with
+  `torch.nn.functional.scaled_dot_product_attention` (same causal masking, same
+  scale, GQA by repeating kv heads, varlen one sequence at a time);
+- `torch.compile` -> identity (compiling does not change what is computed);
+- `torch.cuda.is_available()` False, `synchronize`/`set_device`/memory stats no-ops,
+  `Tensor.cuda()`/`Module.cuda()` and `.to("cuda")` stay on CPU;
+- `torch.distributed`: a single process that was never initialised; collectives
+  over a world of one are identities.
+- sockets: `connect`, `connect_ex` and `create_connection` raise.
+
+Not stubbed (the probe then reports why it could not run): triton kernels,
+custom CUDA extensions, tensors created with `device="cuda"` literals.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import types
+
+
+class NetworkBlocked(OSError):
+    pass
+
+
+def block_network() -> None:
+    def refuse(*_a, **_k):
+        raise NetworkBlocked("network access is disabled in the probe sandbox")
+
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    socket.socket.connect_ex = refuse  # type: ignore[method-assign]
+    socket.create_connection = refuse  # type: ignore[assignment]
+
+
+def _flash_module(name: str):
+    import torch
+    import torch.nn.functional as F
+
+    def _attend(q, k, v, causal, scale):  # q,k,v: [B, T, H, D] (flash layout)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if k.size(1) != q.size(1):
+            rep = q.size(1) // k.size(1)
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=bool(causal), scale=scale)
+        return y.transpose(1, 2)
+
+    def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, *args, **kwargs):
+        return _attend(q, k, v, causal, softmax_scale)
+
+    def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None,
+                               dropout_p=0.0, softmax_scale=None, causal=False, *args, **kwargs):
+        outs = []
+        cq, ck = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
+        for i in range(len(cq) - 1):
+            outs.append(_attend(q[None, cq[i]:cq[i + 1]], k[None, ck[i]:ck[i + 1]], v[None, ck[i]:ck[i + 1]],
+                                causal, softmax_scale)[0])
+        return torch.cat(outs, dim=0) if outs else q.new_zeros(q.shape)
+
+    mod = types.ModuleType(name)
+    mod.flash_attn_func = flash_attn_func
+    mod.flash_attn_varlen_func = flash_attn_varlen_func
+    mod.__pgolf_stub__ = True
+    return mod
+
+
+def install_stubs() -> list[str]:
+    """Install the CPU stand-ins; returns what was stubbed (reported with the results)."""
+    import torch
+    import torch.distributed as dist
+
+    done = []
+    for name in ("flash_attn", "flash_attn_interface", "flash_attn.flash_attn_interface"):
+        if name not in sys.modules:
+            sys.modules[name] = _flash_module(name)
+    sys.modules["flash_attn"].flash_attn_interface = sys.modules["flash_attn.flash_attn_interface"]
+    done.append("flash_attn -> scaled_dot_product_attention")
+
+    def compile_identity(fn=None, *args, **kwargs):
+        if fn is None:
+            return lambda f: f
+        return fn
+
+    torch.compile = compile_identity
+    done.append("torch.compile -> identity")
+
+    cuda = torch.cuda
+    cuda.is_available = lambda: False
+    cuda.device_count = lambda: 0
+    for name in ("synchronize", "set_device", "empty_cache", "reset_peak_memory_stats", "manual_seed",
+                 "manual_seed_all"):
+        setattr(cuda, name, lambda *a, **k: None)
+    for name in ("max_memory_allocated", "max_memory_reserved", "memory_allocated", "memory_reserved"):
+        setattr(cuda, name, lambda *a, **k: 0)
+    cuda.get_device_name = lambda *a, **k: "CPU (pgolf probe)"
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    torch.nn.Module.cuda = lambda self, *a, **k: self
+
+    orig_tensor_to, orig_module_to = torch.Tensor.to, torch.nn.Module.to
+
+    def _cpu(args, kwargs):
+        args = tuple("cpu" if _is_cuda(a) else a for a in args)
+        if _is_cuda(kwargs.get("device")):
+            kwargs = dict(kwargs, device="cpu")
+        return args, kwargs
+
+    def tensor_to(self, *args, **kwargs):
+        args, kwargs = _cpu(args, kwargs)
+        return orig_tensor_to(self, *args, **kwargs)
+
+    def module_to(self, *args, **kwargs):
+        args, kwargs = _cpu(args, kwargs)
+        return orig_module_to(self, *args, **kwargs)
+
+    torch.Tensor.to = tensor_to
+    torch.nn.Module.to = module_to
+    done.append("cuda -> cpu")
+
+    def _noop(*a, **k):
+        return None
+
+    dist.is_initialized = lambda: False
+    dist.init_process_group = _noop
+    dist.destroy_process_group = _noop
+    dist.get_world_size = lambda *a, **k: 1
+    dist.get_rank = lambda *a, **k: 0
+    for name in ("all_reduce", "broadcast", "barrier", "reduce"):
+        setattr(dist, name, _noop)
+
+    def all_gather(tensor_list, tensor, *a, **k):
+        tensor_list[0].copy_(tensor)
+
+    def all_gather_into_tensor(out, tensor, *a, **k):
+        out.copy_(tensor.reshape(out.shape))
+
+    dist.all_gather = all_gather
+    dist.all_gather_into_tensor = all_gather_into_tensor
+    done.append("torch.distributed -> single process")
+    return done
+
+
+def _is_cuda(value) -> bool:
+    import torch
+
+    if isinstance(value, str):
+        return value.startswith("cuda")
+    if isinstance(value, torch.device):
+        return value.type == "cuda"
+    return False
+
+
+def load_source(source: str, path: str, name: str = "pgolf_submission") -> types.ModuleType:
+    """Execute the source as a module (not as __main__, so the run itself does not start)."""
+    mod = types.ModuleType(name)
+    mod.__file__ = path
+    sys.modules[name] = mod
+    code = compile(source, path, "exec")
+    exec(code, mod.__dict__)
+    return mod

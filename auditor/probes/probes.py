@@ -1,0 +1,499 @@
+"""The probes, run inside the child: C1 flip, C4 count, C2 sum, BOS isolation.
+
+Per-token losses come from one of two places, in this order:
+
+1. exposed: the entry returns (or returns an object holding) a float array with
+   one value per stream position (NaN = not scored), e.g. a ledger's `nll`;
+2. intercepted: every `torch.nn.functional.cross_entropy` call is computed with
+   reduction="none" (then reduced as asked, so the caller sees the same value);
+   each element's target is located in the synthetic stream (random tokens make
+   every 3-8 token run unique), giving (call, position, loss, grad, trained).
+   Which computations are the *counted* ones is decided by matching the entry's
+   returned totals (a sum or a mean) against candidate selections: the first or
+   the last computation of each position, among no-grad, never-backpropagated or
+   all calls, or every computation (a position counted several times).
+
+The C2 probe wraps the submission's module-level functions: when one returns a
+probability in [0, 1] for an integer argument inside the vocabulary (a candidate
+token), a few sampled calls are replayed for every candidate and summed; when
+one returns a vocabulary-sized vector, its normalisation is checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ATOL = 1e-5  # nats: identical computations on CPU agree exactly; this is headroom
+
+
+# ----------------------------------------------------------------------------- stream
+
+
+def make_stream(vocab: int, bos: int = 1, n_tokens: int = 420, seed: int = 0, first_id: int = 3) -> np.ndarray:
+    """BOS-separated documents of uniformly random tokens (never BOS, unk or eos)."""
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    while len(out) < n_tokens:
+        length = int(rng.integers(24, 72))
+        out.append(bos)
+        out.extend(int(t) for t in rng.integers(first_id, vocab, size=length))
+    return np.asarray(out[:n_tokens], dtype=np.int64)
+
+
+def doc_starts(stream: np.ndarray, bos: int) -> list[int]:
+    return [int(i) for i in np.flatnonzero(stream == bos)]
+
+
+def other_token(old: int, vocab: int, first_id: int = 3) -> int:
+    new = (old + vocab // 2) % vocab
+    return new if new >= first_id else new + first_id
+
+
+class StreamIndex:
+    """Locate target sequences in the stream: position p holds the target stream[p]."""
+
+    def __init__(self, stream: np.ndarray):
+        self.s = stream.tolist()
+        self.n = len(self.s)
+        self.tri: dict[tuple, list[int]] = {}
+        for p in range(1, self.n - 2):
+            self.tri.setdefault((self.s[p], self.s[p + 1], self.s[p + 2]), []).append(p)
+
+    def map_row(self, y: list[int]) -> np.ndarray:
+        s, n, L = self.s, self.n, len(y)
+        pos = np.full(L, -1, dtype=np.int64)
+        p = None
+        j = 0
+        while j < L:
+            if (p is not None and p + 1 < n and s[p + 1] == y[j]
+                    and (j + 1 >= L or (p + 2 < n and s[p + 2] == y[j + 1]))):
+                p += 1
+                pos[j] = p
+                j += 1
+                continue
+            p = None
+            if j + 3 <= L:
+                m = min(8, L - j)
+                cands = [c for c in self.tri.get((y[j], y[j + 1], y[j + 2]), ()) if s[c:c + m] == y[j:j + m]]
+                if len(cands) == 1:
+                    p = cands[0]
+                    pos[j] = p
+            j += 1
+        return pos
+
+
+# ----------------------------------------------------------------------------- interception
+
+
+@dataclass
+class Call:
+    target: np.ndarray  # [rows, L]
+    loss: np.ndarray  # [rows, L] float64
+    grad: bool
+    trained: bool = False
+
+
+@dataclass
+class Recorder:
+    active: bool = False
+    replaying: bool = False
+    calls: list = field(default_factory=list)
+    c2: dict = field(default_factory=dict)  # fn name -> list of sums
+    c2_calls: dict = field(default_factory=dict)
+    vocab: int = 0
+
+
+REC = Recorder()
+
+
+def install_hooks() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    orig = F.cross_entropy
+
+    @functools.wraps(orig)
+    def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                      reduction="mean", label_smoothing=0.0):
+        plain = (not REC.active or REC.replaying or size_average is not None or reduce is not None
+                 or not isinstance(target, torch.Tensor) or target.is_floating_point()
+                 or (weight is not None and reduction == "mean"))
+        if plain:
+            return orig(input, target, weight=weight, size_average=size_average, ignore_index=ignore_index,
+                        reduce=reduce, reduction=reduction, label_smoothing=label_smoothing)
+        out = orig(input, target, weight=weight, ignore_index=ignore_index, reduction="none",
+                   label_smoothing=label_smoothing)
+        t = target.detach().cpu().long()
+        t2 = t.reshape(1, -1) if t.dim() <= 1 else t.reshape(t.size(0), -1)
+        call = Call(t2.numpy().copy(), out.detach().double().cpu().reshape(t2.shape).numpy().copy(),
+                    bool(out.requires_grad))
+        REC.calls.append(call)
+        if out.requires_grad:
+            def mark(grad, call=call):
+                call.trained = True
+                return grad
+            out.register_hook(mark)
+        if reduction == "none":
+            return out
+        if reduction == "sum":
+            return out.sum()
+        denom = (target != ignore_index).sum().clamp_min(1).to(out.dtype)
+        return out.sum() / denom
+
+    F.cross_entropy = cross_entropy
+
+
+def wrap_candidates(mod, skip: set[str]) -> list[str]:
+    """Wrap module-level functions for the C2 probe (only the ones that look like a
+    candidate-probability query are ever replayed)."""
+    wrapped = []
+    for name, fn in list(vars(mod).items()):
+        if not inspect.isfunction(fn) or fn.__module__ != mod.__name__ or name in skip or name.startswith("__"):
+            continue
+        try:
+            params = list(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            continue
+        setattr(mod, name, _c2_wrapper(name, fn, params))
+        wrapped.append(name)
+    return wrapped
+
+
+SAMPLE_AT = (1, 8, 40, 160)
+PREFERRED = ("target", "tgt", "token", "tok", "y", "cand", "candidate", "next_token", "a", "t", "idx")
+
+
+def _c2_wrapper(name, fn, params):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        if not REC.active or REC.replaying:
+            return result
+        try:
+            _maybe_replay(name, fn, params, args, kwargs, result)
+        except Exception:  # a replay must never break the run it observes
+            REC.replaying = False
+        return result
+
+    return wrapper
+
+
+def _scalar(value):
+    import torch
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.is_floating_point():
+        return float(value)
+    return None
+
+
+def _int_arg(value, vocab):
+    import torch
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, np.integer)) and 0 <= int(value) < vocab:
+        return int(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point() and value.dtype != torch.bool:
+        v = int(value)
+        return v if 0 <= v < vocab else None
+    return None
+
+
+def _maybe_replay(name, fn, params, args, kwargs, result) -> None:
+    import torch
+
+    V = REC.vocab
+    count = REC.c2_calls[name] = REC.c2_calls.get(name, 0) + 1
+    if count not in SAMPLE_AT:
+        return
+    bound = dict(zip(params, args))
+    bound.update(kwargs)
+    prob = _scalar(result)
+    if prob is not None and 0.0 <= prob <= 1.0:
+        ints = [k for k, v in bound.items() if _int_arg(v, V) is not None]
+        if not ints:
+            return
+        key = next((p for p in PREFERRED if p in ints), ints[-1])
+        REC.replaying = True
+        try:
+            total = 0.0
+            for a in range(V):
+                call = dict(bound)
+                call[key] = a
+                pos = [call[p] for p in params if p in call]
+                total += float(_scalar(fn(*pos[: len(args)], **{k: v for k, v in call.items() if k not in params[: len(args)]})) or 0.0)
+        finally:
+            REC.replaying = False
+        REC.c2.setdefault(name, []).append({"kind": "candidate", "arg": key, "sum": total, "call": count,
+                                            "candidates": V})
+        return
+    if isinstance(result, torch.Tensor) and result.is_floating_point() and result.dim() >= 1 and result.size(-1) == V:
+        r = result.detach().double().reshape(-1, V)[:4]
+        if (r <= 1e-6).all():
+            sums = torch.logsumexp(r, dim=-1).exp()
+        elif ((r >= 0) & (r <= 1)).all():
+            sums = r.sum(-1)
+        else:
+            return  # logits: no claim to be a distribution
+        REC.c2.setdefault(name, []).append({"kind": "vector", "sum": float(sums[(sums - 1).abs().argmax()]),
+                                            "call": count, "candidates": V})
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+@dataclass
+class Run:
+    ok: bool
+    error: str = ""
+    seconds: float = 0.0
+    exposed: np.ndarray | None = None  # per position, NaN = unscored
+    exposed_from: str = ""
+    scalars: list = field(default_factory=list)  # (label, value)
+    elements: dict | None = None  # arrays: call, pos, loss, grad, trained
+    c2: dict = field(default_factory=dict)
+
+
+def _walk(value, label, depth, n, exposed, scalars, seen):
+    import torch
+
+    if depth > 3 or id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 1 and value.dim() <= 1:
+            scalars.append((label, float(value)))
+        elif value.dim() == 1 and value.is_floating_point() and value.numel() in (n, n - 1):
+            exposed.append((label, value.detach().double().cpu().numpy()))
+        return
+    if isinstance(value, np.ndarray):
+        if value.ndim == 1 and value.dtype.kind == "f" and value.size in (n, n - 1):
+            exposed.append((label, value.astype(np.float64)))
+        return
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        scalars.append((label, float(value)))
+        return
+    if isinstance(value, dict):
+        for k, v in list(value.items())[:64]:
+            _walk(v, f"{label}[{k!r}]", depth + 1, n, exposed, scalars, seen)
+        return
+    if isinstance(value, (list, tuple)):
+        if len(value) <= 16:
+            for i, v in enumerate(value):
+                _walk(v, f"{label}[{i}]", depth + 1, n, exposed, scalars, seen)
+        return
+    if hasattr(value, "__dict__") and not inspect.isroutine(value) and not isinstance(value, torch.nn.Module):
+        for k, v in list(vars(value).items())[:64]:
+            if not k.startswith("_"):
+                _walk(v, f"{label}.{k}", depth + 1, n, exposed, scalars, seen)
+
+
+def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool = False) -> Run:
+    import torch
+
+    kwargs = kwargs_fn(torch.from_numpy(stream.copy()))
+    REC.calls = []
+    REC.c2 = {}
+    REC.c2_calls = {}
+    REC.active = True
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    try:
+        ret = entry.fn(**kwargs)
+    except Exception as exc:
+        REC.active = False
+        tb = exc.__traceback__
+        where = ""
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename.endswith("train_gpt.py"):
+                where = f" (train_gpt.py:{tb.tb_lineno})"
+            tb = tb.tb_next
+        return Run(False, f"{type(exc).__name__}: {str(exc)[:300]}{where}", time.perf_counter() - started)
+    REC.active = False
+    run = Run(True, seconds=time.perf_counter() - started, c2=dict(REC.c2) if c2 else {})
+    n = len(stream)
+    exposed: list = []
+    _walk(ret, "return", 0, n, exposed, run.scalars, set())
+    if exposed:
+        exposed.sort(key=lambda e: (0 if "nll" in e[0].lower() or "loss" in e[0].lower() else 1, len(e[0])))
+        label, arr = exposed[0]
+        if arr.size == n - 1:
+            arr = np.concatenate([[np.nan], arr])
+        run.exposed, run.exposed_from = arr, label
+    calls, pos, loss, grad, trained = [], [], [], [], []
+    for ci, call in enumerate(REC.calls):
+        for row_t, row_l in zip(call.target, call.loss):
+            p = index.map_row(row_t.tolist())
+            p[row_t < 0] = -1
+            calls.append(np.full(row_t.size, ci))
+            pos.append(p)
+            loss.append(row_l)
+            grad.append(np.full(row_t.size, call.grad))
+            trained.append(np.full(row_t.size, call.trained))
+    if calls:
+        run.elements = {"call": np.concatenate(calls), "pos": np.concatenate(pos), "loss": np.concatenate(loss),
+                        "grad": np.concatenate(grad), "trained": np.concatenate(trained)}
+    REC.calls = []
+    return run
+
+
+# ----------------------------------------------------------------------------- selections
+
+MODES = ["first-nograd", "last-nograd", "first-untrained", "last-untrained", "first-any", "last-any", "all-nograd",
+         "all-any"]
+
+
+def select(el: dict, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """(per-position value with NaN = none, per-position count, element sum, element count)."""
+    which, pool = mode.split("-")
+    mask = {"nograd": ~el["grad"], "untrained": ~el["trained"], "any": np.ones_like(el["grad"])}[pool]
+    idx = np.flatnonzero(mask)
+    values = np.full(n, np.nan)
+    counts = np.zeros(n, dtype=np.int64)
+    if idx.size == 0:
+        return values, counts, 0.0, 0
+    pos, loss = el["pos"][idx], el["loss"][idx]
+    mapped = pos >= 0
+    if which == "all":
+        np.add.at(counts, pos[mapped], 1)
+        vals = np.zeros(n)
+        np.add.at(vals, pos[mapped], loss[mapped])
+        values = np.where(counts > 0, vals, np.nan)
+        return values, counts, float(loss.sum()), int(idx.size)
+    order = np.arange(idx.size) if which == "first" else np.arange(idx.size)[::-1]
+    seen = np.zeros(n, dtype=bool)
+    total, count = 0.0, 0
+    for i in order:
+        p = pos[i]
+        if p < 0:
+            total += loss[i]
+            count += 1
+        elif not seen[p]:
+            seen[p] = True
+            values[p] = loss[i]
+            counts[p] = 1
+            total += loss[i]
+            count += 1
+    return values, counts, total, count
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= 1e-4 * max(1.0, abs(b))
+
+
+def per_position(run: Run, n: int) -> dict:
+    """The counted loss per position and how it was obtained."""
+    if run.exposed is not None:
+        vals = run.exposed.copy()
+        vals[0] = np.nan
+        counts = np.isfinite(vals).astype(np.int64)
+        return {"values": vals, "counts": counts, "source": f"exposed per-token losses ({run.exposed_from})",
+                "verified": True, "mode": "exposed"}
+    if run.elements is None:
+        return {"values": None, "counts": None, "source": "none", "verified": False, "mode": None}
+    for mode in MODES:
+        values, counts, total, count = select(run.elements, mode, n)
+        if count == 0:
+            continue
+        for label, value in run.scalars:
+            if _close(total, value) or _close(total / count, value):
+                return {"values": values, "counts": counts, "mode": mode, "verified": True,
+                        "source": f"intercepted cross_entropy, {mode} computation per position "
+                                  f"(its {'sum' if _close(total, value) else 'mean'} equals {label} = {value:.6g})"}
+    mode = "last-nograd" if (~run.elements["grad"]).any() else "last-any"
+    values, counts, _, _ = select(run.elements, mode, n)
+    return {"values": values, "counts": counts, "mode": mode, "verified": False,
+            "source": f"intercepted cross_entropy, {mode} computation per position (not tied to a returned total)"}
+
+
+# ----------------------------------------------------------------------------- probes
+
+
+def probe_c1(base: dict, flipped: dict, k: int) -> dict:
+    a, b = base["values"], flipped["values"]
+    both = np.isfinite(a[:k]) & np.isfinite(b[:k])
+    both[0] = False
+    checked = int(both.sum())
+    if checked == 0:
+        return {"status": "not_run", "reason": f"no per-token loss before position {k} could be compared"}
+    diff = np.where(both, np.abs(a[:k] - b[:k]), 0.0)
+    changed = np.flatnonzero(diff > ATOL)
+    out = {"status": "fail" if changed.size else "pass", "flipped": k, "checked": checked,
+           "changed": int(changed.size), "source": base["source"], "verified": base["verified"]}
+    if changed.size:
+        worst = int(changed[np.argmax(diff[changed])])
+        out.update(worst_position=worst, worst_delta=float(a[worst] - b[worst]), max_abs=float(diff[worst]),
+                   first_changed=int(changed[0]), sample=[[int(p), float(a[p] - b[p])] for p in changed[:8]])
+    return out
+
+
+def probe_c4(base: dict, stream: np.ndarray, bos: int) -> dict:
+    counts = base["counts"]
+    if counts is None:
+        return {"status": "not_run", "reason": "no per-token losses: nothing to count"}
+    n = len(stream)
+    targets = np.arange(1, n)
+    c = counts[1:]
+    missing = targets[c == 0]
+    twice = targets[c > 1]
+    bos_missing = [int(p) for p in missing if stream[p] == bos]
+    other_missing = [int(p) for p in missing if stream[p] != bos]
+    tail = [p for p in other_missing if p >= n - 64]
+    status = "fail" if twice.size or other_missing else ("deviation" if bos_missing else "pass")
+    if not base["verified"] and status == "fail" and not twice.size:
+        status = "unverified"
+    return {"status": status, "targets": int(n - 1), "scored": int((c > 0).sum()), "twice": int(twice.size),
+            "max_times": int(c.max()) if c.size else 0, "missing": len(other_missing), "bos_missing": len(bos_missing),
+            "tail_missing": len(tail), "first_missing": other_missing[:8], "first_twice": [int(p) for p in twice[:8]],
+            "source": base["source"], "verified": base["verified"]}
+
+
+def probe_bos(base: dict, changed: dict, doc: tuple[int, int], stream: np.ndarray, bos: int) -> dict:
+    a, b = base["values"], changed["values"]
+    lo, hi = doc  # targets lo+1..hi belong to the changed document (hi: the next BOS)
+    n = len(a)
+    outside = np.ones(n, dtype=bool)
+    outside[0] = False
+    outside[lo + 1 : hi + 1] = False
+    both = outside & np.isfinite(a) & np.isfinite(b)
+    checked = int(both.sum())
+    if checked == 0:
+        return {"status": "not_run", "reason": "no per-token loss outside the changed document"}
+    diff = np.where(both, np.abs(a - b), 0.0)
+    moved = np.flatnonzero(diff > ATOL)
+    starts = doc_starts(stream, bos)
+    out = {"status": "fail" if moved.size else "pass", "doc": [lo, hi], "checked": checked, "changed": int(moved.size),
+           "source": base["source"]}
+    if moved.size:
+        worst = int(moved[np.argmax(diff[moved])])
+        docs = sorted({max(s for s in starts if s < p) if any(s < p for s in starts) else 0 for p in moved})
+        out.update(worst_position=worst, worst_delta=float(a[worst] - b[worst]), max_abs=float(diff[worst]),
+                   documents=docs[:8], n_documents=len(docs))
+    return out
+
+
+def probe_c2(c2: dict) -> dict:
+    if not c2:
+        return {"status": "not_applicable", "reason": "no function returning a candidate-token probability or a "
+                                                      "vocabulary-sized distribution was called"}
+    worst_fn, worst = None, None
+    for fn, samples in c2.items():
+        for s in samples:
+            if worst is None or abs(s["sum"] - 1) > abs(worst["sum"] - 1):
+                worst_fn, worst = fn, s
+    status = "fail" if abs(worst["sum"] - 1) > 1e-3 else "pass"
+    return {"status": status, "function": worst_fn, "sum": worst["sum"], "kind": worst["kind"],
+            "arg": worst.get("arg"), "call": worst["call"], "candidates": worst["candidates"],
+            "functions": {fn: [round(s["sum"], 6) for s in samples] for fn, samples in c2.items()}}

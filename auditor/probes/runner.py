@@ -1,0 +1,193 @@
+"""Orchestrate the probes for one record and turn the child's measurements into Findings.
+
+    probe_record(path, timeout_s=120) -> ProbeReport
+
+Codes: PG150 probe-c1-flip, PG151 probe-c4-count, PG152 probe-c2-sum,
+PG153 probe-bos-isolation (illegal when a leak is measured, info with the
+numbers when the probe passed), PG159 probe-not-run (info: why a probe, or all
+of them, could not run; the verdict then rests on the static rules).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from auditor.checks.base import CheckRule
+from auditor.findings import Finding, Location, Severity, sort_findings
+
+C1 = CheckRule("PG150", "probe-c1-flip", "Flip one token; earlier positions' losses must not move (C1).",
+               "RULEBOOK.md: C1 causal; PR #1240's flip probe")
+C4 = CheckRule("PG151", "probe-c4-count", "Every target is scored exactly once, measured from per-token losses (C4).",
+               "RULEBOOK.md: C4 single pass; BOS boundaries (scoring coverage)")
+C2 = CheckRule("PG152", "probe-c2-sum", "Candidate-token probabilities the code computes sum to 1 (C2).",
+               "RULEBOOK.md: C2 normalized; ruling PR #779")
+BOS = CheckRule("PG153", "probe-bos-isolation", "Changing one document leaves other documents' losses unchanged.",
+                "RULEBOOK.md: BOS boundaries (PR #1797 audit, fix #1851)")
+NOT_RUN = CheckRule("PG159", "probe-not-run", "A dynamic probe could not run; the verdict rests on the static rules.",
+                    "DESIGN.md: dynamic probes")
+PROBE_RULES = [C1, C4, C2, BOS, NOT_RUN]
+PROBES = {"c1": C1, "c4": C4, "c2": C2, "bos": BOS}
+
+
+@dataclass
+class ProbeReport:
+    target: str
+    findings: list[Finding] = field(default_factory=list)
+    data: dict | None = None
+    reason: str = ""  # why nothing ran at all
+    elapsed_s: float = 0.0
+
+    def ran(self, probe: str) -> list[str]:
+        """Entries on which a probe produced a verdict (pass, fail, deviation)."""
+        return [e["name"] for e in (self.data or {}).get("entries", [])
+                if e.get(probe, {}).get("status") in ("pass", "fail", "deviation", "unverified")]
+
+    def failed(self, probe: str) -> list[str]:
+        return [e["name"] for e in (self.data or {}).get("entries", [])
+                if e.get(probe, {}).get("status") == "fail"]
+
+
+def innermost_source(unit) -> tuple[str, str]:
+    """(text, layer name) of the code that runs: the deepest effective layer."""
+    layers = unit.effective_layers
+    parents = {layer.parent for layer in layers}
+    leaves = [layer for layer in layers if layer.name not in parents]
+    best = max(leaves or layers, key=lambda layer: (len(layer.steps), len(layer.text)))
+    return best.text, best.name
+
+
+def config_env(record) -> dict[str, str]:
+    """The effective configuration the logs show (structured config events), as env vars."""
+    env: dict[str, str] = {}
+    for run in getattr(record, "logs", []) or []:
+        for event in getattr(run, "structured", []) or []:
+            if isinstance(event, dict) and event.get("event") == "config":
+                for key, value in event.items():
+                    if key in ("event",) or isinstance(value, (dict, list)) or value is None:
+                        continue
+                    env.setdefault(str(key).upper(), str(int(value)) if isinstance(value, bool) else str(value))
+        if env:
+            break
+    return env
+
+
+def probe_record(path: Path, timeout_s: float = 120.0, env: dict[str, str] | None = None,
+                 entries: list[str] | None = None, tokenizer_cache: Path | None = None,
+                 n_tokens: int = 420, threads: int = 2) -> ProbeReport:
+    from auditor import record as record_mod
+    from auditor.probes.sandbox import run_child
+
+    started = time.perf_counter()
+    record = record_mod.load(Path(path))
+    report = ProbeReport(target=str(path))
+    unit = record.script
+    if unit is None:
+        return _nothing(report, "no train_gpt.py to run", None, started)
+    source, layer = innermost_source(unit)
+    where = Location(unit.name, None, None, layer)
+    try:
+        from auditor.probes.tokenizer import ensure_tokenizer
+
+        tok, vocab = ensure_tokenizer(tokenizer_cache)
+    except Exception as exc:  # sentencepiece missing, unwritable cache
+        return _nothing(report, f"no probe tokenizer: {type(exc).__name__}: {exc}", where, started)
+    spec = {"source": source, "tokenizer": tok, "vocab": vocab, "bos": 1, "n_tokens": n_tokens,
+            "config_env": {**config_env(record), **(env or {})}, "entries": entries or []}
+    child = run_child(spec, timeout_s, threads=threads)
+    report.data = child.data
+    if child.data is None:
+        return _nothing(report, child.reason, where, started)
+    data = child.data
+    if data.get("error") and not data.get("entries"):
+        stage = {"import": "importing the script failed"}.get(data.get("stage"), "the probes could not start")
+        return _nothing(report, f"{stage}: {data['error']}", where, started)
+    findings = []
+    for e in data.get("entries", []):
+        loc = Location(unit.name, e.get("line"), e.get("line"), layer)
+        if e.get("status") != "ok":
+            findings.append(NOT_RUN.finding(Severity.INFO, f"{e['name']}: no probe ran: {e.get('reason')}", loc,
+                                            key=f"{e['name']}:entry"))
+            continue
+        for probe, rule in PROBES.items():
+            findings += _entry_findings(probe, rule, e, data, loc)
+    if child.reason:  # timed out after some entries
+        findings.append(NOT_RUN.finding(Severity.INFO, f"probes stopped: {child.reason}", where, key="timeout"))
+    report.findings = sort_findings(findings)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _nothing(report: ProbeReport, reason: str, where, started) -> ProbeReport:
+    report.reason = reason
+    report.findings = [NOT_RUN.finding(Severity.INFO, f"no probe ran: {reason}", where, key="record")]
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Location) -> list[Finding]:
+    r = e.get(probe) or {}
+    name, status = e["name"], r.get("status")
+    key = f"{name}:{probe}:{status}"
+    src = f"per-token losses: {e.get('source')}"
+    if status == "not_applicable":
+        return []
+    if status == "not_run":
+        return [NOT_RUN.finding(Severity.INFO, f"{name}: {rule.slug} did not run: {r.get('reason')}", loc, key=key)]
+    ev = [src]
+    if probe == "c1":
+        k = r["flipped"]
+        if status == "fail":
+            sev = Severity.ILLEGAL if r.get("verified") else Severity.WARNING
+            msg = (f"{name}: position {r['worst_position']}'s loss changed by {r['max_abs']:.3g} nats when token {k} "
+                   f"was flipped; {r['changed']} of {r['checked']} earlier positions moved (C1: a score depends on a "
+                   f"later token)")
+            ev.append("first changed positions (position, loss change in nats): "
+                      + ", ".join(f"{p}: {d:+.4g}" for p, d in r.get("sample", [])))
+            if not r.get("verified"):
+                ev.append("the counted losses could not be tied to a returned total; the moved values were computed "
+                          "by the entry but may not all be counted")
+            return [rule.finding(sev, msg, loc, ev, key)]
+        return [rule.finding(Severity.INFO, f"{name}: flipping token {k} changed none of the {r['checked']} earlier "
+                                            f"positions' losses", loc, ev, key)]
+    if probe == "c4":
+        n, scored = r["targets"], r["scored"]
+        if status in ("fail", "unverified"):
+            parts = []
+            if r["twice"]:
+                parts.append(f"{r['twice']} positions counted more than once (up to {r['max_times']} times, "
+                             f"first {r['first_twice'][:4]})")
+            if r["missing"]:
+                parts.append(f"{r['missing']} of {n} targets never scored"
+                             + (f", {r['tail_missing']} of them in the stream's tail" if r["tail_missing"] else "")
+                             + f" (first {r['first_missing'][:4]})")
+            sev = Severity.ILLEGAL if status == "fail" else Severity.WARNING
+            return [rule.finding(sev, f"{name}: " + "; ".join(parts) + " (C4: every token scored exactly once)",
+                                 loc, ev, key)]
+        if status == "deviation":
+            return [rule.finding(Severity.WARNING, f"{name}: {r['bos_missing']} BOS positions are never scored as "
+                                                   f"targets; every other target of {n} is scored once (a deviation "
+                                                   f"accepted in practice)", loc, ev, key)]
+        return [rule.finding(Severity.INFO, f"{name}: all {n} targets scored exactly once", loc, ev, key)]
+    if probe == "c2":
+        fn = r["function"]
+        what = (f"{fn}() summed over all {r['candidates']} values of its candidate argument {r['arg']!r}"
+                if r["kind"] == "candidate" else f"the vocabulary-sized output of {fn}()")
+        ev = [f"sampled sums per function: {r['functions']}"]
+        if status == "fail":
+            return [rule.finding(Severity.ILLEGAL, f"{name}: {what} gives {r['sum']:.4f} at call #{r['call']}, not 1 "
+                                                   f"(C2: not a normalized distribution)", loc, ev, key)]
+        return [rule.finding(Severity.INFO, f"{name}: {what} sums to 1 (within 1e-3) at every sampled call",
+                             loc, ev, key)]
+    if probe == "bos":
+        lo, hi = r["doc"]
+        if status == "fail":
+            return [rule.finding(Severity.ILLEGAL,
+                                 f"{name}: changing the document at tokens {lo}-{hi - 1} moved {r['changed']} losses in "
+                                 f"{r['n_documents']} other document(s), up to {r['max_abs']:.3g} nats at position "
+                                 f"{r['worst_position']} (documents leak into each other)", loc,
+                                 ev + [f"documents affected (start positions): {r['documents']}"], key)]
+        return [rule.finding(Severity.INFO, f"{name}: changing the document at tokens {lo}-{hi - 1} left the "
+                                            f"{r['checked']} losses of other documents unchanged", loc, ev, key)]
+    return []
