@@ -101,7 +101,7 @@ def run_seed(script: str, seed: int, data_dir: str, work_dir: str, log_path: str
                RUN_ID=f"toy_seed{seed}", OMP_NUM_THREADS="1")
     env.update(extra_env or {})
     cmd = [sys.executable, script] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", script]
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script]
     with open(log_path, "w") as log:
         subprocess.run(cmd, env=env, cwd=work_dir, stdout=log, stderr=subprocess.DEVNULL, check=True,
                        timeout=timeout)
