@@ -81,7 +81,9 @@ def test_torchrun_two_ranks_on_cpu_with_wallclock_cap(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     events = _check_log(proc.stdout, tmp_path, 11, 2)
     m = re.search(r"^stopping_early: wallclock_cap train_time:(\d+)ms step:(\d+)/100000$", proc.stdout, re.M)
-    assert m and int(m.group(1)) >= 3000  # the budget is the cap minus the calibration reserve
+    # budget = cap - calibration reserve = 3 s; rank 0 may stop a little early because the other
+    # rank (its clock started first) crossed the budget: the flag is all-reduced with MAX
+    assert m and 2000 <= int(m.group(1)) < 10000
     end = next(e for e in events if e["event"] == "train_end")
     assert end["steps"] == int(m.group(2)) < 100000
     assert [x["name"] for x in events if x["event"] == "metric"][-1] == "final_int6_zstd_ttt_chunk"
