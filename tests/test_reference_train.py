@@ -118,3 +118,12 @@ def test_pack_record_runs_the_shipped_script_per_seed(tmp_path):
         assert res["bytes_code"] == shipped  # the run counted the packed bytes that ship
         assert sub["seed_results"][str(seed)]["val_bpb"] == res["val_bpb"]
     assert sub["bytes_total"] == max(read_results(str(out / f"train_seed{s}.log"))["bytes_total"] for s in (3, 4, 5))
+    # the packed script runs the same as the package: same seed, same metrics to the last digit
+    pkg_dir = tmp_path / "pkg"
+    pkg_dir.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "reference_impl.train"], cwd=pkg_dir, capture_output=True, text=True,
+                          env=_env(pkg_dir, SEED=3, RUN_ID="toy_seed3", ITERATIONS=10, SLOT_ENABLED=0), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    packed_metrics = [e for e in _events((out / "train_seed3.log").read_text()) if e["event"] == "metric"]
+    pkg_metrics = [e for e in _events(proc.stdout) if e["event"] == "metric"]
+    assert [(m["name"], m["val_bpb"]) for m in packed_metrics] == [(m["name"], m["val_bpb"]) for m in pkg_metrics]
