@@ -16,6 +16,7 @@ import typer
 
 from auditor.cli_common import Format, fail_usage, max_exit_code, parse_env, parse_floats, write_report
 from auditor.harness.command import rerun  # imports only typer at module level
+from auditor.probes.command import probe as _probe_command  # likewise
 
 app = typer.Typer(
     name="pgolf",
@@ -52,6 +53,8 @@ def check(
         None, "--write-baseline", metavar="FILE", help="Write every finding of this run as a baseline file."
     ),
     strict: bool = typer.Option(False, "--strict", help="Ignore suppressions and the baseline: every finding counts."),
+    probe: bool = typer.Option(False, "--probe", help="Also run the dynamic probes (CPU sandbox; needs torch)."),
+    probe_timeout: float = typer.Option(120.0, "--probe-timeout", min=5.0, help="Probe time limit per record, seconds."),
 ) -> None:
     """Validate record folders end to end: files, metadata, seeds, claims, size, time, code."""
     from auditor.audit import Audit, Options, audit_path
@@ -96,6 +99,10 @@ def check(
             audits.append(audit_path(path, options))
         except RecordError as exc:
             fail_usage(str(exc))
+    if probe:
+        from auditor.probes.command import add_probe_findings
+
+        add_probe_findings(audits, probe_timeout, options.env)
     if write_baseline is not None:
         try:
             count = save_baseline(audits, write_baseline)
@@ -235,6 +242,9 @@ def _catalog() -> list[tuple[str, str, str, str]]:
 
     rows = [(r.code, r.slug, "folder check", r.summary) for r in all_check_rules()]
     rows += [(r.code, r.slug, "PR gate (--diff)", r.summary) for r in GATE_RULES]
+    from auditor.probes.runner import PROBE_RULES
+
+    rows += [(r.code, r.slug, "dynamic probe", r.summary) for r in PROBE_RULES]
     for rule in _static_rules():
         summary = (rule.__doc__ or "").strip().splitlines()[0] if rule.__doc__ else ""
         rows.append((rule.code, rule.slug, getattr(rule.severity, "value", str(rule.severity)), summary))
@@ -252,6 +262,11 @@ def _explain(code: str) -> str | None:
     for rule in GATE_RULES:
         if rule.code == code:
             return f"{rule.code} {rule.slug} (PR gate, pgolf check --diff)\n\n{rule.summary}\n\nRuling: {rule.reference}"
+    from auditor.probes.runner import PROBE_RULES
+
+    for rule in PROBE_RULES:
+        if rule.code == code:
+            return f"{rule.code} {rule.slug} (dynamic probe, pgolf probe / check --probe)\n\n{rule.summary}\n\nRuling: {rule.reference}"
     for rule in _static_rules():
         if rule.code == code:
             from rules.catalog import render_rule
@@ -270,3 +285,4 @@ def _static_rules() -> list:
 
 # The rerun harness lives in its own package; registered last so `check` leads the help.
 app.command("rerun")(rerun)
+app.command("probe")(_probe_command)

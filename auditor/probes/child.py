@@ -161,7 +161,8 @@ def main(spec_path: str) -> int:
             result["entries"].append(rec)
             _write(out, result)
             continue
-        pb = probes.per_position(base, n)
+        use_exposed = not spec.get("intercept_only")
+        pb = probes.per_position(base, n, use_exposed)
         rec.update(status="ok", source=pb["source"], verified=pb["verified"],
                    scalars=[[lab, val] for lab, val in base.scalars[:8]], run_s=round(base.seconds, 3))
         rec["c4"] = probes.probe_c4(pb, stream, bos)
@@ -172,7 +173,7 @@ def main(spec_path: str) -> int:
         else:
             fl = probes.run_entry(entry, kwargs_fn, flipped, idx_flip)
             if fl.ok:
-                rec["c1"] = probes.probe_c1(pb, probes.per_position(fl, n), k)
+                rec["c1"] = probes.probe_c1(pb, probes.per_position(fl, n, use_exposed), k)
             else:
                 rec["c1"] = {"status": "not_run", "reason": f"the entry raised on the flipped stream: {fl.error}"}
         if not entry.claims_isolation:
@@ -182,7 +183,7 @@ def main(spec_path: str) -> int:
             rec["bos"] = {"status": "not_run", "reason": "no per-token losses"}
         else:
             al = probes.run_entry(entry, kwargs_fn, altered, idx_alt)
-            rec["bos"] = (probes.probe_bos(pb, probes.per_position(al, n), doc, stream, bos) if al.ok else
+            rec["bos"] = (probes.probe_bos(pb, probes.per_position(al, n, use_exposed), doc, stream, bos) if al.ok else
                           {"status": "not_run", "reason": f"the entry raised on the altered stream: {al.error}"})
         rec["seconds"] = round(time.perf_counter() - t0, 3)
         result["entries"].append(rec)

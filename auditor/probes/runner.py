@@ -75,7 +75,8 @@ def config_env(record) -> dict[str, str]:
 
 def probe_record(path: Path, timeout_s: float = 120.0, env: dict[str, str] | None = None,
                  entries: list[str] | None = None, tokenizer_cache: Path | None = None,
-                 n_tokens: int = 420, threads: int = 2) -> ProbeReport:
+                 n_tokens: int = 420, threads: int = 2,
+                 intercept_only: bool = False) -> ProbeReport:
     from auditor import record as record_mod
     from auditor.probes.sandbox import run_child
 
@@ -94,7 +95,7 @@ def probe_record(path: Path, timeout_s: float = 120.0, env: dict[str, str] | Non
     except Exception as exc:  # sentencepiece missing, unwritable cache
         return _nothing(report, f"no probe tokenizer: {type(exc).__name__}: {exc}", where, started)
     spec = {"source": source, "tokenizer": tok, "vocab": vocab, "bos": 1, "n_tokens": n_tokens,
-            "config_env": {**config_env(record), **(env or {})}, "entries": entries or []}
+            "config_env": {**config_env(record), **(env or {})}, "entries": entries or [], "intercept_only": intercept_only}
     child = run_child(spec, timeout_s, threads=threads)
     report.data = child.data
     if child.data is None:
@@ -150,7 +151,8 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
                           "by the entry but may not all be counted")
             return [rule.finding(sev, msg, loc, ev, key)]
         return [rule.finding(Severity.INFO, f"{name}: flipping token {k} changed none of the {r['checked']} earlier "
-                                            f"positions' losses", loc, ev, key)]
+                                            f"positions' losses (largest difference {r.get('max_abs', 0.0):.2g} nats)",
+                             loc, ev, key)]
     if probe == "c4":
         n, scored = r["targets"], r["scored"]
         if status in ("fail", "unverified"):
