@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("sentencepiece")
 
+from reference_impl.config import Config  # noqa: E402
 from reference_impl.pack import build_source, pack_record, read_results, write_script  # noqa: E402
 from reference_impl.synthetic import toy_corpus  # noqa: E402
 
@@ -68,6 +69,25 @@ def test_toy_run_single_process_end_to_end(tmp_path):
     assert next(e for e in events if e["event"] == "train_end")["steps"] == 12
     assert [m["name"] for m in events if m["event"] == "metric"][-1] == "final_int6_zstd_ttt_lora"
     assert (tmp_path / "toy_seed7.txt").read_text().strip() == proc.stdout.strip()  # the log file is the stdout
+    cfg = Config.from_env(_env(tmp_path, SEED=7, TTT_MODE="lora"))
+    for line in cfg.log_lines():  # the effective config, logged in full
+        assert re.search(rf"^{re.escape(line)}$", proc.stdout, re.M), line
+
+
+def test_auditor_evidence_parser_reads_the_reference_log(tmp_path):
+    """The log format is a contract with auditor.evidence (when it is in the tree)."""
+    evidence = pytest.importorskip("auditor.evidence")
+    proc = subprocess.run([sys.executable, "-m", "reference_impl.train"], cwd=tmp_path, capture_output=True, text=True,
+                          env=_env(tmp_path, SEED=9, ITERATIONS=4, SLOT_ENABLED=0, NGRAM_TILT=0), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ev = evidence.parse_log_text(proc.stdout, "train_seed9.log")
+    events = {e["event"]: e for e in _events(proc.stdout)}
+    head = next(e for e in _events(proc.stdout) if e["event"] == "metric" and e["headline"])
+    assert not ev.problems and not ev.missing
+    assert ev.seed.value == 9 and ev.headline.name == head["name"] and ev.headline.val_bpb == head["val_bpb"]
+    assert ev.bytes_total.value == events["artifact"]["bytes_total"]
+    assert ev.val_tokens.value == events["data"]["val_tokens"] and ev.train_shards.value == 2
+    assert ev.steps.value == 4 and ev.eval_time_ms.value == events["eval_end"]["eval_time_ms"]
 
 
 @pytest.mark.slow
