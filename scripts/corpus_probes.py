@@ -1,0 +1,103 @@
+"""Run the dynamic probes over every merged record of a challenge checkout.
+
+    python scripts/corpus_probes.py CHECKOUT [--track track_10min_16mb] [--timeout 60] [--limit N] [--json OUT]
+
+For each `records/<track>/<folder>/train_gpt.py` it runs `probe_record` and
+reports, per probe (C1 flip, C4 count, C2 sum, BOS isolation), on how many
+scripts the probe ran, how many it failed, why it did not run elsewhere, and how
+long each record took. CHECKOUT is a work tree or a bare git directory
+(auditor.corpus.checkout extracts records/ with git archive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from auditor.corpus import CorpusError, checkout, record_folders
+from auditor.probes.runner import probe_record
+
+PROBES = ("c1", "c4", "c2", "bos")
+
+
+def _why(reason: str) -> str:
+    """A reason bucket for the summary: the first words, numbers and names removed."""
+    reason = re.sub(r"\(train_gpt\.py:\d+\)|'[^']*'|\"[^\"]*\"|\d+(\.\d+)?", "…", reason or "unknown")
+    return reason[:90]
+
+
+def run(root: Path, track: str, timeout: float, limit: int | None) -> dict:
+    rows = []
+    with checkout(root) as records:
+        folders = [f for f in record_folders(records, track) if (f / "train_gpt.py").is_file()]
+        for folder in folders[:limit]:
+            started = time.perf_counter()
+            try:
+                report = probe_record(folder, timeout_s=timeout)
+                data, reason = report.data or {}, report.reason
+            except Exception as exc:  # one broken record never stops the survey
+                data, reason = {}, f"{type(exc).__name__}: {exc}"
+            entries = data.get("entries", [])
+            row = {"record": folder.name, "seconds": round(time.perf_counter() - started, 2), "reason": reason,
+                   "entries": [e.get("name") for e in entries], "probes": {}}
+            for p in PROBES:
+                statuses = [e.get(p, {}).get("status", e.get("status")) for e in entries] or ["not_run"]
+                ran = [s for s in statuses if s in ("pass", "fail", "deviation", "unverified")]
+                row["probes"][p] = {"ran": bool(ran), "fail": "fail" in ran,
+                                    "why_not": "" if ran else _why(reason or next(
+                                        (e.get(p, {}).get("reason") or e.get("reason", "") for e in entries), ""))}
+            rows.append(row)
+            print(f"{folder.name}: {row['seconds']:.1f}s " + " ".join(
+                f"{p}={'FAIL' if v['fail'] else 'ok' if v['ran'] else '-'}" for p, v in row["probes"].items())
+                + (f"  ({reason[:80]})" if reason else ""), file=sys.stderr)
+    return {"records": len(rows), "rows": rows, "summary": summarize(rows)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    out = {}
+    for p in PROBES:
+        ran = [r for r in rows if r["probes"][p]["ran"]]
+        why = collections.Counter(r["probes"][p]["why_not"] for r in rows if not r["probes"][p]["ran"])
+        out[p] = {"ran": len(ran), "failed": sum(r["probes"][p]["fail"] for r in rows),
+                  "failed_records": [r["record"] for r in rows if r["probes"][p]["fail"]],
+                  "not_run_reasons": dict(why.most_common(10))}
+    secs = sorted(r["seconds"] for r in rows)
+    out["seconds"] = {"total": round(sum(secs), 1), "median": secs[len(secs) // 2] if secs else 0.0,
+                      "max": secs[-1] if secs else 0.0, "under_60s": sum(s < 60 for s in secs)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkout", type=Path)
+    ap.add_argument("--track", default="track_10min_16mb")
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="write the full per-record table here")
+    args = ap.parse_args(argv)
+    try:
+        result = run(args.checkout, args.track, args.timeout, args.limit)
+    except CorpusError as exc:
+        print(f"corpus_probes: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    s = result["summary"]
+    print(f"{result['records']} train_gpt.py files under records/{args.track}/")
+    for p, name in zip(PROBES, ("C1 flip", "C4 count", "C2 sum", "BOS isolation")):
+        print(f"  {name:14s} ran on {s[p]['ran']:4d}, failed on {s[p]['failed']:4d}"
+              + (f": {', '.join(s[p]['failed_records'][:5])}" if s[p]["failed"] else ""))
+        for why, n in list(s[p]["not_run_reasons"].items())[:3]:
+            print(f"      not run ({n}): {why}")
+    t = s["seconds"]
+    print(f"  time: total {t['total']}s, median {t['median']}s, max {t['max']}s, {t['under_60s']} under 60 s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

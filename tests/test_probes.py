@@ -1,0 +1,155 @@
+"""Dynamic probes (auditor.probes): the reference's legal evaluation modes pass every
+probe; each illegal variant (tests/illegal_variants), packed with the reference into
+one script, is caught by a probe with measured numbers; the sandbox reports why a
+probe could not run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sentencepiece")
+
+from auditor.findings import Severity  # noqa: E402
+from auditor.probes import probe_record  # noqa: E402
+from tests import probe_scripts  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_ENTRIES = {"evaluate", "eval_chunk_ttt", "eval_lora_ttt", "eval_slot", "eval_ngram_tilt"}
+
+
+@pytest.fixture(scope="session")
+def tok_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("probe_tok")
+
+
+@pytest.fixture(scope="session")
+def reference_script(tmp_path_factory) -> Path:
+    committed = sorted(ROOT.glob("examples/*/*reference*/train_gpt.py"))
+    if committed:
+        return committed[0]
+    from reference_impl.pack import write_script
+
+    out = tmp_path_factory.mktemp("ref") / "train_gpt.py"
+    write_script(str(out), packed=True)  # shipped lzma+b85: the probe must run the decoded layer
+    return out
+
+
+def _variant_script(tmp: Path, name: str) -> Path:
+    """The reference packed into one file, with the variant module appended (imports stripped)."""
+    from reference_impl.pack import _strip, build_source
+
+    lines, _ = _strip((ROOT / "tests" / "illegal_variants" / f"{name}.py").read_text(), keep_main=False)
+    path = tmp / name / "train_gpt.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(build_source() + "\n# ---- illegal variant: " + name + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def _illegal(report):
+    return [f for f in report.findings if f.severity == Severity.ILLEGAL]
+
+
+@pytest.fixture(scope="session")
+def reference_report(reference_script, tok_cache):
+    return probe_record(reference_script, timeout_s=170, tokenizer_cache=tok_cache)
+
+
+def test_reference_legal_modes_pass_every_probe(reference_report):
+    r = reference_report
+    assert r.reason == ""
+    assert not [f for f in r.findings if f.severity != Severity.INFO], [f.message for f in r.findings]
+    assert set(r.ran("c1")) == REFERENCE_ENTRIES and set(r.ran("c4")) == REFERENCE_ENTRIES
+    assert r.ran("bos") == ["eval_lora_ttt"]  # the only mode that isolates documents
+    for e in r.data["entries"]:
+        assert e["c1"]["status"] == "pass" and e["c1"]["checked"] > 200 and e["c1"]["max_abs"] == 0.0
+        assert e["c4"]["scored"] == e["c4"]["targets"] == r.data["n_tokens"] - 1
+    assert r.data["model_class"] == "GPT" and r.data["config_class"] == "Config"
+
+
+def test_reference_passes_on_intercepted_losses_alone(reference_script, tok_cache):
+    """Without the ledger's per-token array, cross-entropy interception must reach the same verdict
+    and tie its counted selection to the returned totals."""
+    r = probe_record(reference_script, timeout_s=170, tokenizer_cache=tok_cache, intercept_only=True,
+                     entries=["evaluate", "eval_chunk_ttt", "eval_lora_ttt"])
+    assert not _illegal(r), [f.message for f in _illegal(r)]
+    assert set(r.ran("c1")) == {"evaluate", "eval_chunk_ttt", "eval_lora_ttt"}
+    assert all(e["verified"] and "intercepted" in e["source"] for e in r.data["entries"])
+    assert all(e["c4"]["status"] == "pass" for e in r.data["entries"])
+
+
+VARIANTS = {
+    # name: (entry, env from the run's effective config, probe that must catch it, severity)
+    "multi_epoch_rescoring": ("eval_multi_epoch_ttt", {}, "PG150"),
+    "pre_eval_ttt": ("adapt_then_evaluate", {"PRE_EVAL_TTT": "1"}, "PG150"),
+    "scored_region_slot": ("eval_scored_region_slot", {}, "PG150"),
+    "target_keyed_ngram": ("eval_target_keyed", {}, "PG152"),
+    "unmasked_smear_sorted": ("doc_nll_sorted_batch", {}, "PG153"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_each_illegal_variant_is_caught_with_numbers(name, tmp_path, tok_cache):
+    entry, env, code = VARIANTS[name]
+    script = _variant_script(tmp_path, name)
+    r = probe_record(script, timeout_s=170, env=env, entries=[entry], tokenizer_cache=tok_cache)
+    hits = [f for f in _illegal(r) if f.code == code]
+    assert hits, [(f.code, f.severity.value, f.message) for f in r.findings]
+    msg = hits[0].message
+    assert entry in msg and re.search(r"\d+\.\d+", msg)  # measured numbers, not an opinion
+    e = r.data["entries"][0]
+    if code == "PG150":
+        assert e["c1"]["changed"] > 0 and e["c1"]["worst_position"] < e["c1"]["flipped"]
+    elif code == "PG152":
+        assert abs(e["c2"]["sum"] - 1) > 1e-3 and e["c2"]["function"] == "blended_prob"
+    else:
+        assert e["bos"]["changed"] > 0 and e["bos"]["n_documents"] >= 1
+
+
+def test_pre_eval_ttt_switched_off_passes(tmp_path, tok_cache):
+    """Same script, flag off (its env default): nothing trains on validation tokens, C1 holds."""
+    script = _variant_script(tmp_path, "pre_eval_ttt")
+    r = probe_record(script, timeout_s=170, env={"PRE_EVAL_TTT": "0"}, entries=["adapt_then_evaluate"],
+                     tokenizer_cache=tok_cache)
+    assert r.data["entries"][0]["c1"]["status"] == "pass"
+
+
+@pytest.mark.parametrize("name", ["multi_epoch_rescoring", "scored_region_slot"])
+def test_variants_caught_from_intercepted_losses(name, tmp_path, tok_cache):
+    entry, env, _ = VARIANTS[name]
+    r = probe_record(_variant_script(tmp_path, name), timeout_s=170, env=env, entries=[entry],
+                     tokenizer_cache=tok_cache, intercept_only=True)
+    e = r.data["entries"][0]
+    assert "intercepted" in e["source"] and e["c1"]["status"] == "fail", e
+
+
+def test_generic_script_shapes_load_and_leak_is_found(tmp_path, tok_cache):
+    """Env-var hyperparameters, flash_attn, .cuda(), torch.compile, three LUT arguments."""
+    results = {}
+    for label, src in (("legal", probe_scripts.GENERIC), ("leaky", probe_scripts.GENERIC_LEAKY)):
+        path = tmp_path / label / "train_gpt.py"
+        path.parent.mkdir()
+        path.write_text(src)
+        results[label] = probe_record(path, timeout_s=120, tokenizer_cache=tok_cache)
+    legal, leaky = results["legal"], results["leaky"]
+    assert legal.data["model_class"] == "TinyGPT" and legal.data["tables_fn"] == "build_sentencepiece_luts"
+    assert legal.ran("c1") == ["eval_val_sliding"] and not _illegal(legal)
+    assert legal.data["entries"][0]["verified"]
+    assert [f.code for f in _illegal(leaky)] == ["PG150"]
+
+
+@pytest.mark.parametrize("src,reason", [
+    (probe_scripts.SLEEPS_AT_IMPORT, "timed out"),
+    (probe_scripts.NETWORK_AT_IMPORT, "network access is disabled"),
+    (probe_scripts.NO_ENTRY, "no evaluation entry point"),
+    ("def broken(:\n", "SyntaxError"),
+])
+def test_probe_not_run_says_why(src, reason, tmp_path, tok_cache):
+    path = tmp_path / "train_gpt.py"
+    path.write_text(src)
+    r = probe_record(path, timeout_s=12, tokenizer_cache=tok_cache)
+    assert [f.code for f in r.findings] == ["PG159"]
+    assert r.findings[0].severity == Severity.INFO and reason in r.findings[0].message, r.findings[0].message

@@ -1,0 +1,34 @@
+"""scripts/corpus_probes.py on a synthetic records tree (the real checkout is not available here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sentencepiece")
+
+from scripts import corpus_probes  # noqa: E402
+from tests import probe_scripts  # noqa: E402
+
+
+def test_corpus_probes_counts_runs_failures_and_reasons(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PGOLF_CACHE", str(tmp_path / "cache"))
+    track = tmp_path / "records" / "track_10min_16mb"
+    for name, src in (("2026-01-01_legal", probe_scripts.GENERIC), ("2026-01-02_leaky", probe_scripts.GENERIC_LEAKY),
+                      ("2026-01-03_noentry", probe_scripts.NO_ENTRY)):
+        (track / name).mkdir(parents=True)
+        (track / name / "train_gpt.py").write_text(src)
+    (track / "2026-01-04_readme_only").mkdir()
+    out = tmp_path / "table.json"
+    assert corpus_probes.main([str(tmp_path), "--timeout", "90", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["records"] == 3  # the folder without train_gpt.py is not counted
+    s = data["summary"]
+    assert s["c1"]["ran"] == 2 and s["c1"]["failed_records"] == ["2026-01-02_leaky"]
+    assert s["c4"]["ran"] == 2 and s["c4"]["failed"] == 0
+    assert any("no evaluation entry point" in why for why in s["c1"]["not_run_reasons"])
+    assert s["seconds"]["under_60s"] == 3
+    text = capsys.readouterr().out
+    assert "3 train_gpt.py files" in text and "C1 flip" in text
