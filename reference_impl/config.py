@@ -68,6 +68,7 @@ class Config:
     embed_bits: int = 8  # embeddings
     passthrough_numel: int = 65536  # tensors at most this large stay float16
     clip_search: bool = True
+    quant_method: str = "gptq"  # gptq (needs calibration) | clip (clip search only)
     calib_batches: int = 4  # batches of *training* data for the clip-search calibration
     prune_frac: float = 0.0  # magnitude pruning before quantization
     codec: str = "zstd"  # zstd | lzma | brotli | zlib

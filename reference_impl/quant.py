@@ -4,8 +4,11 @@ Per-row symmetric integers: int8 for embeddings, int6/int5 (config) for the
 attention and MLP matrices, float16 passthrough for small and control tensors
 (gains, scales, norms), where a few bytes buy nothing. Each row's clip is chosen
 from a small grid to minimise the reconstruction error; with calibration the
-error is weighted per input column by E[x^2] measured on *training* batches
-(the diagonal of the GPTQ Hessian X^T X), never on validation tokens.
+error is weighted per input column by E[x^2] (the diagonal of H = E[x x^T]).
+With `quant_method=gptq` the columns are then rounded one at a time and each
+rounding error is pushed onto the columns not yet rounded (GPTQ), so the layer
+output, not the weight, is what is kept close. H is measured on *training*
+batches only, inside the time cap; never on validation tokens.
 """
 
 from __future__ import annotations
@@ -63,9 +66,31 @@ def magnitude_prune(w: torch.Tensor, frac: float) -> torch.Tensor:
     return torch.where(w.abs() <= thresh, torch.zeros_like(w), w)
 
 
+def gptq_rows(w: torch.Tensor, bits: int, H: torch.Tensor, clip_search: bool = True, damp: float = 0.01):
+    """GPTQ with per-row scales from the clip search; returns (int8 codes, float16 scales)."""
+    qmax = QMAX[bits]
+    W = w.float().clone()
+    H = H.float().clone()
+    _, scale = quantize_rows(W, bits, clip_search, torch.diagonal(H))
+    s = scale.float().clamp_min(1e-12)
+    dead = torch.diagonal(H) <= 0
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    H += damp * torch.diagonal(H).mean() * torch.eye(H.size(0))
+    # upper Cholesky factor of H^-1: row i holds how column i's error spreads to later columns
+    hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.zeros_like(W)
+    for i in range(W.size(1)):
+        q = (W[:, i] / s).round().clamp(-qmax, qmax)
+        Q[:, i] = q
+        err = (W[:, i] - q * s) / hinv[i, i]
+        W[:, i + 1 :] -= err[:, None] * hinv[i, i + 1 :][None, :]
+    return Q.to(torch.int8), scale
+
+
 @torch.no_grad()
 def collect_calibration(model: nn.Module, batches) -> dict[str, torch.Tensor]:
-    """Mean squared input per column for every Linear, from (x, y) training batches."""
+    """H = E[x x^T] of the input of every Linear, from (x, y) training batches."""
     stats: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     hooks = []
@@ -73,7 +98,7 @@ def collect_calibration(model: nn.Module, batches) -> dict[str, torch.Tensor]:
         if isinstance(mod, nn.Linear):
             def hook(m, inp, out, key=name + ".weight"):
                 x = inp[0].detach().float().reshape(-1, inp[0].size(-1))
-                stats[key] = stats.get(key, 0) + x.square().sum(0).cpu()
+                stats[key] = stats.get(key, 0) + (x.T @ x).cpu()
                 counts[key] = counts.get(key, 0) + x.size(0)
             hooks.append(mod.register_forward_hook(hook))
     try:
@@ -94,7 +119,11 @@ def quantize_state(sd: dict, cfg: Config, calib: dict | None = None) -> dict:
             out[name] = {"kind": "float", "data": t.half() if t.is_floating_point() else t}
             continue
         w = magnitude_prune(t.float(), cfg.prune_frac)
-        q, s = quantize_rows(w, bits, cfg.clip_search, (calib or {}).get(name))
+        H = (calib or {}).get(name)
+        if H is not None and cfg.quant_method == "gptq":
+            q, s = gptq_rows(w, bits, H, cfg.clip_search)
+        else:
+            q, s = quantize_rows(w, bits, cfg.clip_search, None if H is None else torch.diagonal(H))
         out[name] = {"kind": "int", "bits": bits, "q": q, "scale": s, "dtype": str(t.dtype)}
     return out
 

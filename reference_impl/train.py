@@ -144,7 +144,7 @@ def train(cfg: Config, model: GPT, rank: int, world: int, device: torch.device, 
     elif ema is not None:
         ema.copy_to(model)
     calib = None
-    if cfg.clip_search and cfg.calib_batches > 0:  # in the reserved slice, on training data only
+    if cfg.calib_batches > 0 and (cfg.clip_search or cfg.quant_method == "gptq"):  # reserved slice, train data
         model.eval()
         train_batches = [loader.next_batch(cfg.train_batch_tokens, cfg.train_seq_len) for _ in range(cfg.calib_batches)]
         calib = collect_calibration(model, [(x.to(device), y) for x, y in train_batches])

@@ -169,14 +169,7 @@ def _lint(name: str, env: dict):
         return rules.lint_source(f.read(), file=path, config=rules.LintConfig(env=env))
 
 
-KNOWN_GAPS = {
-    # the variant writes the piece marker as the escape "\\u2581"; PG301 only matches a literal "\u2581"
-    "space_double_counted": "PG301 does not recognise the escaped '\\u2581' spelling of the space marker",
-}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=False))
-                                  if n in KNOWN_GAPS else n for n in sorted(VARIANTS)])
+@pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_static_rules_flag_each_variant(name):
     code, env = EXPECTED_RULE[name]
     findings = _lint(name, env)

@@ -13,6 +13,7 @@ from reference_impl.quant import (
     collect_calibration,
     dequantize_state,
     deserialize,
+    gptq_rows,
     quantize_rows,
     quantize_state,
     serialize,
@@ -182,12 +183,28 @@ def test_calibrated_clip_search_lowers_weighted_error():
     assert werr(*quantize_rows(w, 5, True, cw)) <= werr(*quantize_rows(w, 5, True, None))
 
 
-def test_state_quantization_classes_and_roundtrip():
-    model = _model()
+def test_gptq_keeps_layer_outputs_closer_than_rounding():
+    """On correlated inputs, GPTQ's error feedback lowers the output error ||X (W - W_q)^T||."""
+    torch.manual_seed(0)
+    X = torch.randn(2048, 16) @ torch.randn(16, 64) + 0.1 * torch.randn(2048, 64)
+    H = X.T @ X / X.size(0)
+    w = torch.randn(48, 64)
+    out_err = lambda q, s: ((X @ (w - q.float() * s.float()[:, None]).T) ** 2).mean().item()  # noqa: E731
+    for bits in (6, 5):
+        q_r, s_r = quantize_rows(w, bits, True, torch.diagonal(H))
+        q_g, s_g = gptq_rows(w, bits, H, True)
+        assert torch.equal(s_r, s_g) and q_g.abs().max() <= {6: 31, 5: 15}[bits]
+        assert out_err(q_g, s_g) < 0.7 * out_err(q_r, s_r), bits
+
+
+@pytest.mark.parametrize("method", ["gptq", "clip"])
+def test_state_quantization_classes_and_roundtrip(method):
+    model = _model(quant_method=method)
     cfg = model.cfg
     batches = [(torch.randint(0, 96, (2, 16)), None)]
     calib = collect_calibration(model, batches)
-    assert "blocks.0.mlp.fc.weight" in calib and calib["blocks.0.mlp.fc.weight"].shape == (64,)
+    assert "blocks.0.mlp.fc.weight" in calib and calib["blocks.0.mlp.fc.weight"].shape == (64, 64)
+    assert calib["blocks.0.mlp.proj.weight"].shape == (128, 128)
     qsd = quantize_state(model.state_dict(), cfg, calib)
     kinds = {k: (v["kind"], v.get("bits")) for k, v in qsd.items()}
     assert kinds["blocks.0.mlp.fc.weight"] == ("int", 6)
