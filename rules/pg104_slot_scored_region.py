@@ -11,7 +11,7 @@ from .engine import Hit, Rule, register
 from .facts import Facts, FuncInfo, base_name, dotted, target_names, iter_nodes
 
 _START_RE = re.compile(r"^(s|s0|st|\w*start\w*|\w*begin\w*|scored_from|score_from|ctx|ctx_len|context|"
-                       r"context_len|prefix|prefix_len|n_ctx|first_scored)$")
+                       r"context_len|prefix|prefix_len|n_ctx|first|first_scored|first_pos)$")
 _LOSS_CALL_RE = re.compile(r"(cross_entropy|nll_loss|log_softmax|logsumexp|\bnll\b|\bloss\b)")
 
 
@@ -68,6 +68,14 @@ class SlotScoredRegion(Rule):
         no slice or mask at all (all positions). Also a context-only objective
         whose delta has batch dimension 1 while the batch holds several windows:
         the shared delta sees targets scored by the other windows of the batch.
+        A boolean-mask index (``nll[mask]``) restricts the objective as the mask
+        is built (``mask[i, first:] = True`` covers scored positions).
+
+        Not flagged: an objective built only from state carried over from an
+        earlier iteration of the enclosing loop (``prev = (h, y, mask)`` assigned
+        after the fit in the loop body, unpacked before the next fit), when the
+        scoring after the fit does not use that carried state: the delta used on
+        batch b was fitted on batch b-1, whose targets are already scored.
 
     Why: the ruling:
         PR #1240 analysis (never accepted): when the delta is fitted on the scored
@@ -80,8 +88,10 @@ class SlotScoredRegion(Rule):
         batches only; then score ``[s:wlen]`` with it.
 
     Known limits:
-        The scoring start is recognised by name (``s``, ``start``, ``ctx_len``,
-        ``prefix_len``…); a mask built in another function is treated as "all
+        The scoring start is recognised by name (``s``, ``start``, ``first``,
+        ``ctx_len``, ``prefix_len``…); carried-over state is followed through local
+        assignments of the function, not through attributes or containers mutated
+        in place; a mask built in another function is treated as "all
         positions" only if no slice or comparison is seen. Logit-bias variants are
         covered when the bias is the optimized tensor.
     """
@@ -158,6 +168,57 @@ def slot_batched(model, val_tokens, starts, s, seq_len, steps):
         opt.step()
     return delta
 ''',
+        # near miss of the carried-over shape: fitted on the current batch (mask over its scored
+        # positions) before that batch is scored
+        '''
+import torch
+import torch.nn.functional as F
+def slot_stream(model, batches, steps, lr):
+    offset = torch.zeros(model.dim, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=lr)
+    total = 0.0
+    for xb, yb, spans in batches:
+        with torch.no_grad():
+            hid = model.hidden(xb)
+        keep = torch.zeros_like(yb, dtype=torch.bool)
+        for i, (s, first) in enumerate(spans):
+            keep[i, first - s:] = True
+        for _ in range(steps):
+            nll = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb, reduction="none")
+            loss = nll[keep].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb, reduction="none")
+        total += nll[keep].sum().item()
+    return total
+''',
+        # near miss: the state is "carried" (prefetched in the previous iteration), but it is the
+        # batch scored right after the fit
+        '''
+import torch
+import torch.nn.functional as F
+def slot_prefetch(model, batches, steps, lr):
+    offset = torch.zeros(model.dim, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=lr)
+    total = 0.0
+    it = iter(batches)
+    nxt = next(it)
+    for _ in range(len(batches)):
+        xb, yb = nxt
+        hid = model.hidden(xb).detach()
+        for _ in range(steps):
+            loss = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb, reduction="none")
+        total += nll.sum().item()
+        nxt = next(it, None)
+    return total
+''',
     ]
     VALID = [
         # context-only, one delta per window
@@ -172,6 +233,36 @@ def slot_ctx(model, xb, yb, s, steps):
         loss.backward()
         opt.step()
     return delta
+''',
+        # context-only by time: the offset scored on batch b was fitted on batch b-1's hidden
+        # states and targets, restricted to the positions batch b-1 scored (boolean mask)
+        '''
+import torch
+import torch.nn.functional as F
+def slot_lagged(model, batches, steps, lr):
+    offset = torch.zeros(model.dim, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=lr)
+    total = 0.0
+    last = None
+    for xb, yb, spans in batches:
+        with torch.no_grad():
+            hid = model.hidden(xb)
+        if last is not None:
+            lh, ly, lkeep = last
+            for _ in range(steps):
+                nll = F.cross_entropy(model.head(lh + offset).transpose(1, 2), ly, reduction="none")
+                loss = nll[lkeep].mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb, reduction="none")
+        keep = torch.zeros_like(yb, dtype=torch.bool)
+        for i, (s, first) in enumerate(spans):
+            keep[i, first - s:] = True
+        total += nll[keep].sum().item()
+        last = (hid, yb, keep)
+    return total
 ''',
         # model parameters created in __init__ (not SLOT)
         '''
@@ -231,6 +322,10 @@ def sliding(model, val_tokens, seq_len, stride):
                   and a.value is not None and _LOSS_CALL_RE.search(facts.code(a.value))]
         if not losses:
             return
+        outers = [li for li, _ in facts.loops if li.func is func and li is not fit
+                  and li.start < fit.start and fit.end <= li.end]
+        if outers and _carried_objective(facts, func, fit, max(outers, key=lambda li: li.start), delta, losses):
+            return  # fitted on an earlier iteration's (already scored) state
         nodes: list[cst.CSTNode] = [a.value for a in losses]
         # one level of definitions behind the loss (masks, weights, sliced logits)
         used = set().union(*(facts.names(n) for n in nodes))
@@ -251,6 +346,12 @@ def sliding(model, val_tokens, seq_len, stride):
                       f"(`{text[:80]}`), then used to score them: the delta is a function of the "
                       f"scored targets (C1)", evidence=facts.line_text(ai.line) + facts.line_text(loss_line),
                       key=f"slot scored {delta}", **where)
+        elif cover == "all" and (masks := _mask_indexes(facts, func, [a.value for a in losses])):
+            yield Hit(fit.node,
+                      f"SLOT: `{delta}` is fitted on `{masks[0]}`-selected positions of the current window, "
+                      f"and nothing shows that mask excludes the positions it then scores (C1)",
+                      evidence=facts.line_text(ai.line) + facts.line_text(loss_line), confidence="medium",
+                      key=f"slot all {delta}", **where)
         elif cover == "all":
             yield Hit(fit.node,
                       f"SLOT: `{delta}` is fitted on every position of the window (no context-only "
@@ -282,3 +383,81 @@ def _is_fitted_tensor(facts: Facts, value: cst.BaseExpression) -> bool:
     if isinstance(value.func, cst.Attribute) and value.func.attr.value == "requires_grad_":
         return True
     return False
+
+
+def _status(facts: Facts, func: FuncInfo, outer, name: str, at: int, seen: frozenset = frozenset()) -> str:
+    """Where the value of ``name`` read at line ``at`` inside loop ``outer`` comes from:
+    'carried' (assigned later in the loop body: the previous iteration's value),
+    'current' (computed in this iteration before ``at``) or 'static' (not assigned
+    in the loop)."""
+    if name in outer.targets:
+        return "current"
+    defs = [(ln, v) for ln, v in func.defs.get(name, []) if outer.start <= ln <= outer.end]
+    if not defs:
+        return "static"
+    before = [d for d in defs if d[0] < at]
+    if not before:
+        return "carried"
+    ln, val = before[-1]
+    if val is None or (name, ln) in seen or len(seen) > 12:
+        return "current"
+    sub = {_status(facts, func, outer, n, ln, seen | {(name, ln)}) for n in facts.names(val) if n != name}
+    if "carried" in sub and "current" not in sub:
+        return "carried"
+    return "current"
+
+
+def _carried_objective(facts: Facts, func: FuncInfo, fit, outer, delta: str, losses) -> bool:
+    """The fitting objective reads only state carried over from an earlier iteration of
+    ``outer`` (``prev = (h, y, mask)`` at the end of the body), and what is scored with
+    the delta after the fit is not that state."""
+    in_fit: dict[str, list] = {}
+    for n, defs in func.defs.items():
+        for ln, v in defs:
+            if fit.start <= ln <= fit.end and v is not None:
+                in_fit.setdefault(n, []).append(v)
+    todo = [n for a in losses for n in facts.names(a.value)]
+    leaves: set[str] = set()
+    seen: set[str] = set()
+    while todo:
+        n = todo.pop()
+        if n in seen or n == delta:
+            continue
+        seen.add(n)
+        if n in in_fit:  # defined inside the fit loop (logits, nll): what is it computed from?
+            for v in in_fit[n]:
+                todo.extend(facts.names(v))
+        else:
+            leaves.add(n)
+    status = {n: _status(facts, func, outer, n, fit.start) for n in leaves}
+    if "carried" not in status.values() or "current" in status.values():
+        return False
+    # prefetch shape: the carried batch is also the one scored after the fit
+    uses = [(a.line, a.value) for a in facts.assigns if a.ctx.func is func and a.value is not None
+             and fit.end < a.line <= outer.end and delta in facts.names(a.value)]
+    uses += [(ci.line, ci.node) for ci in facts.calls_by_func.get(func, ())
+             if fit.end < ci.line <= outer.end and delta in facts.names(ci.node)]
+    for line, node in uses:
+        if any(_status(facts, func, outer, n, line) == "carried" for n in facts.names(node) if n != delta):
+            return False
+    return True
+
+
+_MASK_NAME_RE = re.compile(r"(mask|keep|sel|valid|scored|use)", re.I)
+
+
+def _mask_indexes(facts: Facts, func: FuncInfo, nodes) -> list[str]:
+    """Names used as boolean-mask indexes (``nll[mask]``) in ``nodes``."""
+    out = []
+    for n in nodes:
+        for sub in iter_nodes(n):
+            if not isinstance(sub, cst.Subscript) or len(sub.slice) != 1:
+                continue
+            el = sub.slice[0].slice
+            if not isinstance(el, cst.Index) or not isinstance(el.value, cst.Name):
+                continue
+            name = el.value.value
+            defs = [facts.code(v) for _ln, v in func.defs.get(name, []) if v is not None]
+            if _MASK_NAME_RE.search(name) or any(re.search(r"(bool|[<>]=?|==)", d) for d in defs):
+                out.append(name)
+    return out

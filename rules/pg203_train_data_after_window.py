@@ -8,7 +8,7 @@ import libcst as cst
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
-from .facts import CallInfo, Facts, FuncInfo, base_name
+from .facts import CallInfo, Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
 
 _SPLIT = re.compile(r"[_\W]+")
 _DATA_PARTS = {"files", "file", "loader", "loaders", "tokens", "toks", "data", "stream", "shards", "shard",
@@ -22,6 +22,7 @@ _NOT_READ = {"print", "len", "str", "repr", "format", "int", "float", "isinstanc
 # calls through which a value still *is* training data (a loader, a shard, a batch)
 _CARRY_RE = re.compile(r"(load|read|shard|loader|stream|batch|token|glob|sorted|list|iter|next|from_numpy|"
                        r"memmap|fromfile|open|tensor|to|cuda|long|int|view|reshape|cat|stack|dataset)", re.I)
+_CLOCK_RE = re.compile(r"(^|\.)(perf_counter|perf_counter_ns|time|monotonic|monotonic_ns)$")
 _TIMER_RE = re.compile(r"(train(ing)?_time|train_ms|training_ms|elapsed_train)", re.I)
 
 
@@ -141,7 +142,12 @@ class TrainDataAfterWindow(Rule):
         calibration (``collect_hessians``, ``gptq_*``, ``calibrate``) on
         training data after the loop is a WARNING when the code neither reserves
         time for it inside the training budget (``GPTQ_RESERVE_SECONDS``-style
-        setting) nor stops the training timer after it; quiet when it does.
+        setting) nor stops the training timer after it; quiet when it does. A
+        read counts as calibration when its value reaches a calibration call
+        (``batches = [loader.next_batch() ...]; collect_calibration(model,
+        batches)``); the timer stops after it when a training-time variable is
+        set, ``train_time`` is logged, or ``perf_counter() - t0`` is taken after
+        it from a start set before the loop ended (and not restarted).
 
     Why: the ruling:
         Challenge README and PR #1868: training is at most 600 s including
@@ -226,6 +232,42 @@ def main(args, model, opt, train_loader):
 if __name__ == "__main__":
     main(None, None, None, None)
 ''',
+        # calibration batches drawn in a comprehension after the loop, but the training time is
+        # measured before them and nothing is reserved
+        '''
+import time
+def train(cfg, model, opt, train_loader):
+    t0 = time.perf_counter()
+    for step in range(cfg.iterations):
+        model(*train_loader.next_batch(cfg.tokens, cfg.seq_len)).backward()
+        opt.step()
+    elapsed_ms = 1000 * (time.perf_counter() - t0)
+    batches = [train_loader.next_batch(cfg.tokens, cfg.seq_len) for _ in range(cfg.calib_batches)]  # expect: warning
+    stats = collect_calibration(model, [(x.cuda(), y) for x, y in batches])
+    return elapsed_ms, stats
+if __name__ == "__main__":
+    train(None, None, None, None)
+''',
+        # a non-calibration read after the loop is not excused by a later time measurement
+        '''
+import time
+def train(cfg, model, opt, train_loader):
+    t0 = time.perf_counter()
+    for step in range(cfg.iterations):
+        model(*train_loader.next_batch(cfg.tokens, cfg.seq_len)).backward()
+        opt.step()
+    extra = [train_loader.next_batch(cfg.tokens, cfg.seq_len) for _ in range(8)]
+    model.distill(extra)
+    return 1000 * (time.perf_counter() - t0)
+if __name__ == "__main__":
+    train(None, None, None, None)
+''',
+        # training reads in an evaluation entry point (never called from the training code)
+        '''
+def eval_with_train_prior(model, train_tokens, val_tokens):
+    counts = train_tokens.bincount(minlength=1024)
+    return model.score(val_tokens, prior=counts)
+''',
     ]
     VALID = [
         # GPTQ calibration inside a reserved part of the training budget
@@ -262,6 +304,38 @@ def main(args, model, opt, train_loader):
 if __name__ == "__main__":
     main(None, None, None, None)
 ''',
+        # calibration batches (a comprehension feeding the calibration call) counted in the returned
+        # training time: the clock is read after them, from the start taken before the loop
+        '''
+import time
+def train(cfg, model, opt, train_loader):
+    t0 = time.perf_counter()
+    for step in range(cfg.iterations):
+        model(*train_loader.next_batch(cfg.tokens, cfg.seq_len)).backward()
+        opt.step()
+    batches = [train_loader.next_batch(cfg.tokens, cfg.seq_len) for _ in range(cfg.calib_batches)]
+    stats = collect_calibration(model, [(x.cuda(), y) for x, y in batches])
+    return (time.perf_counter() - t0) * 1000, stats
+if __name__ == "__main__":
+    train(None, None, None, None)
+''',
+        # the same comprehension with a reserve carved out of the training budget
+        '''
+import time
+def train(cfg, model, opt, train_loader):
+    budget = cfg.max_wallclock_seconds - cfg.gptq_reserve_seconds
+    t0 = time.perf_counter()
+    for step in range(cfg.iterations):
+        if time.perf_counter() - t0 > budget:
+            break
+        model(*train_loader.next_batch(cfg.tokens, cfg.seq_len)).backward()
+        opt.step()
+    train_ms = 1000 * (time.perf_counter() - t0)
+    calib = collect_hessians(model, [train_loader.next_batch(cfg.tokens, cfg.seq_len) for _ in range(8)])
+    return train_ms, calib
+if __name__ == "__main__":
+    train(None, None, None, None)
+''',
         # after the loop only validation data and logging of the train pattern
         '''
 def main(args, model, opt, train_loader, val_tokens):
@@ -281,6 +355,7 @@ if __name__ == "__main__":
         reserve = any(re.search(r"reserve", n, re.I) for n in facts.config) or any(
             re.search(r"reserve", n, re.I) for n in facts.refs_by_func)
         flagged: set[int] = set()
+        calib_keys: set[str] = set()
         for owner in [None, *facts.funcs]:
             end = self._train_end(facts, owner, reads[owner])
             if end is None:
@@ -292,10 +367,14 @@ if __name__ == "__main__":
                 if isinstance(node, cst.Call) and any(
                         reads.get(g) for g, _c in self._callees(facts, _call_info(facts, node))):
                     continue  # reported inside the local function, with the route
-                calib = _CALIB_RE.search(text.split("(")[0])
-                hit = self._hit(facts, owner, end, line, node, ctx, text, None, bool(calib), reserve)
+                calib = bool(_CALIB_RE.search(text.split("(")[0])) or _feeds_calibration(facts, owner, node)
+                hit = self._hit(facts, owner, end, line, node, ctx, text, None, calib, reserve)
                 if hit is not None:
                     flagged.add(line)
+                    if hit.key in calib_keys:
+                        continue  # one calibration warning per function (its reads and the call itself)
+                    if calib:
+                        calib_keys.add(hit.key)
                     yield hit
             # reads in functions called after the loop
             for ci in facts.calls_by_func.get(owner, ()):
@@ -306,7 +385,7 @@ if __name__ == "__main__":
                         if line in flagged:
                             continue
                         calib = chain_calib or bool(_CALIB_RE.search(fi.name)) or bool(
-                            _CALIB_RE.search(text.split("(")[0]))
+                            _CALIB_RE.search(text.split("(")[0])) or _feeds_calibration(facts, owner, ci.node)
                         hit = self._hit(facts, owner, end, line, node, ctx, text, (ci, fi), calib, reserve)
                         if hit is not None:
                             flagged.add(line)
@@ -358,7 +437,7 @@ if __name__ == "__main__":
         route = (f" in `{via[1].qualname}`, called from `{where}` line {via[0].line}," if via else
                  f" in `{where}`")
         if calib:
-            if reserve or self._timer_after(facts, owner, site_line):
+            if reserve or self._timer_after(facts, owner, site_line, end):
                 return None
             return Hit(node, f"calibration reads training data (`{text[:70]}`, line {line}){route} after the "
                        f"training loop ending line {end}, and nothing shows it inside the training "
@@ -371,9 +450,21 @@ if __name__ == "__main__":
                        facts.line_text(line) if line != site_line else ()),
                    ctx=ctx, key=f"train read after window {where}")
 
-    def _timer_after(self, facts: Facts, owner, line: int) -> bool:
+    def _timer_after(self, facts: Facts, owner, line: int, end: int) -> bool:
         lo = owner.start if owner is not None else 0
         hi = owner.end if owner is not None else len(facts.lines)
+        # `time.perf_counter() - t0` after the read, t0 started before the training loop ended
+        # and not restarted since: the measured (returned, logged) training time includes it
+        scope = owner.defs if owner is not None else facts.module_defs
+        for node, bline, ctx in facts.binops:
+            if ctx.func is not owner or bline <= line or not isinstance(node.operator, cst.Subtract):
+                continue
+            if not (isinstance(node.left, cst.Call) and _CLOCK_RE.search(dotted(node.left.func))):
+                continue
+            start = base_name(node.right)
+            starts = [d for d in scope.get(start, []) if d[0] < bline] if start else []
+            if starts and starts[-1][0] <= end:
+                return True
         for ai in facts.assigns:
             if ai.ctx.func is owner and ai.line > line and any(
                     _TIMER_RE.search(base_name(t) or "") for t in ai.targets):
@@ -382,3 +473,29 @@ if __name__ == "__main__":
             if line < sline <= hi and sline >= lo and "train_time" in text:
                 return True
         return False
+
+
+def _feeds_calibration(facts: Facts, owner: FuncInfo | None, node: cst.CSTNode) -> bool:
+    """The read's value goes into a calibration call (``collect_calibration``,
+    ``gptq_*``, ``*hessian*``) in ``owner``: as an argument, or through local
+    assignments (``batches = [loader.next_batch() ...]``; ``collect_hessians(model, batches)``)."""
+    calib_calls = [ci for ci in facts.calls_by_func.get(owner, ()) if _CALIB_RE.search(ci.attr or "")]
+    if not calib_calls:
+        return False
+    if any(any(n is node for n in iter_nodes(ci.node)) for ci in calib_calls):
+        return True
+    assigns = [a for a in facts.assigns if a.ctx.func is owner and a.value is not None]
+    holder = next((a for a in assigns if any(n is node for n in iter_nodes(a.value))), None)
+    if holder is None:
+        return False
+    names = {n for t in holder.targets for n in target_names(t)}
+    line = holder.line
+    for _ in range(3):  # a few hops of local assignments
+        if any(ci.line >= line and names & facts.names(ci.node) for ci in calib_calls):
+            return True
+        more = {n for a in assigns if a.line > line and names & facts.names(a.value)
+                for t in a.targets for n in target_names(t)}
+        if not more - names:
+            break
+        names |= more
+    return False

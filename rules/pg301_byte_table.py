@@ -8,11 +8,12 @@ import libcst as cst
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
-from .facts import Facts, dotted
+from .facts import Facts, FuncInfo, dotted, iter_nodes
 
 _REPLACE_SPACE = re.compile(r"""replace\(\s*["']\u2581["']\s*,\s*["'] ["']\s*\)""")
 _STRIPS = re.compile(r"""(\[1:\]|lstrip\(|removeprefix\(|replace\(\s*["']\u2581["']\s*,\s*["']["']\s*\))""")
 _ACCUM = re.compile(r"has_leading_space\w*\s*\[")
+_CHR_MARKER = re.compile(r"chr\(\s*(0x2581|9601)\s*\)")
 _BPT_NAME = re.compile(r"(bytes_per_tok|bytes_per_token|avg_bytes|bpt\b|chars_per_tok)", re.I)
 
 
@@ -40,7 +41,8 @@ class ByteTableBug(Rule):
 
     Known limits:
         Reads the table builder by text patterns in the function that mentions
-        ``▁``; tokenizers without a standalone ``▁`` (issue #897) and transformed
+        ``▁`` (literally, as a string escape such as ``"\\u2581"``, or as
+        ``chr(0x2581)``); tokenizers without a standalone ``▁`` (issue #897) and transformed
         text scored without a raw-byte sidecar are not detected.
     """
 
@@ -75,6 +77,19 @@ def build_luts(sp, n):
         base[i] = len(sp.id_to_piece(i).lstrip("\u2581").encode("utf-8"))
     return base
 ''',
+        # the marker spelled as an escape in the source
+        '''
+def build_luts(sp, n):
+    base, lead = [0] * n, [False] * n
+    for i in range(n):
+        piece = sp.id_to_piece(i)
+        lead[i] = piece.startswith("\\u2581")
+        base[i] = len(piece.replace("\\N{LOWER ONE EIGHTH BLOCK}", " ").encode("utf-8"))
+    return base, lead
+
+def count(tgt, prev, base, has_leading_space_lut, is_boundary):
+    return (base[tgt] + (has_leading_space_lut[tgt] & ~is_boundary[prev])).sum()
+''',
         '''
 BYTES_PER_TOKEN = 4.3
 def bpb(loss_sum, n_tokens):
@@ -103,12 +118,27 @@ def build_luts(sp, vocab_size):
 def count(tgt, prev, base, has_leading_space_lut, is_boundary):
     return (base[tgt] + (has_leading_space_lut[tgt] & ~is_boundary[prev])).sum()
 ''',
+        # escaped spelling, stripped before counting
+        '''
+def build_luts(sp, n):
+    base, lead = [0] * n, [False] * n
+    for i in range(n):
+        piece = sp.id_to_piece(i)
+        if piece.startswith("\\u2581"):
+            lead[i] = True
+            piece = piece[1:]
+        base[i] = len(piece.encode("utf-8"))
+    return base, lead
+
+def count(tgt, prev, base, has_leading_space_lut, is_boundary):
+    return (base[tgt] + (has_leading_space_lut[tgt] & ~is_boundary[prev])).sum()
+''',
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
         accum_lines = [i + 1 for i, ln in enumerate(facts.lines) if _ACCUM.search(ln) and "+" in ln]
         for fi in facts.funcs:
-            body = "\n".join(facts.lines[fi.start - 1:fi.end])
+            body = _body_text(facts, fi)
             if "\u2581" not in body or ".encode(" not in body:
                 continue
             enc_line = next((i for i in range(fi.start, fi.end + 1)
@@ -133,3 +163,25 @@ def count(tgt, prev, base, has_leading_space_lut, is_boundary):
             if ai.op == "=" and _BPT_NAME.search(tn) and isinstance(ai.value, (cst.Float, cst.Integer)):
                 yield Hit(ai.node, f"hard-coded bytes per token `{tn} = {facts.code(ai.value)}`: val_bpb must "
                           f"divide by the bytes the scored tokens decode to", ctx=ai.ctx, key=f"bpt {tn}")
+
+
+def _body_text(facts: Facts, fi: FuncInfo) -> str:
+    """The function's source with string literals that evaluate to text holding the
+    piece marker written out as the character: ``"\\u2581"``, ``"\\N{LOWER ONE EIGHTH
+    BLOCK}"`` and ``chr(0x2581)`` read as ``"▁"``."""
+    body = "\n".join(facts.lines[fi.start - 1:fi.end])
+    seen: set[str] = set()
+    for node in iter_nodes(fi.node):
+        if not isinstance(node, cst.SimpleString):
+            continue
+        raw = facts.code(node)
+        if raw in seen:
+            continue
+        seen.add(raw)
+        try:
+            val = node.evaluated_value
+        except Exception:
+            continue
+        if isinstance(val, str) and "\u2581" in val and raw != val:
+            body = body.replace(raw, '"' + val + '"')
+    return _CHR_MARKER.sub('"\u2581"', body)
