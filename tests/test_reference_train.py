@@ -17,7 +17,15 @@ import pytest
 
 pytest.importorskip("sentencepiece")
 
+import sentencepiece as spm  # noqa: E402
+
+from reference_impl.bytes import build_byte_tables  # noqa: E402
+from reference_impl.compress import decompress  # noqa: E402
 from reference_impl.config import Config  # noqa: E402
+from reference_impl.data import load_val_tokens  # noqa: E402
+from reference_impl.evaluate import evaluate  # noqa: E402
+from reference_impl.model import GPT  # noqa: E402
+from reference_impl.quant import dequantize_state, deserialize  # noqa: E402
 from reference_impl.pack import build_source, pack_record, read_results, write_script  # noqa: E402
 from reference_impl.synthetic import toy_corpus  # noqa: E402
 
@@ -107,6 +115,20 @@ def test_torchrun_two_ranks_on_cpu_with_wallclock_cap(tmp_path):
     end = next(e for e in events if e["event"] == "train_end")
     assert end["steps"] == int(m.group(2)) < 100000
     assert [x["name"] for x in events if x["event"] == "metric"][-1] == "final_int6_zstd_ttt_chunk"
+    # the 2-rank totals (windows split across ranks, float64 all-reduce) equal a 1-rank evaluation
+    cfg = Config.from_env(env)
+    with open(tmp_path / "final_model_seed11.int6.ptz", "rb") as f:
+        sd = dequantize_state(deserialize(decompress(f.read(), cfg.codec)))
+    model = GPT(cfg)
+    model.load_state_dict(sd)
+    model.eval()
+    tables = build_byte_tables(spm.SentencePieceProcessor(model_file=cfg.tokenizer_path), cfg.vocab_size)
+    val = load_val_tokens(os.path.join(cfg.data_dir, cfg.val_pattern))
+    logged = {x["name"]: x for x in events if x["event"] == "metric"}
+    for name, stride in (("final_int6_zstd_roundtrip", 0), ("final_int6_zstd_sliding_window", cfg.eval_stride)):
+        res, _ = evaluate(model, val, tables, cfg.eval_seq_len, stride, cfg.eval_batch_seqs)
+        assert res["val_bpb"] == pytest.approx(logged[name]["val_bpb"], rel=1e-5), name
+        assert res["bytes"] == logged[name]["scored_bytes"]
 
 
 def test_packed_source_is_one_self_contained_file(tmp_path):
