@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from typing import Iterator
 
 import libcst as cst
@@ -16,6 +18,16 @@ _ISOLATION_RE = re.compile(
     r"(cu_seqlens|varlen|==\s*bos\w*|bos_id|bos_token|doc_starts|doc_bounds|per_doc|split_docs|"
     r"documents?\b.*bos|nonzero\(\).*bos)", re.I)
 _IDS_RE = re.compile(r"(ids|tok|idx|index|input)", re.I)
+
+
+def _code_only(text: str) -> str:
+    """The region's code without comments and string literals: a comment that
+    says "BOS" is not a mask. Falls back to the raw text if it won't tokenize."""
+    try:
+        tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+        return " ".join(t.string for t in tokens if t.type not in (tokenize.COMMENT, tokenize.STRING))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return re.sub(r"#.*", "", text)
 
 
 def _shift_bases(facts: Facts, node: cst.CSTNode) -> list[str]:
@@ -67,6 +79,21 @@ class BosTokenMixing(Rule):
     reference = "openai/parameter-golf PR #1797 audit, fix in PR #1851"
 
     INVALID = [
+        '''
+import torch
+class SmearGate(torch.nn.Module):
+    """Blends each position with the previous one (BOS handled upstream)."""
+    def __init__(self, dim):
+        super().__init__()
+        self.gate = torch.nn.Parameter(torch.zeros(dim))
+    def forward(self, x):
+        g = torch.sigmoid(self.gate)  # the BOS boundary is safe here, trust me
+        return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+
+def eval_docs(model, val_tokens, bos_id):
+    starts = (val_tokens == bos_id).nonzero().flatten().tolist()
+    return [model(val_tokens[a:b]) for a, b in zip(starts, starts[1:])]
+''',
         '''
 import torch
 class SmearGate(torch.nn.Module):
@@ -151,7 +178,7 @@ def doc_starts(val_tokens, bos_id):
                 continue
             region = self._region(facts, ctx)
             text = "\n".join(facts.lines[region[0] - 1:region[1]])
-            if _MASK_RE.search(text):
+            if _MASK_RE.search(_code_only(text)):
                 continue
             key = (region, bases[0])
             if key in seen:
