@@ -138,3 +138,73 @@ def later_score(facts: Facts, func: FuncInfo | None, line: int, depth: int = 0, 
         if r[0] == "protected":
             return r
     return "none", None
+
+
+# --------------------------------------------------------------------------
+# state carried over from an earlier iteration of a loop (context-only SLOT, lagged
+# updates): ``prev = (h, y, mask)`` assigned late in the body, unpacked before the fit
+
+
+def carried_status(facts: Facts, func: FuncInfo, outer, name: str, at: int, seen: frozenset = frozenset()) -> str:
+    """Where the value of ``name`` read at line ``at`` inside loop ``outer`` comes from:
+    'carried' (assigned later in the loop body: the previous iteration's value),
+    'current' (computed in this iteration before ``at``) or 'static' (not assigned
+    in the loop)."""
+    if name in outer.targets:
+        return "current"
+    defs = [(ln, v) for ln, v in func.defs.get(name, []) if outer.start <= ln <= outer.end]
+    if not defs:
+        return "static"
+    before = [d for d in defs if d[0] < at]
+    if not before:
+        return "carried"
+    ln, val = before[-1]
+    if val is None or (name, ln) in seen or len(seen) > 12:
+        return "current"
+    sub = {carried_status(facts, func, outer, n, ln, seen | {(name, ln)}) for n in facts.names(val) if n != name}
+    if "carried" in sub and "current" not in sub:
+        return "carried"
+    return "current"
+
+
+def objective_leaves(facts: Facts, func: FuncInfo, fit, values, skip=()) -> set[str]:
+    """Names the objective ``values`` is computed from, following definitions made inside
+    the ``fit`` region (lines ``fit.start..fit.end``: logits, nll) back to what they read."""
+    in_fit: dict[str, list] = {}
+    for n, defs in func.defs.items():
+        for ln, v in defs:
+            if fit.start <= ln <= fit.end and v is not None:
+                in_fit.setdefault(n, []).append(v)
+    todo = [n for v in values for n in facts.names(v)]
+    leaves: set[str] = set()
+    seen: set[str] = set()
+    while todo:
+        n = todo.pop()
+        if n in seen or n in skip:
+            continue
+        seen.add(n)
+        if n in in_fit:  # defined inside the fit region: what is it computed from?
+            for v in in_fit[n]:
+                todo.extend(facts.names(v))
+        else:
+            leaves.add(n)
+    return leaves
+
+
+def carried_objective(facts: Facts, func: FuncInfo, fit, outer, values, later_uses, skip=(),
+                      leaf_ok=None) -> bool:
+    """The objective ``values`` fitted in ``fit`` reads only state carried over from an
+    earlier iteration of ``outer`` (plus state not assigned in the loop), and none of
+    ``later_uses`` (``(line, node)``: what is scored after the fit) reads that carried
+    state: the prefetch shape, where the carried batch is the one scored next, fails.
+    ``leaf_ok(name)`` may veto a leaf that is not assigned in the loop."""
+    leaves = objective_leaves(facts, func, fit, values, skip)
+    status = {n: carried_status(facts, func, outer, n, fit.start) for n in leaves}
+    if "carried" not in status.values() or "current" in status.values():
+        return False
+    if leaf_ok is not None and not all(leaf_ok(n) for n, st in status.items() if st == "static"):
+        return False
+    for line, node in later_uses:
+        if any(carried_status(facts, func, outer, n, line) == "carried" for n in facts.names(node) if n not in skip):
+            return False
+    return True

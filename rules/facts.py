@@ -4,7 +4,8 @@ Every rule reads these instead of walking the tree again:
 
 * **configuration**: env-var backed settings (``X = int(os.environ.get("X", "0"))``
   in a ``Hyperparameters``-style class or at module level, ``os.getenv``,
-  argparse ``default=``), their defaults, where they are defined, and their
+  argparse ``default=``, literal fields of a config class whose generic reader
+  maps ``f.name.upper()`` to the environment), their defaults, where they are defined, and their
   effective value once ``LintConfig.env`` overrides them;
 * **gates and reachability**: for every recorded node, the ``if`` tests that
   guard it (plus early-exit guards such as ``if not args.ttt: return``) and
@@ -16,8 +17,12 @@ Every rule reads these instead of walking the tree again:
   such as ``val_tokens`` / ``args.val_files`` / ``"fineweb_val_*"`` strings /
   ``load_validation_tokens`` and propagated through assignments (slicing,
   indexing, ``.to()``, arithmetic, calls), ``for`` targets, function arguments
-  (caller to parameter) and return values;
-* **scoring sites** (loss/NLL accumulated into totals) and **update sites**
+  (caller to parameter) and return values; inside a loop a read also sees
+  definitions later in the loop body (the previous iteration's value);
+* **scoring sites** (loss/NLL accumulated into totals, or an NLL computed under
+  ``no_grad`` handed to a ledger / accumulator: ``ledger.score(..)``,
+  ``totals.add(..)``, ``score_rows(..)``; a sum into a name that is later
+  ``backward()``-ed is a training objective, not a score) and **update sites**
   (``backward()``, ``autograd.grad``, optimizer ``step()``, in-place cache
   updates), each with its function, enclosing loops, gates and ``no_grad``
   context, plus per-function summaries (does calling it score / update).
@@ -182,6 +187,11 @@ _TRAIN_RE = re.compile(r"(train|(^|_)tr(_|$)|(^|_)tl(_|$)|step_loss|adapt|ttt_lo
 _OPT_RE = re.compile(r"(opt|optim|optimizer|adam|sgd|muon)", re.I)
 _NO_GRAD_RE = re.compile(r"(no_grad|inference_mode)")
 _ENTRY_RE = re.compile(r"__name__")
+# scoring handed to a ledger / accumulator object or helper (see ``Facts._ledger_score``)
+_SCORE_METHOD_RE = re.compile(r"^(score|score_\w+|add_scores?|add_nll|record_scores?|record_nll|log_nll)$")
+_SCORE_RECV_RE = re.compile(r"(ledger|total|tally|accum|meter|tracker|scorer|scoreboard|bpb|nll_acc)", re.I)
+_ACC_METHOD_RE = re.compile(r"^(add|update|record|accumulate|push|extend)$")
+_SCORE_FUNC_RE = re.compile(r"^(score_\w+|record_scores?|record_nll|accumulate_(nll|scores?|loss))$")
 
 
 def is_val_name(name: str) -> bool:
@@ -705,6 +715,14 @@ class Facts:
         for cls in self.classes:
             if re.search(r"(hyper|config|args|settings|params)", cls, re.I):
                 config_classes.add(cls)
+        # a config class filled by a generic reader (``for f in fields(cls): key = f.name.upper();
+        # if key in os.environ: ...``): each literal field is backed by env NAME.upper()
+        generic = set()
+        for fi in self.funcs:
+            if fi.cls in config_classes:
+                body = self.code(fi.node)
+                if re.search(r"\.upper\(\)", body) and re.search(r"(environ|getenv)", body):
+                    generic.add(fi.cls)
         for cls, name, value, line in self.class_fields:
             if cls not in config_classes or value is None:
                 continue
@@ -713,6 +731,8 @@ class Facts:
                 continue
             if key is None:
                 default = self.code(value)
+                if cls in generic and not name.startswith("_"):
+                    key = name.upper()
             self.config[name] = ConfigVar(name, key, default, value, line, cls)
         for ai in self.assigns:
             if ai.ctx.cls is not None or ai.op != "=" or ai.value is None:
@@ -760,6 +780,8 @@ class Facts:
             return self.eval(cv.expr, None) if cv.expr is not None else None
         if cv.expr is None:
             return UNKNOWN
+        if cv.env_key and cv.env_key in self.env and _literal(cv.expr) and not _env_read(cv.expr):
+            return _coerce(self.env[cv.env_key], cv.default)  # generic reader (see _build_config)
         return self.eval(cv.expr, None, _seen=(name,))
 
     # ---------------------------------------------------------------- evaluator
@@ -1048,6 +1070,12 @@ class Facts:
                 if line is not None:
                     before = [d for d in defs if d[0] <= line]
                     chosen = [before[-1]] if before else defs
+                    if before:
+                        # a later definition in a loop around the read reaches it through the
+                        # back edge (``prev = (h, y)`` at the end of the body, read at the top)
+                        loops = [li for li, _c in self.loops if li.func is func and li.start <= line <= li.end]
+                        chosen = chosen + [d for d in defs if d[0] > line
+                                           and any(li.start <= d[0] <= li.end for li in loops)]
                 for dline, value in chosen:
                     if value is None:  # a parameter: tainted by callers
                         if func is not None and self._param_tainted(func, name, _depth):
@@ -1121,6 +1149,22 @@ class Facts:
     # ---------------------------------------------------------------- sites
     def _build_sites(self) -> None:
         self.sites: list[Site] = []
+        # names differentiated (``loss.backward()``, ``autograd.grad(loss, ..)``): a sum built
+        # into one of them before the step is a training objective, not a score
+        grad_lines: dict[tuple[int, str], list[int]] = {}
+        for ci in self.calls:
+            if ci.attr == "backward" and isinstance(ci.node.func, cst.Attribute):
+                g = base_name(ci.node.func.value)
+            elif ci.name in ("torch.autograd.grad", "autograd.grad") and ci.node.args:
+                g = base_name(ci.node.args[0].value)
+            else:
+                continue
+            if g:
+                grad_lines.setdefault((id(ci.ctx.func), g), []).append(ci.line)
+
+        def objective(name: str, func, line: int) -> bool:
+            return any(gl > line for gl in grad_lines.get((id(func), name), ()))
+
         for ai in self.assigns:
             if ai.op == "=" and ai.value is not None:
                 # total = total + nll   /  buf[i] = nll
@@ -1130,6 +1174,7 @@ class Facts:
                         continue
                     if isinstance(t, cst.Subscript) or (
                         isinstance(ai.value, cst.BinaryOperation) and tn in self.names(ai.value)
+                        and not objective(tn, ai.ctx.func, ai.line)
                     ):
                         self.sites.append(Site("score", ai.node, ai.line, ai.end, ai.ctx, tn))
                 continue
@@ -1138,7 +1183,7 @@ class Facts:
                 tn = base_name(t)
                 if isinstance(t, cst.Subscript) and not is_loss_name(tn):
                     self.sites.append(Site("cache", ai.node, ai.line, ai.end, ai.ctx, tn))
-                elif tn and is_loss_name(tn) and not is_train_name(tn):
+                elif tn and is_loss_name(tn) and not is_train_name(tn) and not objective(tn, ai.ctx.func, ai.line):
                     self.sites.append(Site("score", ai.node, ai.line, ai.end, ai.ctx, tn))
         for ci in self.calls:
             recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
@@ -1158,6 +1203,8 @@ class Facts:
                 self.sites.append(Site("cache", ci.node, ci.line, ci.end, ci.ctx, rname))
             elif ci.attr == "append" and rname and is_loss_name(rname) and not is_train_name(rname):
                 self.sites.append(Site("score", ci.node, ci.line, ci.end, ci.ctx, rname))
+            elif self._ledger_score(ci):
+                self.sites.append(Site("score", ci.node, ci.line, ci.end, ci.ctx, rname or ci.attr))
         self.sites.sort(key=lambda s: s.line)
         # per-function summaries (transitive through calls to local functions)
         kinds_by_func: dict[FuncInfo, set[str]] = {fi: set() for fi in self.funcs}
@@ -1183,6 +1230,46 @@ class Facts:
                             changed = True
         self.func_kinds = kinds_by_func
         self.calls_by_func = calls_by_func
+
+    def _ledger_score(self, ci: CallInfo) -> bool:
+        """A score handed to a ledger / accumulator by a call: ``ledger.score(pos, nll, nb)``,
+        ``totals.add(nll)``, ``score_rows(ledger, .., nll, ..)``, when an argument is a
+        loss-named value (``nll``) computed under ``no_grad`` / ``inference_mode`` (or the
+        call itself runs there): the first, gradient-free score of those tokens."""
+        func = ci.node.func
+        if isinstance(func, cst.Attribute):
+            recv = dotted(func.value) or base_name(func.value)
+            if not (_SCORE_METHOD_RE.match(ci.attr) or (
+                    _SCORE_RECV_RE.search(recv.rsplit(".", 1)[-1]) and _ACC_METHOD_RE.match(ci.attr))):
+                return False
+        elif isinstance(func, cst.Name):
+            if not _SCORE_FUNC_RE.search(ci.attr):
+                return False
+        else:
+            return False
+        owner = ci.ctx.func
+        for a in ci.node.args:
+            for n in self.names(a.value):
+                if not is_loss_name(n) or is_train_name(n) or is_val_name(n):
+                    continue
+                if ci.ctx.no_grad:
+                    return True
+                if self._defined_no_grad(n, owner, ci.line):
+                    return True
+        return False
+
+    def _defined_no_grad(self, name: str, func: FuncInfo | None, line: int) -> bool:
+        """Is the nearest definition of ``name`` before ``line`` in ``func`` computed under
+        ``no_grad`` / ``inference_mode``?"""
+        idx = getattr(self, "_assign_idx", None)
+        if idx is None:
+            idx = self._assign_idx = {}
+            for ai in self.assigns:
+                for t in ai.targets:
+                    for n in target_names(t):
+                        idx.setdefault((id(ai.ctx.func), n), []).append((ai.line, ai.ctx.no_grad))
+        before = [d for d in idx.get((id(func), name), ()) if d[0] < line]
+        return bool(before) and max(before)[1]
 
     def call_kinds(self, ci: CallInfo) -> set[str]:
         out: set[str] = set()
@@ -1259,6 +1346,8 @@ def _literal(node: cst.CSTNode) -> bool:
 
 
 def _coerce(s: str, default: str | None) -> Any:
+    if default in ("True", "False"):
+        return s.strip().lower() in ("1", "true", "yes", "on")
     for conv in (int, float):
         try:
             return conv(s)

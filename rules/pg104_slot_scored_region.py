@@ -7,6 +7,7 @@ import libcst as cst
 
 from auditor.findings import Severity
 
+from ._common import carried_objective
 from .engine import Hit, Rule, register
 from .facts import Facts, FuncInfo, base_name, dotted, target_names, iter_nodes
 
@@ -385,62 +386,16 @@ def _is_fitted_tensor(facts: Facts, value: cst.BaseExpression) -> bool:
     return False
 
 
-def _status(facts: Facts, func: FuncInfo, outer, name: str, at: int, seen: frozenset = frozenset()) -> str:
-    """Where the value of ``name`` read at line ``at`` inside loop ``outer`` comes from:
-    'carried' (assigned later in the loop body: the previous iteration's value),
-    'current' (computed in this iteration before ``at``) or 'static' (not assigned
-    in the loop)."""
-    if name in outer.targets:
-        return "current"
-    defs = [(ln, v) for ln, v in func.defs.get(name, []) if outer.start <= ln <= outer.end]
-    if not defs:
-        return "static"
-    before = [d for d in defs if d[0] < at]
-    if not before:
-        return "carried"
-    ln, val = before[-1]
-    if val is None or (name, ln) in seen or len(seen) > 12:
-        return "current"
-    sub = {_status(facts, func, outer, n, ln, seen | {(name, ln)}) for n in facts.names(val) if n != name}
-    if "carried" in sub and "current" not in sub:
-        return "carried"
-    return "current"
-
-
 def _carried_objective(facts: Facts, func: FuncInfo, fit, outer, delta: str, losses) -> bool:
     """The fitting objective reads only state carried over from an earlier iteration of
     ``outer`` (``prev = (h, y, mask)`` at the end of the body), and what is scored with
     the delta after the fit is not that state."""
-    in_fit: dict[str, list] = {}
-    for n, defs in func.defs.items():
-        for ln, v in defs:
-            if fit.start <= ln <= fit.end and v is not None:
-                in_fit.setdefault(n, []).append(v)
-    todo = [n for a in losses for n in facts.names(a.value)]
-    leaves: set[str] = set()
-    seen: set[str] = set()
-    while todo:
-        n = todo.pop()
-        if n in seen or n == delta:
-            continue
-        seen.add(n)
-        if n in in_fit:  # defined inside the fit loop (logits, nll): what is it computed from?
-            for v in in_fit[n]:
-                todo.extend(facts.names(v))
-        else:
-            leaves.add(n)
-    status = {n: _status(facts, func, outer, n, fit.start) for n in leaves}
-    if "carried" not in status.values() or "current" in status.values():
-        return False
-    # prefetch shape: the carried batch is also the one scored after the fit
+    # uses of the delta after the fit: the scoring it was fitted for
     uses = [(a.line, a.value) for a in facts.assigns if a.ctx.func is func and a.value is not None
-             and fit.end < a.line <= outer.end and delta in facts.names(a.value)]
+            and fit.end < a.line <= outer.end and delta in facts.names(a.value)]
     uses += [(ci.line, ci.node) for ci in facts.calls_by_func.get(func, ())
              if fit.end < ci.line <= outer.end and delta in facts.names(ci.node)]
-    for line, node in uses:
-        if any(_status(facts, func, outer, n, line) == "carried" for n in facts.names(node) if n != delta):
-            return False
-    return True
+    return carried_objective(facts, func, fit, outer, [a.value for a in losses], uses, skip={delta})
 
 
 _MASK_NAME_RE = re.compile(r"(mask|keep|sel|valid|scored|use)", re.I)

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 from typing import Iterator
 
 import libcst as cst
 
 from auditor.findings import Severity
 
-from ._common import enclosing_loops, interleaved, later_score
+from ._common import carried_objective, enclosing_loops, interleaved, later_score
 from .engine import Hit, Rule, register
-from .facts import Facts, base_name, dotted
+from .facts import Facts, FuncInfo, Site, base_name, dotted
 
 _CALIB_RE = re.compile(r"(calib|hessian|gptq|awq|collect_stats|act_stats|quantize_with)", re.I)
 _LOADER_TARGET_RE = re.compile(r"train.*(loader|files|tokens|data|stream|shards|pattern|ds|iter)", re.I)
@@ -28,7 +29,18 @@ class ValUpdateBeforeScore(Rule):
         an optimizer, then evaluate), whatever the function is called (LoRA,
         adapt, finetune…). (2) Calibration (GPTQ Hessians, activation
         statistics) fed validation tokens. (3) Validation data in the training
-        loader.
+        loader. A sum built into the differentiated loss (``loss = loss + ..``
+        before ``loss.backward()``) is a training objective, not a score.
+
+        Not flagged: a step preceded, inside an enclosing loop, by the scoring of
+        the chunk (per-iteration order "score chunk i, then step on chunk i"),
+        scoring being an accumulation into a loss-named total or a call handing
+        an NLL computed under ``no_grad`` / ``inference_mode`` to a ledger or
+        accumulator (``ledger.score(pos, nll, nb)``, ``totals.add(nll)``,
+        ``score_rows(ledger, .., nll, ..)``); and a step whose objective reads
+        only state carried over from an earlier iteration of a loop that scores
+        its current batch after the step (``prev = (h, y, mask)`` assigned late
+        in the body: context-only SLOT, lagged updates).
 
     Why: the ruling:
         C3 (issue #1017): a token's loss is recorded before any state is updated
@@ -45,8 +57,12 @@ class ValUpdateBeforeScore(Rule):
         Validation data is recognised by name and followed through assignments,
         arguments and returns, not through object attributes or containers. A
         gradient step is taken to use the data of the nearest preceding
-        definition of its loss. Ordering is by source line inside loops, so
-        scoring done in a callback registered elsewhere is not seen.
+        definition of its loss (and, inside a loop, of later definitions in the
+        loop that reach it through the back edge). Ordering is by source line
+        inside loops, so scoring done in a callback registered elsewhere is not
+        seen; that the scored chunk is the one stepped on is not checked. A
+        ledger call counts as scoring only with a loss-named argument (``nll``);
+        ``ledger.score(pos, -lp, nb)`` is not recognised.
     """
 
     code = "PG201"
@@ -119,6 +135,128 @@ def build(args):
     train_loader = DistributedTokenLoader(args.train_files + "," + args.val_files, 0, 1)
     return train_loader
 ''',
+        # near miss of per-document LoRA TTT: the adapter steps on the chunk, then the chunk is
+        # handed to the ledger
+        '''
+import torch
+import torch.nn.functional as F
+def doc_lora(model, adapter, val_tokens, docs, chunk, steps, book):
+    for first, last in docs:
+        adapter.reset()
+        opt = torch.optim.Adam(adapter.parameters(), lr=1e-3)
+        for a in range(first + 1, last + 1, chunk):
+            b = min(a + chunk, last + 1)
+            x, y = val_tokens[a - 1:b - 1][None], val_tokens[a:b][None]
+            for _ in range(steps):
+                loss = F.cross_entropy(model.head(adapter(model.hidden(x)))[0], y[0])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.inference_mode():
+                nll = F.cross_entropy(model.head(adapter(model.hidden(x)))[0], y[0], reduction="none")
+            book.score(torch.arange(a, b), nll)
+    return book.finalize()
+''',
+        # a ledger call before the step that records no NLL (bookkeeping), the real score after it
+        '''
+import torch
+def chunk_adapt(model, opt, val_tokens, spans, ledger):
+    for lo, hi in spans:
+        x, y = val_tokens[lo - 1:hi - 1][None], val_tokens[lo:hi][None]
+        ledger.add(torch.arange(lo, hi))
+        loss = model(x, y).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        with torch.no_grad():
+            nll = model(x, y)
+        ledger.score(torch.arange(lo, hi), nll)
+    return ledger.total()
+''',
+        # pre-eval TTT whose objective is summed into `loss` first (a training sum, not a score)
+        '''
+import torch
+def warm_adapt(model, opt, val_tokens, seq, rounds):
+    for _ in range(rounds):
+        loss = 0.0
+        for i in range(0, len(val_tokens) - seq, seq):
+            loss = loss + model(val_tokens[i:i + seq][None], val_tokens[i + 1:i + seq + 1][None])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return model
+''',
+        # near miss of context-only SLOT: the offset is fitted on the current batch, then that
+        # batch is scored
+        '''
+import torch
+import torch.nn.functional as F
+def slot_now(model, val_tokens, batches, steps, totals):
+    offset = torch.zeros(model.dim, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=1e-2)
+    for starts in batches:
+        xb = torch.stack([val_tokens[a:a + 256] for a in starts])
+        yb = torch.stack([val_tokens[a + 1:a + 257] for a in starts])
+        with torch.no_grad():
+            hid = model.hidden(xb)
+        for _ in range(steps):
+            loss = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb, reduction="none")
+        totals.add(nll)
+    return totals
+''',
+        # near miss: "carried" state set from the current batch before the fit
+        '''
+import torch
+import torch.nn.functional as F
+def slot_relabelled(model, val_tokens, batches, steps, totals):
+    offset = torch.zeros(model.dim, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=1e-2)
+    carry = None
+    for starts in batches:
+        xb = torch.stack([val_tokens[a:a + 256] for a in starts])
+        yb = torch.stack([val_tokens[a + 1:a + 257] for a in starts])
+        with torch.no_grad():
+            hid = model.hidden(xb)
+        carry = (hid, yb)
+        ch, cy = carry
+        for _ in range(steps):
+            loss = F.cross_entropy(model.head(ch + offset).transpose(1, 2), cy)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb, reduction="none")
+        totals.add(nll)
+    return totals
+''',
+        # near miss: the batch fetched at the end of the previous iteration is fitted on, then
+        # scored (prefetch: carried, but not yet scored)
+        '''
+import torch
+import torch.nn.functional as F
+def slot_prefetched(model, val_tokens, starts_list, steps, totals):
+    offset = torch.zeros(model.dim, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=1e-2)
+    nxt = val_tokens[starts_list[0]:starts_list[0] + 257]
+    for k in range(len(starts_list)):
+        seg = nxt
+        hid = model.hidden(seg[:-1][None]).detach()
+        for _ in range(steps):
+            loss = F.cross_entropy(model.head(hid + offset)[0], seg[1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(hid + offset)[0], seg[1:], reduction="none")
+        totals.add(nll)
+        nxt = val_tokens[starts_list[k]:starts_list[k] + 257]
+    return totals
+''',
     ]
     VALID = [
         # score-first chunk TTT (PR #549 shape)
@@ -179,6 +317,84 @@ def quantize(model, train_loader, args):
     hessians = collect_hessians(model, train_loader, n_batches=args.calib_batches)
     return gptq_quantize(model, hessians)
 ''',
+        # per-document LoRA TTT through a ledger: each chunk is scored (inference_mode), then the
+        # adapter steps on it; reset between documents; the last chunk is never trained on
+        '''
+import torch
+import torch.nn.functional as F
+def doc_lora(model, adapter, val_tokens, docs, chunk, steps, book):
+    for first, last in docs:
+        adapter.reset()
+        opt = torch.optim.Adam(adapter.parameters(), lr=1e-3)
+        for a in range(first + 1, last + 1, chunk):
+            b = min(a + chunk, last + 1)
+            x, y = val_tokens[a - 1:b - 1][None], val_tokens[a:b][None]
+            with torch.inference_mode():
+                hid = model.hidden(x)
+            with torch.inference_mode():
+                nll = F.cross_entropy(model.head(adapter(hid))[0], y[0], reduction="none")
+            book.score(torch.arange(a, b), nll)
+            if b > last:
+                break
+            for _ in range(steps):
+                loss = F.cross_entropy(model.head(adapter(hid.clone()))[0], y[0])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return book.finalize()
+''',
+        # chunk TTT: a helper hands the chunk's NLL to the totals under no_grad, then a helper
+        # trains on it (its objective summed into `loss` before the step)
+        '''
+import torch
+def score_rows(totals, rows, nll):
+    for r, v in zip(rows, nll):
+        totals.add(r, v)
+
+def train_on(model, opt, pieces):
+    loss = 0.0
+    for x, y in pieces:
+        loss = loss + model(x, y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+
+def chunked(model, opt, val_tokens, plan, totals):
+    for k, (rows, pieces) in enumerate(plan(val_tokens)):
+        with torch.no_grad():
+            nll = torch.stack([model(x, y) for x, y in pieces])
+            score_rows(totals, rows, nll)
+        if k < len(plan(val_tokens)) - 1:
+            train_on(model, opt, pieces)
+    return totals
+''',
+        # lagged SLOT: the offset used on batch b was fitted on batch b-1, scored in the previous
+        # iteration and carried over in `last`
+        '''
+import torch
+import torch.nn.functional as F
+def slot_lagged(model, val_tokens, batches, steps, totals):
+    offset = torch.zeros(model.dim, requires_grad=True)
+    opt = torch.optim.Adam([offset], lr=1e-2)
+    last = None
+    for starts in batches:
+        xb = torch.stack([val_tokens[a:a + 256] for a in starts])
+        yb = torch.stack([val_tokens[a + 1:a + 257] for a in starts])
+        with torch.no_grad():
+            hid = model.hidden(xb)
+        if last is not None:
+            lh, ly = last
+            for _ in range(steps):
+                loss = F.cross_entropy(model.head(lh + offset).transpose(1, 2), ly)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(hid + offset).transpose(1, 2), yb, reduction="none")
+        totals.add(nll)
+        last = (hid, yb)
+    return totals
+''',
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
@@ -189,6 +405,8 @@ def quantize(model, train_loader, args):
             if not s.target or not facts.tainted(s.target, func, s.line):
                 continue
             if interleaved(facts, func, s.line):
+                continue
+            if _on_carried_state(facts, func, s):
                 continue
             status, where = later_score(facts, func, s.end)
             if status == "protected":
@@ -242,3 +460,36 @@ def quantize(model, train_loader, args):
                     f"training data `{tn}` is built from validation data: the model trains on "
                     f"tokens it is later scored on (C3)",
                     ctx=ai.ctx, key=f"val in {tn}")
+
+
+def _on_carried_state(facts: Facts, func: FuncInfo | None, s: Site) -> bool:
+    """The objective of the step at ``s`` reads only state carried over from an earlier
+    iteration of an enclosing loop (``prev = (h, y, mask)`` assigned late in the body),
+    that loop scores after the step, and what it scores there is the current
+    iteration's data, not the carried state: the step uses tokens scored in an
+    earlier iteration (context-only SLOT, lagged updates)."""
+    if func is None:
+        return False
+    defs = [(ln, v) for ln, v in func.defs.get(s.target, []) if ln <= s.line and v is not None]
+    if not defs:
+        return False
+    loops = sorted(enclosing_loops(facts, func, s.line), key=lambda li: li.start)
+    if not loops:
+        return False
+    values = [defs[-1][1]]
+    scores = facts.occurrences(func, {"score"})
+    for i, outer in enumerate(loops):
+        inner = loops[i + 1:]
+        fit = inner[-1] if inner else SimpleNamespace(start=defs[-1][0], end=s.end)
+        if fit.start < outer.start:  # the objective is defined before this loop
+            continue
+        uses = [(ln, node) for ln, _e, _ctx, node in scores if fit.end < ln <= outer.end]
+        if not uses:
+            continue
+
+        def leaf_ok(n: str, _line=fit.start) -> bool:
+            return not facts.tainted(n, func, _line)
+
+        if carried_objective(facts, func, fit, outer, values, uses, leaf_ok=leaf_ok):
+            return True
+    return False

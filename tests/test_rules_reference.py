@@ -4,6 +4,9 @@ The reference's context-only SLOT (``ttt.eval_slot``: the delta used on batch b 
 fitted on batch b-1's carried-over state) and its GPTQ-style calibration inside the
 reserved training window (``train.train``) are the two legal shapes PG104 and PG203
 must recognise; mutating each into its illegal neighbour must still be flagged.
+PG201 must recognise the score-first per-document LoRA TTT (``ttt.eval_lora_ttt``:
+``ledger.score`` of a no_grad NLL, then the adapter step) and the same SLOT, on the
+packed one-file script, with the config switches off and on.
 """
 
 from __future__ import annotations
@@ -55,6 +58,70 @@ def test_packed_reference_script_has_no_illegal_and_no_slot_or_calibration_findi
     findings = _lint(pack.build_source())
     assert not [(f.code, f.message) for f in findings if f.severity == Severity.ILLEGAL]
     assert not [f for f in findings if f.code in ("PG104", "PG203", "PG301")]
+
+
+# env values that switch on the reference's adaptive evaluation paths (reference_impl/config.py)
+_SWITCHES = [
+    pytest.param({}, id="default"),
+    pytest.param({"TTT_MODE": "lora", "SLOT_ENABLED": "1"}, id="lora+slot"),
+    pytest.param({"TTT_MODE": "chunk", "SLOT_ENABLED": "1", "NGRAM_TILT": "1"}, id="chunk+slot+tilt"),
+]
+
+
+def _packed() -> str:
+    return pytest.importorskip("reference_impl.pack").build_source()
+
+
+@pytest.mark.parametrize("env", _SWITCHES)
+def test_packed_reference_has_no_val_update_before_score_finding(env):
+    # score-first LoRA TTT (ledger.score under no_grad, then the adapter steps) and context-only
+    # SLOT (fitted on the previous batch's carried state) are the legal shapes PG201 must recognise
+    findings = _lint(_packed(), env=env)
+    assert not [(f.code, f.severity, f.message) for f in findings if f.code == "PG201"]
+    assert not [(f.code, f.message) for f in findings if f.severity == Severity.ILLEGAL]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REF, "*.py"))), ids=os.path.basename)
+def test_reference_module_has_no_val_update_before_score_finding(path):
+    with open(path, encoding="utf-8") as f:
+        assert not [f.message for f in _lint(f.read(), file=path) if f.code == "PG201"]
+
+
+def _pg201(src: str, env=None):
+    return [f for f in _lint(src, env=env) if f.code == "PG201"]
+
+
+def test_lora_step_before_the_ledger_score_is_flagged():
+    score = "            ledger.score(pos, nll[a - (w0 + 1) :], count_bytes(tokens[pos - 1], tokens[pos], tables))\n"
+    src = _mutate(_packed(), score, "")
+    src = _mutate(src, "                opt.step()\n    return ledger.finalize(), ledger\n\n\ndef eval_slot(",
+                  "                opt.step()\n" + score + "    return ledger.finalize(), ledger\n\n\ndef eval_slot(")
+    hits = _pg201(src, env={"TTT_MODE": "lora"})
+    assert [f.severity for f in hits] == [Severity.ILLEGAL] and "eval_lora_ttt" in hits[0].message
+    assert "scored afterwards" in hits[0].message
+
+
+def test_lora_score_outside_no_grad_is_not_scoring():
+    # the same ledger call fed an NLL computed with gradients is not recognised as the score
+    src = _mutate(_packed(), "            with torch.no_grad():\n                nll = F.cross_entropy(model.logits_from_hidden(adapter(h))",
+                  "            if True:\n                nll = F.cross_entropy(model.logits_from_hidden(adapter(h))")
+    hits = _pg201(src, env={"TTT_MODE": "lora"})
+    assert hits and "eval_lora_ttt" in hits[0].message
+
+
+def test_slot_fitted_on_the_current_batch_is_flagged_by_pg201_too():
+    src = _mutate(_packed(), "model.logits_from_hidden(ph + delta).transpose(1, 2), py,",
+                  "model.logits_from_hidden(h + delta).transpose(1, 2), y,")
+    hits = _pg201(src, env={"SLOT_ENABLED": "1"})
+    assert [f.severity for f in hits] == [Severity.ILLEGAL] and "eval_slot" in hits[0].message
+
+
+def test_slot_carried_state_set_from_the_current_batch_is_flagged_by_pg201():
+    src = _mutate(_packed(), "        if prev is not None:\n            ph, py, pmask",
+                  "        prev = (h, y, torch.ones_like(y, dtype=torch.bool), (0, 0))\n"
+                  "        if prev is not None:\n            ph, py, pmask")
+    hits = _pg201(src, env={"SLOT_ENABLED": "1"})
+    assert [f.severity for f in hits] == [Severity.ILLEGAL] and "eval_slot" in hits[0].message
 
 
 def test_slot_fitted_on_the_current_batch_is_flagged():
