@@ -133,7 +133,7 @@ def read_results(log_path: str) -> dict:
 def pack_record(out: str, seeds: list[int], packed: bool = False, nproc: int = 1, data_dir: str | None = None,
                 extra_env: dict | None = None) -> dict:
     os.makedirs(out, exist_ok=True)
-    script = os.path.join(out, "train_gpt.py")
+    script = os.path.abspath(os.path.join(out, "train_gpt.py"))  # the runs use their own cwd
     write_script(script, packed)
     with tempfile.TemporaryDirectory(prefix="pgolf_pack_") as tmp:
         data_dir = data_dir or os.path.join(tmp, "data")
