@@ -235,43 +235,45 @@ def explain(code: str = typer.Argument(..., help="A rule code, e.g. PG101 or PG4
     typer.echo(text)
 
 
-def _catalog() -> list[tuple[str, str, str, str]]:
+def _check_rules() -> list[tuple[str, object]]:
+    """Every CheckRule-based rule with the kind of check that reports it."""
     from auditor.checks import all_check_rules
-
     from auditor.gitdiff import GATE_RULES
-
-    rows = [(r.code, r.slug, "folder check", r.summary) for r in all_check_rules()]
-    rows += [(r.code, r.slug, "PR gate (--diff)", r.summary) for r in GATE_RULES]
     from auditor.probes.runner import PROBE_RULES
 
-    rows += [(r.code, r.slug, "dynamic probe", r.summary) for r in PROBE_RULES]
-    for rule in _static_rules():
+    return (
+        [("folder check", r) for r in all_check_rules()]
+        + [("PR gate, pgolf check --diff", r) for r in GATE_RULES]
+        + [("dynamic probe, pgolf probe / check --probe", r) for r in PROBE_RULES]
+    )
+
+
+def _catalog() -> list[tuple[str, str, str, str]]:
+    static = _static_rules()
+    static_codes = {rule.code for rule in static}
+    rows = []
+    for rule in static:
         summary = (rule.__doc__ or "").strip().splitlines()[0] if rule.__doc__ else ""
-        rows.append((rule.code, rule.slug, getattr(rule.severity, "value", str(rule.severity)), summary))
+        kind = getattr(rule.severity, "value", str(rule.severity))
+        if any(r.code == rule.code for _, r in _check_rules()):
+            kind += " + folder check"
+        rows.append((rule.code, rule.slug, kind, summary))
+    for kind, rule in _check_rules():
+        if rule.code not in static_codes:
+            rows.append((rule.code, rule.slug, kind.split(",")[0], rule.summary))
     return sorted(rows)
 
 
 def _explain(code: str) -> str | None:
-    from auditor.checks import all_check_rules
-
-    from auditor.gitdiff import GATE_RULES
-
-    for rule in all_check_rules():
-        if rule.code == code:
-            return f"{rule.code} {rule.slug} (folder check)\n\n{rule.summary}\n\nRuling: {rule.reference}"
-    for rule in GATE_RULES:
-        if rule.code == code:
-            return f"{rule.code} {rule.slug} (PR gate, pgolf check --diff)\n\n{rule.summary}\n\nRuling: {rule.reference}"
-    from auditor.probes.runner import PROBE_RULES
-
-    for rule in PROBE_RULES:
-        if rule.code == code:
-            return f"{rule.code} {rule.slug} (dynamic probe, pgolf probe / check --probe)\n\n{rule.summary}\n\nRuling: {rule.reference}"
+    """The static rule's page when there is one (it is the fuller), else the check's."""
     for rule in _static_rules():
         if rule.code == code:
             from rules.catalog import render_rule
 
             return render_rule(rule)
+    for kind, rule in _check_rules():
+        if rule.code == code:
+            return f"{rule.code} {rule.slug} ({kind})\n\n{rule.summary}\n\nRuling: {rule.reference}"
     return None
 
 
