@@ -28,14 +28,8 @@ from reference_impl.synthetic import toy_corpus  # noqa: E402
 N_VAL = 1200
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Toy tensors: one intra-op thread is as fast and does not stall when cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 @pytest.fixture(scope="module")
 def setup():

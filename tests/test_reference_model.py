@@ -30,14 +30,8 @@ def _model(**over) -> GPT:
     return GPT(Config.from_env(env)).eval()
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Toy tensors: one intra-op thread is as fast and does not stall when cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 @pytest.mark.parametrize("over", [{}, {"activation": "relu2", "tie_embeddings": 0}, {"smear": 0, "bigram_buckets": 0}])
 def test_logits_at_t_do_not_depend_on_later_tokens(over):
