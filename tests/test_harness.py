@@ -6,47 +6,12 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from auditor.harness import batch, measure
-from auditor.harness.command import rerun
+from tests.harnesskit import FIXTURES, alive, invoke
 from auditor.harness.run import launch
-
-FIXTURES = Path(__file__).parent / "fixtures" / "harness"
-
-app = typer.Typer()
-app.command("rerun")(rerun)
-
-
-@app.callback()
-def _root() -> None:
-    """Registered the way auditor/cli.py registers it."""
-
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, ["rerun", *[str(a) for a in args]])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return not os.path.isdir("/proc")
 
 
 def test_dry_run_prints_the_exact_commands_and_runs_nothing(tmp_path):
@@ -74,7 +39,7 @@ def test_dry_run_multi_node_uses_rendezvous_not_standalone(tmp_path):
 
 
 def test_help_documents_multi_node():
-    result = runner.invoke(app, ["rerun", "--help"])
+    result = invoke("--help")
     assert result.exit_code == 0
     assert "Multi-node" in result.stdout and "rdzv" in result.stdout
 
@@ -124,7 +89,7 @@ def test_launch_kills_the_tree_at_the_limit_and_keeps_the_log(tmp_path):
     assert result.leftover == []
     assert "started" in log.read_text() and "started" in seen
     pids = [int(p) for p in pid_file.read_text().split()]
-    assert pids and not any(_alive(p) for p in pids)
+    assert pids and not any(alive(p) for p in pids)
 
 
 def test_launch_normal_exit_reports_status(tmp_path):

@@ -16,51 +16,16 @@ runs of the packed script supply its claimed logs).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from auditor.harness import batch
-from auditor.harness.command import rerun
+from tests.harnesskit import FIXTURES, alive, invoke
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "harness"
 
-app = typer.Typer()
-app.command("rerun")(rerun)
-
-
-@app.callback()
-def _root() -> None:
-    """Registered the way auditor/cli.py registers it."""
-
-
-runner = CliRunner()
 pytestmark = pytest.mark.slow
-
-
-def invoke(*args):
-    return runner.invoke(app, ["rerun", *[str(a) for a in args]])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        if os.path.isdir("/proc"):
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +110,7 @@ def test_slow_script_is_killed_at_the_limit_and_nothing_survives(tmp_path):
     assert "over budget" in result.stdout
     pids = [int(p) for p in (run_dir / "pids.txt").read_text().split()]  # script, torchrun agent, 2 children
     assert len(pids) == 4
-    assert not [p for p in pids if _alive(p)]
+    assert not [p for p in pids if alive(p)]
 
 
 def _run_fixture(name: str, tmp_path: Path):
