@@ -7,7 +7,7 @@ from collections import Counter
 
 from auditor.challenge import CANONICAL_VAL_TOKENS
 from auditor.checks.base import CheckRule, cite, log_location
-from auditor.findings import Finding, Location, Severity
+from auditor.findings import Finding, Severity
 from auditor.record import Record
 
 VAL_TOKENS = CheckRule(
@@ -39,7 +39,7 @@ def check(record: Record) -> list[Finding]:
                 Severity.WARNING,
                 "the seeds evaluated different numbers of validation tokens: "
                 + ", ".join(f"{log}: {n:,}" for log, n in counted.items()),
-                Location(record.name),
+                None,
                 key="differ",
             )
         )

@@ -16,7 +16,7 @@ FOLDER_PROBLEM = CheckRule("PG417", "folder-problem", "The folder could be read 
 
 def check(record: Record) -> list[Finding]:
     findings = [
-        FOLDER_PROBLEM.finding(Severity.WARNING, problem, Location(record.name)) for problem in record.problems
+        FOLDER_PROBLEM.finding(Severity.WARNING, problem) for problem in record.problems
     ]
     lower = {f.lower() for f in record.files}
     for name in ("README.md", "submission.json", SCRIPT_NAME):
@@ -29,7 +29,7 @@ def check(record: Record) -> list[Finding]:
             REQUIRED_FILES.finding(
                 Severity.ILLEGAL,
                 "no train log found (expected one *.log or train*.txt per seed)",
-                Location(record.name),
+                None,
                 key="logs",
             )
         )

@@ -49,7 +49,7 @@ def check(record: Record) -> list[Finding]:
             SEED_COUNT.finding(
                 Severity.ILLEGAL,
                 f"{len(seeds)} distinct seed(s) in the logs ({_list(seeds)}); at least {MIN_SEEDS} are required",
-                Location(record.name),
+                None,
                 key="count",
             )
         )
@@ -100,7 +100,7 @@ def _one_configuration(record: Record) -> list[Finding]:
                 Severity.WARNING,
                 f"the logs print different code sizes ({', '.join(f'{s:,}' for s in sorted(code_sizes))}): "
                 "the seeds did not all run the same train_gpt.py",
-                Location(record.name),
+                None,
                 evidence=[cite(r.log, r.bytes_code) for r in record.logs if r.bytes_code],
                 key="code-size",
             )
