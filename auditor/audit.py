@@ -47,9 +47,7 @@ class Audit:
 
     @property
     def verdict(self) -> Verdict:
-        if self.suppressed:
-            return verdict_of([f for f in self.findings if f.fingerprint not in self.suppressed], self.error)
-        return verdict_of(self.findings, self.error)
+        return verdict_of([f for f in self.findings if f.fingerprint not in self.suppressed], self.error)
 
 
 @dataclass
@@ -87,11 +85,9 @@ def audit_path(path: Path, options: Options | None = None) -> Audit:
 
 def lint_record(record: Record, env: dict[str, str]) -> list[Finding]:
     """Static rules over every code unit the script runs."""
-    try:
-        import rules
-    except ImportError:
-        return []
-    if not hasattr(rules, "lint") or record.script is None:
+    import rules  # here, so a --no-rules run never builds the rule registry
+
+    if record.script is None:
         return []
     config = rules.LintConfig(env=dict(env), evidence_lines=evidence_lines(record))
     findings: list[Finding] = []
