@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import binascii
-import bz2
 import io
 import lzma
 import tokenize
@@ -31,6 +29,15 @@ from typing import Any, Callable
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
 from libcst.metadata import MetadataWrapper, PositionProvider
+
+from auditor.decoders import (
+    DECOMPRESSOR_OBJECTS,
+    DECOMPRESSORS,
+    ENCODINGS,
+    LZMA_STEP,
+    DecodeFailure,
+    by_magic,
+)
 
 __all__ = [
     "Layer",
@@ -234,132 +241,12 @@ def _looks_like_code(text: str) -> bool:
     return True
 
 
-# ----------------------------------------------------------------------- codecs
+# ------------------------------------------------------------ evaluation errors
 
 
 class _Unknown(Exception):
     """The expression is not something we can evaluate without running code."""
 
-
-class _Fail(Exception):
-    """A payload was found but could not be decoded; carries a Problem kind."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-# Encodings: stdlib functions on bytes/str whose output is smaller than the input.
-_ENCODINGS: dict[str, tuple[str, Callable[..., bytes]]] = {
-    "base64.b85decode": ("b85", base64.b85decode),
-    "base64.b64decode": ("b64", base64.b64decode),
-    "base64.standard_b64decode": ("b64", base64.standard_b64decode),
-    "base64.decodebytes": ("b64", base64.decodebytes),
-    "binascii.a2b_base64": ("b64", binascii.a2b_base64),
-    "base64.urlsafe_b64decode": ("b64url", base64.urlsafe_b64decode),
-    "base64.a85decode": ("a85", base64.a85decode),
-    "base64.b32decode": ("b32", base64.b32decode),
-    "base64.b16decode": ("hex", base64.b16decode),
-    "binascii.unhexlify": ("hex", binascii.unhexlify),
-    "binascii.a2b_hex": ("hex", binascii.a2b_hex),
-    "bytes.fromhex": ("hex", bytes.fromhex),
-}
-
-_LZMA_STEP = {lzma.FORMAT_AUTO: "lzma", lzma.FORMAT_XZ: "xz", lzma.FORMAT_ALONE: "lzma-alone", lzma.FORMAT_RAW: "lzma-raw"}
-
-
-def _bounded(out: bytes, limit: int, finished: bool, codec: str) -> bytes:
-    if len(out) > limit:
-        raise _Fail("bomb", f"{codec} output exceeds {limit:,} bytes (decompression bomb?)")
-    if not finished:
-        raise _Fail("decode-error", f"{codec} data is truncated (no end of stream)")
-    return out
-
-
-def _lzma(data: bytes, limit: int, format: int = lzma.FORMAT_AUTO, filters: Any = None) -> bytes:
-    decoder = lzma.LZMADecompressor(format=format, filters=filters)
-    return _bounded(decoder.decompress(data, max_length=limit + 1), limit, decoder.eof, "lzma")
-
-
-def _zlib(data: bytes, limit: int, wbits: int = zlib.MAX_WBITS, codec: str = "zlib") -> bytes:
-    decoder = zlib.decompressobj(wbits)
-    out = decoder.decompress(data, limit + 1)
-    if len(out) <= limit and not decoder.unconsumed_tail:
-        out += decoder.flush()
-    return _bounded(out, limit, decoder.eof, codec)
-
-
-def _gzip(data: bytes, limit: int) -> bytes:
-    return _zlib(data, limit, 16 + zlib.MAX_WBITS, "gzip")
-
-
-def _bz2(data: bytes, limit: int) -> bytes:
-    decoder = bz2.BZ2Decompressor()
-    return _bounded(decoder.decompress(data, max_length=limit + 1), limit, decoder.eof, "bz2")
-
-
-def _zstd(data: bytes, limit: int) -> bytes:
-    zstandard = _optional("zstandard", "zstd")
-    out = bytearray()
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-    while len(out) <= limit:
-        chunk = reader.read(min(1 << 20, limit + 1 - len(out)))
-        if not chunk:
-            break
-        out += chunk
-    if len(out) > limit:
-        raise _Fail("bomb", f"zstd output exceeds {limit:,} bytes (decompression bomb?)")
-    # The stream reader ends silently on truncated input; the output is now known
-    # to be small, so a one-shot object can tell whether the frame was complete.
-    checker = zstandard.ZstdDecompressor().decompressobj()
-    checker.decompress(data)
-    return _bounded(bytes(out), limit, checker.eof, "zstd")
-
-
-def _brotli(data: bytes, limit: int) -> bytes:
-    brotli = _optional("brotli", "brotli")
-    decoder = brotli.Decompressor()
-    try:
-        out = decoder.process(data, output_buffer_limit=limit + 1)
-    except TypeError:  # brotli < 1.2 cannot cap the output: feed one input byte at a time
-        parts, size = [], 0
-        for at in range(len(data)):
-            parts.append(decoder.process(data[at : at + 1]))
-            size += len(parts[-1])
-            if size > limit or decoder.is_finished():
-                break
-        return _bounded(b"".join(parts), limit, decoder.is_finished(), "brotli")
-    while len(out) <= limit and not decoder.is_finished() and not decoder.can_accept_more_data():
-        out += decoder.process(b"", output_buffer_limit=limit + 1 - len(out))
-    return _bounded(out, limit, decoder.is_finished(), "brotli")
-
-
-def _optional(module: str, codec: str) -> Any:
-    try:
-        return __import__(module)
-    except ImportError:
-        raise _Fail("missing-codec", f"{codec} payload cannot be decoded: the {module} package is not installed") from None
-
-
-# qualified call name -> (step, decoder, parameter names after the data)
-_DECOMPRESSORS: dict[str, tuple[str, Callable[..., bytes], tuple[str, ...]]] = {
-    "lzma.decompress": ("lzma", _lzma, ("format", "memlimit", "filters")),
-    "zlib.decompress": ("zlib", _zlib, ("wbits", "bufsize")),
-    "gzip.decompress": ("gzip", _gzip, ()),
-    "bz2.decompress": ("bz2", _bz2, ()),
-    "zstandard.decompress": ("zstd", _zstd, ("max_output_size",)),
-    "compression.zstd.decompress": ("zstd", _zstd, ()),
-    "brotli.decompress": ("brotli", _brotli, ()),
-}
-
-# Decompressor objects: "<constructor>().<method>" -> (step, decoder, constructor parameters)
-_DECOMPRESSOR_OBJECTS: dict[str, tuple[str, Callable[..., bytes], tuple[str, ...]]] = {
-    "lzma.LZMADecompressor().decompress": ("lzma", _lzma, ("format", "memlimit", "filters")),
-    "zlib.decompressobj().decompress": ("zlib", _zlib, ("wbits", "zdict")),
-    "bz2.BZ2Decompressor().decompress": ("bz2", _bz2, ()),
-    "zstandard.ZstdDecompressor().decompress": ("zstd", _zstd, ()),
-    "brotli.Decompressor().process": ("brotli", _brotli, ()),
-}
 
 _CONSTANT_MODULES = {"lzma": lzma, "zlib": zlib}
 _SINKS = {"exec", "eval", "compile", "builtins.exec", "builtins.eval", "builtins.compile"}
@@ -475,7 +362,7 @@ class _Scan(cst.CSTVisitor):
             if isinstance(bound, (cst.Name, cst.Attribute, cst.Call)):
                 return self.qualname(bound, seen | {name})
             for module in self.star_modules:
-                if f"{module}.{name}" in _ENCODINGS or f"{module}.{name}" in _DECOMPRESSORS:
+                if f"{module}.{name}" in ENCODINGS or f"{module}.{name}" in DECOMPRESSORS:
                     return f"{module}.{name}"
             return name
         if isinstance(node, cst.Attribute):
@@ -638,14 +525,14 @@ class _Eval:
         callee = self.scan.qualname(node.func)
         if callee in ("compile", "builtins.compile") and node.args:
             return self(node.args[0].value)
-        if callee in _ENCODINGS:
-            return self._encoding(node, *_ENCODINGS[callee])
-        if callee in _DECOMPRESSORS:
-            step, decoder, params = _DECOMPRESSORS[callee]
+        if callee in ENCODINGS:
+            return self._encoding(node, *ENCODINGS[callee])
+        if callee in DECOMPRESSORS:
+            step, decoder, params = DECOMPRESSORS[callee]
             data, options = self._args(node, params)
             return self._decompress(data, step, decoder, options)
-        if callee in _DECOMPRESSOR_OBJECTS and isinstance(node.func, cst.Attribute):
-            step, decoder, params = _DECOMPRESSOR_OBJECTS[callee]
+        if callee in DECOMPRESSOR_OBJECTS and isinstance(node.func, cst.Attribute):
+            step, decoder, params = DECOMPRESSOR_OBJECTS[callee]
             built = self.scan.constructor(node.func.value)
             if built is None:
                 raise _Unknown
@@ -680,7 +567,7 @@ class _Eval:
         try:
             out = decoder(source.value, *rest, **options)
         except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
-            raise _Fail("decode-error", f"{step} decoding failed: {exc}") from None
+            raise DecodeFailure("decode-error", f"{step} decoding failed: {exc}") from None
         self.spend(len(out))
         return _Val(out, source.steps + (step,))
 
@@ -692,18 +579,18 @@ class _Eval:
         kwargs: dict[str, Any] = {}
         if step == "lzma":
             kwargs = {"format": options.get("format", lzma.FORMAT_AUTO), "filters": options.get("filters")}
-            step = _LZMA_STEP.get(kwargs["format"], "lzma")
+            step = LZMA_STEP.get(kwargs["format"], "lzma")
         elif step == "zlib" and "wbits" in options:
             kwargs = {"wbits": options["wbits"]}
         limit = self.budget()
         try:
             out = decoder(source.value, limit, **kwargs)
-        except _Fail:
+        except DecodeFailure:
             raise
         except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError, TypeError) as exc:
-            raise _Fail("decode-error", f"{step} decompression failed: {exc}") from None
+            raise DecodeFailure("decode-error", f"{step} decompression failed: {exc}") from None
         except Exception as exc:  # codec packages raise their own error types (zstd, brotli)
-            raise _Fail("decode-error", f"{step} decompression failed: {type(exc).__name__}: {exc}") from None
+            raise DecodeFailure("decode-error", f"{step} decompression failed: {type(exc).__name__}: {exc}") from None
         self.spend(len(out))
         return _Val(out, source.steps + (step,))
 
@@ -719,7 +606,7 @@ class _Eval:
         try:
             return _Val(getattr(source.value, method)(*positional, **keywords), source.steps)
         except (UnicodeError, LookupError, TypeError) as exc:
-            raise _Fail("decode-error", f".{method}() failed: {exc}") from None
+            raise DecodeFailure("decode-error", f".{method}() failed: {exc}") from None
 
     def _file_read(self, func: cst.Attribute, method: str) -> _Val:
         """``open(p).read()``, ``Path(p).read_text()``: a file read, never performed."""
@@ -768,7 +655,7 @@ class _Eval:
             return []
         try:
             value = self(node).value
-        except (_Unknown, _Fail):
+        except (_Unknown, DecodeFailure):
             return []
         return [value] if isinstance(value, str) else []
 
@@ -866,7 +753,7 @@ class _Unpacker:
             if callee in _SINKS and id(call) not in used:
                 self._sink(layer, depth, scan, call, callee, used)
         for call, callee in calls:
-            if id(call) not in used and (callee in _ENCODINGS or callee in _DECOMPRESSORS or callee in _DECOMPRESSOR_OBJECTS):
+            if id(call) not in used and (callee in ENCODINGS or callee in DECOMPRESSORS or callee in DECOMPRESSOR_OBJECTS):
                 self._free_chain(layer, depth, scan, call, used)
             elif callee in _FILE_RUNNERS or callee in _IMPORTERS:
                 self._call_link(layer, scan, call, callee)
@@ -895,7 +782,7 @@ class _Unpacker:
             val = evaluate(call.args[0].value)
         except _Unknown:
             pass
-        except _Fail as exc:
+        except DecodeFailure as exc:
             self._problem(exc.kind, f"{callee}() payload at {where}: {exc}; not followed", layer.name, line)
             return
         finally:
@@ -922,7 +809,7 @@ class _Unpacker:
         evaluate = self._evaluator(scan)
         try:
             val = evaluate(call)
-        except (_Unknown, _Fail):
+        except (_Unknown, DecodeFailure):
             return
         finally:
             used.update(evaluate.used)
@@ -940,7 +827,7 @@ class _Unpacker:
             return
         try:
             value = self._evaluator(scan)(literal).value
-        except (_Unknown, _Fail):
+        except (_Unknown, DecodeFailure):
             return
         if not isinstance(value, (str, bytes)) or len(value) < 64:
             return
@@ -1022,7 +909,7 @@ class _Unpacker:
             return
         try:
             module = evaluate(call.args[0].value).value
-        except (_Unknown, _Fail):
+        except (_Unknown, DecodeFailure):
             return
         if isinstance(module, str):
             self._import_link(layer, module, 0, line)
@@ -1078,7 +965,7 @@ def _sniff_value(value: str | bytes, limit: int) -> tuple[bytes, tuple[str, ...]
         except (ValueError, TypeError, UnicodeError):
             continue
     for data, steps in candidates:
-        codec = _by_magic(data)
+        codec = by_magic(data)
         if codec is not None:
             step, decoder = codec
             try:
@@ -1087,20 +974,4 @@ def _sniff_value(value: str | bytes, limit: int) -> tuple[bytes, tuple[str, ...]
                 continue
         if steps and data and _to_text(data)[1] is None:
             return data, steps
-    return None
-
-
-def _by_magic(data: bytes) -> tuple[str, Callable[[bytes, int], bytes]] | None:
-    if data.startswith(b"\xfd7zXZ\x00"):
-        return "lzma", _lzma
-    if data.startswith(b"\x5d\x00\x00"):
-        return "lzma", _lzma
-    if data.startswith(b"\x1f\x8b"):
-        return "gzip", _gzip
-    if data.startswith(b"BZh"):
-        return "bz2", _bz2
-    if data.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd", _zstd
-    if len(data) > 2 and data[0] & 0x0F == 8 and int.from_bytes(data[:2], "big") % 31 == 0:
-        return "zlib", _zlib
     return None
