@@ -29,6 +29,17 @@ def ev_of(name: str) -> RunEvidence:
     return parse_log_file(LOGS / name)
 
 
+class LogCase:
+    """Tests over one fixture log (NAME), parsed once per class."""
+
+    NAME = ""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def ev(cls) -> RunEvidence:
+        return ev_of(cls.NAME)
+
+
 def vl(c: Cited | None) -> tuple | None:
     """(value, line) of a Cited, for compact assertions."""
     return None if c is None else (c.value, c.line)
@@ -42,12 +53,9 @@ def fixture_line(name: str, n: int) -> str:
 # baseline: int8+zlib, nvidia-smi table, stopping_early, raw then compressed sizes
 
 
-class TestBaseline:
+class TestBaseline(LogCase):
     NAME = "baseline_int8_zlib_seed1337.log"
 
-    @pytest.fixture(scope="class")
-    def ev(self) -> RunEvidence:
-        return ev_of(self.NAME)
 
     def test_clean(self, ev):
         assert ev.log == self.NAME
@@ -105,12 +113,9 @@ class TestBaseline:
 # sliding window int6 + lzma, args-dump config, no stop line
 
 
-class TestSlidingWindow:
+class TestSlidingWindow(LogCase):
     NAME = "train_seed42.log"
 
-    @pytest.fixture(scope="class")
-    def ev(self) -> RunEvidence:
-        return ev_of(self.NAME)
 
     def test_clean(self, ev):
         assert ev.missing == [] and ev.problems == []
@@ -151,12 +156,9 @@ class TestSlidingWindow:
 # legal TTT: pre-quant metric, phased eval times, progress lines
 
 
-class TestLegalTTT:
+class TestLegalTTT(LogCase):
     NAME = "legal_ttt_seed2024.log"
 
-    @pytest.fixture(scope="class")
-    def ev(self) -> RunEvidence:
-        return ev_of(self.NAME)
 
     def test_headline_is_legal_ttt(self, ev):
         assert ev.missing == [] and ev.problems == []
@@ -216,12 +218,9 @@ def test_last_final_metric_is_headline_not_first():
 # structured :::PGOLF lines
 
 
-class TestStructuredOnly:
+class TestStructuredOnly(LogCase):
     NAME = "pgolf_only.log"
 
-    @pytest.fixture(scope="class")
-    def ev(self) -> RunEvidence:
-        return ev_of(self.NAME)
 
     def test_everything_from_structured(self, ev):
         assert ev.missing == [] and ev.problems == []
@@ -281,12 +280,9 @@ def test_structured_metrics_win_over_scraped_even_without_flag():
     assert [m.name for m in ev.metrics] == ["final_sw", "final_other"]
 
 
-class TestDisagreement:
+class TestDisagreement(LogCase):
     NAME = "disagree_seed11.log"
 
-    @pytest.fixture(scope="class")
-    def ev(self) -> RunEvidence:
-        return ev_of(self.NAME)
 
     def test_structured_metric_wins(self, ev):
         assert ev.headline.line == 8
