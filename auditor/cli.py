@@ -138,6 +138,9 @@ def scan(
     format: ScanFormat = typer.Option(ScanFormat.rich, "--format", "-f", help="Summary format."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the summary here instead of stdout."),
     no_rules: bool = typer.Option(False, "--no-rules", help="Folder checks only, skip the static code rules."),
+    record_timeout: float = typer.Option(
+        120.0, "--record-timeout", min=0, help="Seconds one record may take before it is counted as an internal error (0: no limit)."
+    ),
 ) -> None:
     """Audit many records (a checkout, a git ref, or every PR ref) in parallel, with a cache; print a summary."""
     from auditor.cache import default_dir
@@ -150,6 +153,7 @@ def scan(
     options = ScanOptions(
         ref=ref, refs=refs, base=base, workers=workers,
         cache_dir=None if no_cache else (cache or default_dir()), static_rules=not no_rules,
+        record_timeout_s=record_timeout,
     )
     try:
         result = run_scan(path, options)

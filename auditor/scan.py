@@ -23,14 +23,18 @@ never stops for one record.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -44,6 +48,9 @@ from auditor.gitdiff import GitError, changes, git, is_git_repo, merge_base, rec
 SCRIPT = "train_gpt.py"
 BASE_CANDIDATES = ("refs/heads/main", "refs/heads/master", "refs/remotes/origin/main", "refs/remotes/origin/master", "HEAD")
 REGULAR_MODES = ("100644", "100755")
+# One record's static audit takes well under a few seconds; one that takes this
+# long is stuck (a pathological file), and it must not stall a scan of thousands.
+RECORD_TIMEOUT_S = 120.0
 
 
 class ScanError(Exception):
@@ -117,6 +124,7 @@ class ScanOptions:
     cache_dir: Path | None = None
     static_rules: bool = True
     progress: bool | None = None  # None: only on a TTY
+    record_timeout_s: float = RECORD_TIMEOUT_S  # 0: no limit
 
 
 def scan(path: Path, options: ScanOptions | None = None, analyse: Callable[[str, str, bool], dict] | None = None) -> ScanResult:
@@ -158,7 +166,7 @@ def scan(path: Path, options: ScanOptions | None = None, analyse: Callable[[str,
 
     if todo:
         by_key = {(e.ref, e.record): e for e in result.entries}
-        worker = analyse or _analyse
+        worker = analyse or functools.partial(_analyse, timeout_s=options.record_timeout_s)
         for target, outcome in _run(path, todo, worker, options):
             entry = by_key[(target.ref, target.record)]
             entry.audit, entry.error = outcome.get("audit"), outcome.get("error")
@@ -307,18 +315,46 @@ def _added_folders(repo: Path, commit: str, base_commit: str) -> list:
 # --------------------------------------------------------------------------- running
 
 
-def _analyse(folder: str, label: str, static_rules: bool = True) -> dict:
-    """Audit one folder (in a worker process); never raises."""
-    try:
-        from auditor.audit import Options, audit_path
-        from auditor.report.json_report import _finite, audit_to_dict
+class RecordTimeout(Exception):
+    """One record's audit ran past ScanOptions.record_timeout_s."""
 
-        audit = audit_path(Path(folder), Options(static_rules=static_rules))
+
+def _analyse(folder: str, label: str, static_rules: bool = True, timeout_s: float = 0) -> dict:
+    """Audit one folder (in a worker process); never raises.
+
+    The timeout is an alarm in the worker's main thread: it interrupts Python
+    code, and native code (a parser) at its next return to Python.
+    """
+    try:
+        with _alarm(timeout_s, label):
+            from auditor.audit import Options, audit_path
+            from auditor.report.json_report import _finite, audit_to_dict
+
+            audit = audit_path(Path(folder), Options(static_rules=static_rules))
         audit.target = label
         # Through JSON and back, so a fresh entry is exactly what the cache holds.
         return {"audit": json.loads(json.dumps(_finite(audit_to_dict(audit)), allow_nan=False)), "error": None}
     except BaseException as exc:  # noqa: BLE001 - one record never stops the scan
         return {"audit": None, "error": f"internal error while analysing {label}: {type(exc).__name__}: {exc}"}
+
+
+@contextmanager
+def _alarm(seconds: float, label: str):
+    """Raise RecordTimeout after `seconds` (0, or off the main thread: no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise RecordTimeout(f"{label} took more than {seconds:g} s; skipped")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _warm() -> None:

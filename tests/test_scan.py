@@ -244,3 +244,28 @@ def test_cli_usage_errors(tmp_path, prs):
     assert runner.invoke(app, ["scan", str(prs), "--ref", "main", "--refs", "x"]).exit_code == 2
     with pytest.raises(ScanError):
         scan(tmp_path / "empty", ScanOptions())
+
+
+def test_a_record_that_hangs_is_timed_out_and_the_scan_goes_on(tmp_path, monkeypatch):
+    import time
+
+    import auditor.audit
+    from tests.recordkit import write_record
+
+    root = tmp_path / "checkout"
+    write_record(root / "records", name="2026-05-01_a")
+    write_record(root / "records", name="2026-05-02_stuck")
+    real = auditor.audit.audit_path
+
+    def hang(path, opts=None):
+        if "stuck" in str(path):
+            time.sleep(30)
+        return real(path, opts)
+
+    monkeypatch.setattr(auditor.audit, "audit_path", hang)
+    started = time.perf_counter()
+    result = scan(root, ScanOptions(workers=1, cache_dir=None, record_timeout_s=0.5, progress=False))
+    assert time.perf_counter() - started < 20
+    verdicts = {e.record.rsplit("/", 1)[-1]: (e.verdict, e.internal_error) for e in result.entries}
+    assert verdicts["2026-05-01_a"][0] == "PASS"
+    assert "took more than 0.5 s" in verdicts["2026-05-02_stuck"][1]
