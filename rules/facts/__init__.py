@@ -1,0 +1,144 @@
+"""Shared facts about one parsed layer, computed in ONE traversal.
+
+Every rule reads these instead of walking the tree again:
+
+* **configuration**: env-var backed settings (``X = int(os.environ.get("X", "0"))``
+  in a ``Hyperparameters``-style class or at module level, ``os.getenv``,
+  argparse ``default=``, literal fields of a config class whose generic reader
+  maps ``f.name.upper()`` to the environment), their defaults, where they are defined, and their
+  effective value once ``LintConfig.env`` overrides them;
+* **gates and reachability**: for every recorded node, the ``if`` tests that
+  guard it (plus early-exit guards such as ``if not args.ttt: return``) and
+  whether each test is decided by the effective configuration; functions are
+  reachable when referenced from reachable code (the module body, the
+  ``__main__`` guard, transitively); a file without an entry point (a snippet)
+  treats every function as reachable;
+* **validation-token flow**: which names hold validation data, seeded by names
+  such as ``val_tokens`` / ``args.val_files`` / ``"fineweb_val_*"`` strings /
+  ``load_validation_tokens`` and propagated through assignments (slicing,
+  indexing, ``.to()``, arithmetic, calls), ``for`` targets, function arguments
+  (caller to parameter) and return values; inside a loop a read also sees
+  definitions later in the loop body (the previous iteration's value);
+* **scoring sites** (loss/NLL accumulated into totals, or an NLL computed under
+  ``no_grad`` handed to a ledger / accumulator: ``ledger.score(..)``,
+  ``totals.add(..)``, ``score_rows(..)``; a sum into a name that is later
+  ``backward()``-ed is a training objective, not a score) and **update sites**
+  (``backward()``, ``autograd.grad``, optimizer ``step()``, in-place cache
+  updates), each with its function, enclosing loops, gates and ``no_grad``
+  context, plus per-function summaries (does calling it score / update).
+
+Known limits: flow-insensitive except for "nearest preceding definition";
+aliasing through containers, attributes of objects (``self.x``) and dynamic
+dispatch are not tracked; names are matched by convention (``val``, ``loss``,
+``nll``, ``opt``), so exotic naming weakens the facts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libcst as cst
+
+from .collect import Collector, positions
+from .config import UNKNOWN, ConfigFacts, ConfigVar
+from .flow import FlowFacts
+from .names import is_loss_name, is_train_name, is_val_name
+from .nodes import base_name, dotted, iter_nodes, target_names
+from .reach import Reach, ReachFacts, Switch
+from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
+from .sites import Site, SiteFacts
+
+__all__ = [
+    "UNKNOWN", "AssignInfo", "CallInfo", "ConfigVar", "Ctx", "Facts", "FuncInfo", "Gate",
+    "LoopInfo", "Reach", "Site", "Switch", "base_name", "dotted", "is_loss_name",
+    "is_train_name", "is_val_name", "iter_nodes", "target_names",
+]
+
+
+class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
+    """Everything the rules know about one layer: the records of one traversal, then
+    the configuration, reachability, validation flow and sites derived from them."""
+
+    def __init__(self, module: cst.Module, text: str, env: dict[str, str] | None = None):
+        self.module = module
+        self.text = text
+        self.lines = text.splitlines()
+        self.env = dict(env or {})
+        self.names_in: dict[cst.CSTNode, set[str]] = {}
+        self.funcs: list[FuncInfo] = []
+        self.func_by_node: dict[cst.CSTNode, FuncInfo] = {}
+        self.funcs_by_name: dict[str, list[FuncInfo]] = {}
+        self.classes: dict[str, tuple] = {}
+        self.class_fields: list[tuple[str, str, Any, int]] = []
+        self.loops: list[tuple[LoopInfo, Ctx]] = []
+        self.loop_by_node: dict[cst.CSTNode, LoopInfo] = {}
+        self.ifs: list[tuple[cst.If, int, Ctx]] = []
+        self.calls: list[CallInfo] = []
+        self.assigns: list[AssignInfo] = []
+        self.subscripts: list[tuple[cst.Subscript, int, Ctx]] = []
+        self.binops: list[tuple[cst.BinaryOperation, int, Ctx]] = []
+        self.strings: list[tuple[int, str, Ctx]] = []
+        self.imports: list[tuple[str, int, int, Ctx]] = []
+        # local name -> what it was imported as (``ur`` -> ``urllib.request``,
+        # ``fetch`` -> ``requests.get``, ``urlopen`` -> ``urllib.request.urlopen``)
+        self.import_aliases: dict[str, str] = {}
+        self.refs_by_func: dict[str, list[Ctx]] = {}
+        self.module_defs: dict[str, list[tuple[int, Any]]] = {}
+        self._code_cache: dict[cst.CSTNode, str] = {}
+
+        self._positions = positions(module)
+        col = Collector(self)
+        module.visit(col)
+        self._build_config()
+        self._eval_cache: dict[tuple, Any] = {}
+        self._reach_cache: dict[int, Reach] = {}
+        self._func_reach: dict[FuncInfo, Reach] = {}
+        self._compute_reachability()
+        self._taint_cache: dict[tuple, bool] = {}
+        self._build_sites()
+
+    # ---------------------------------------------------------------- text
+    def code(self, node: cst.CSTNode) -> str:
+        c = self._code_cache.get(node)
+        if c is None:
+            c = self.module.code_for_node(node)
+            self._code_cache[node] = c
+        return c
+
+    def span(self, node: cst.CSTNode) -> tuple[int, int]:
+        r = self._positions.get(node)
+        if r is None:
+            return (0, 0)
+        return r.start.line, r.end.line
+
+    def line_text(self, a: int, b: int | None = None, limit: int = 6) -> tuple[str, ...]:
+        b = b or a
+        out = []
+        for i in range(a, min(b, a + limit - 1) + 1):
+            if 1 <= i <= len(self.lines):
+                out.append(f"{i}: {self.lines[i - 1].rstrip()}")
+        return tuple(out)
+
+    def resolve(self, name: str) -> str:
+        """A dotted call name with its first component replaced by what it was
+        imported as: ``ur.urlopen`` -> ``urllib.request.urlopen``."""
+        if not name:
+            return name
+        head, _, rest = name.partition(".")
+        full = self.import_aliases.get(head)
+        if full is None or full == head:
+            return name
+        return f"{full}.{rest}" if rest else full
+
+    def names(self, node: cst.CSTNode) -> set[str]:
+        s = self.names_in.get(node)
+        if s is not None:
+            return s
+        out: set[str] = set()
+        for n in iter_nodes(node):
+            if isinstance(n, cst.Name):
+                out.add(n.value)
+            elif isinstance(n, cst.SimpleString) and "fineweb_val" in n.value:
+                out.add("__VAL_STRING__")
+        self.names_in[node] = out
+        return out

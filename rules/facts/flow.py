@@ -1,0 +1,113 @@
+"""Validation-token flow: which names hold validation data, through definitions,
+calls, parameters and return values."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import libcst as cst
+
+from .names import is_val_name
+from .records import FuncInfo
+
+
+class FlowFacts:
+    """The validation-flow part of ``Facts`` (a mixin: reads the collected definitions)."""
+
+    def is_val_source_names(self, names: Iterable[str]) -> bool:
+        return any(n == "__VAL_STRING__" or is_val_name(n) for n in names)
+
+    def tainted(self, name: str, func: FuncInfo | None, line: int | None = None, _depth: int = 0) -> bool:
+        """Does ``name`` (as seen in ``func`` at ``line``) hold validation data?"""
+        if is_val_name(name):
+            return True
+        key = (name, id(func), line)
+        if key in self._taint_cache:
+            return self._taint_cache[key]
+        self._taint_cache[key] = False
+        res = False
+        if _depth < 12:
+            scope = func.defs if func is not None else self.module_defs
+            defs = scope.get(name)
+            if defs is None and func is not None and func.parent is not None:
+                res = self.tainted(name, func.parent, None, _depth + 1)
+            elif defs:
+                chosen = defs
+                if line is not None:
+                    before = [d for d in defs if d[0] <= line]
+                    chosen = [before[-1]] if before else defs
+                    if before:
+                        # a later definition in a loop around the read reaches it through the
+                        # back edge (``prev = (h, y)`` at the end of the body, read at the top)
+                        loops = [li for li, _c in self.loops if li.func is func and li.start <= line <= li.end]
+                        chosen = chosen + [d for d in defs if d[0] > line
+                                           and any(li.start <= d[0] <= li.end for li in loops)]
+                for dline, value in chosen:
+                    if value is None:  # a parameter: tainted by callers
+                        if func is not None and self._param_tainted(func, name, _depth):
+                            res = True
+                            break
+                        continue
+                    if self.expr_tainted(value, func, dline, _depth + 1):
+                        res = True
+                        break
+        self._taint_cache[key] = res
+        return res
+
+    def expr_tainted(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None = None,
+                     _depth: int = 0) -> bool:
+        names = self.names(node)
+        if "__VAL_STRING__" in names:
+            return True
+        for n in names:
+            if n in self.funcs_by_name:
+                if self._returns_tainted(n, _depth):
+                    return True
+                continue
+            if self.tainted(n, func, line, _depth + 1):
+                return True
+        return False
+
+    def _returns_tainted(self, fname: str, _depth: int) -> bool:
+        key = ("ret", fname)
+        if key in self._taint_cache:
+            return self._taint_cache[key]
+        self._taint_cache[key] = False
+        res = False
+        if is_val_name(fname):
+            res = True
+        elif _depth < 10:
+            for fi in self.funcs_by_name.get(fname, []):
+                for r in fi.returns:
+                    if r.value is not None and self.expr_tainted(r.value, fi, None, _depth + 1):
+                        res = True
+        self._taint_cache[key] = res
+        return res
+
+    def _param_tainted(self, fi: FuncInfo, param: str, _depth: int) -> bool:
+        key = ("param", id(fi), param)
+        if key in self._taint_cache:
+            return self._taint_cache[key]
+        self._taint_cache[key] = False
+        res = False
+        try:
+            idx = [p.name.value for p in fi.node.params.params].index(param)
+        except ValueError:
+            idx = -1
+        if fi.cls is not None and idx >= 0:
+            idx -= 1  # self
+        for ci in self.calls:
+            if ci.attr != fi.name:
+                continue
+            arg = None
+            pos = [a for a in ci.node.args if a.keyword is None and not a.star]
+            for a in ci.node.args:
+                if a.keyword is not None and a.keyword.value == param:
+                    arg = a.value
+            if arg is None and 0 <= idx < len(pos):
+                arg = pos[idx].value
+            if arg is not None and self.expr_tainted(arg, ci.ctx.func, ci.line, _depth + 1):
+                res = True
+                break
+        self._taint_cache[key] = res
+        return res

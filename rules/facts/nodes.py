@@ -1,0 +1,76 @@
+"""Small libcst node helpers every fact module and rule uses (names, walking)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import libcst as cst
+from libcst.helpers import get_full_name_for_node
+
+
+def base_name(node: cst.CSTNode | None) -> str:
+    """``a`` for ``a``, ``a.b[c].d`` -> ``a`` ... the root Name of a chain."""
+    while node is not None:
+        if isinstance(node, cst.Name):
+            return node.value
+        if isinstance(node, cst.Attribute):
+            node = node.value
+        elif isinstance(node, cst.Subscript):
+            node = node.value
+        elif isinstance(node, cst.Call):
+            node = node.func
+        else:
+            return ""
+    return ""
+
+
+def dotted(node: cst.CSTNode | None) -> str:
+    if node is None:
+        return ""
+    try:
+        return get_full_name_for_node(node) or ""
+    except Exception:
+        return ""
+
+
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+_SKIP_FIELD = re.compile(r"^(whitespace|lpar$|rpar$|comma$|semicolon$|leading_lines$|lines_after|header$|footer$|"
+                         r"newline$|equal$|colon$|dot$|star$|asynchronous$)")
+
+
+def iter_nodes(node: cst.CSTNode):
+    """Every node under ``node`` (itself first), in source order, without
+    libcst's visit-and-replace machinery (which rebuilds every node it passes
+    and dominated the rules' running time). Whitespace and punctuation fields
+    are skipped."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        names = _CHILD_FIELDS.get(type(n))
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name))
+            _CHILD_FIELDS[type(n)] = names
+        kids: list = []
+        for name in names:
+            v = getattr(n, name)
+            if isinstance(v, cst.CSTNode):
+                kids.append(v)
+            elif isinstance(v, (list, tuple)):
+                kids.extend(x for x in v if isinstance(x, cst.CSTNode))
+        stack.extend(reversed(kids))
+
+
+def target_names(node: cst.CSTNode) -> list[str]:
+    """Names bound by an assignment / for target (tuples unpacked)."""
+    if isinstance(node, cst.Name):
+        return [node.value]
+    if isinstance(node, (cst.Tuple, cst.List)):
+        out: list[str] = []
+        for el in node.elements:
+            out += target_names(el.value)
+        return out
+    if isinstance(node, cst.StarredElement):
+        return target_names(node.value)
+    return []
