@@ -8,7 +8,7 @@ from auditor.findings import Severity
 
 from ._common import assigned_names, has_hash_op, realized_subscripts, stored_subscripts, target_exprs_in
 from .engine import Hit, Rule, register
-from .facts import Facts, base_name, dotted
+from .facts import Facts, base_name
 
 
 @register

@@ -10,7 +10,7 @@ from auditor.findings import Severity
 
 from ._common import carried_objective, enclosing_loops, interleaved, later_score
 from .engine import Hit, Rule, register
-from .facts import Facts, FuncInfo, Site, base_name, dotted
+from .facts import Facts, FuncInfo, Site, dotted
 
 _CALIB_RE = re.compile(r"(calib|hessian|gptq|awq|collect_stats|act_stats|quantize_with)", re.I)
 _LOADER_TARGET_RE = re.compile(r"train.*(loader|files|tokens|data|stream|shards|pattern|ds|iter)", re.I)

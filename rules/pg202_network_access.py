@@ -3,8 +3,6 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-import libcst as cst
-
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register

@@ -4,12 +4,10 @@ import re
 import sys
 from typing import Iterator
 
-import libcst as cst
-
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
-from .facts import Facts, dotted
+from .facts import Facts
 
 _KNOWN = {
     "torch", "numpy", "np", "sentencepiece", "triton", "flash_attn", "flash_attn_interface", "zstandard",
