@@ -24,7 +24,7 @@ import libcst as cst
 
 from auditor.findings import Finding, Location, Severity
 
-from .facts import UNKNOWN, Facts, Reach, Switch
+from .facts import Facts, Reach, Switch
 
 
 @dataclass
