@@ -116,27 +116,16 @@ def merge_uncounted(checks: list[Finding], static: list[Finding]) -> list[Findin
     return checks + kept
 
 
-def evidence_lines(record: Record, per_file: int = 20_000) -> list[tuple[str, int, str]]:
+def evidence_lines(record: Record) -> list[tuple[str, int, str]]:
     """Lines of logs, README and submission.json that can show a path ran.
 
-    Per-step training lines are skipped: they are most of a log and never
-    name an evaluation path.
+    Everything here was read when the record was loaded; log lines come from
+    the parser, which keeps every line that is not per-step progress.
     """
-    lines: list[tuple[str, int, str]] = []
-    sources = [run.log for run in record.logs] + [f for f in record.files if f.lower() in ("readme.md", "submission.json")]
-    for name in sources:
-        try:
-            with (record.root / name).open("r", encoding="utf-8", errors="replace") as fh:
-                kept = 0
-                for number, text in enumerate(fh, 1):
-                    if text.startswith("step:"):
-                        continue
-                    lines.append((name, number, text.rstrip("\n")[:500]))
-                    kept += 1
-                    if kept >= per_file:
-                        break
-        except OSError:
-            continue
+    lines = [(run.log, number, text) for run in record.logs for number, text in run.context]
+    readme = next((f for f in record.files if f.lower() == "readme.md"), "README.md")
+    for name, text in ((readme, record.readme), ("submission.json", record.submission_text)):
+        lines += [(name, number, line[:500]) for number, line in enumerate((text or "").splitlines(), 1)]
     return lines
 
 

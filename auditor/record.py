@@ -34,6 +34,7 @@ class Record:
     script: SourceUnit | None = None
     linked: list[SourceUnit] = field(default_factory=list)
     submission: dict | None = None
+    submission_text: str | None = None  # as read, to point findings at a key's line
     submission_error: str | None = None
     readme: str | None = None
     logs: list[RunEvidence] = field(default_factory=list)
@@ -75,7 +76,7 @@ def _load_folder(root: Path) -> Record:
         record.linked = follow_links(record.script, root)
 
     if "submission.json" in files:
-        record.submission, record.submission_error = _read_json(root / "submission.json")
+        record.submission_text, record.submission, record.submission_error = _read_json(root / "submission.json")
 
     readme = next((f for f in files if f.lower() == "readme.md"), None)
     if readme:
@@ -99,27 +100,27 @@ def _list_files(root: Path) -> list[str]:
     return found
 
 
-def _read_json(path: Path) -> tuple[dict | None, str | None]:
-    """Parse submission.json; return (data, None) or (None, a clear reason)."""
+def _read_json(path: Path) -> tuple[str | None, dict | None, str | None]:
+    """Read submission.json: (text, data, None), or a clear reason in place of data."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        return None, f"cannot read {path.name}: {exc.strerror}"
+        return None, None, f"cannot read {path.name}: {exc.strerror}"
     if len(raw) > MAX_JSON_BYTES:
-        return None, f"{path.name} is {len(raw):,} bytes, over the {MAX_JSON_BYTES:,}-byte limit"
+        return None, None, f"{path.name} is {len(raw):,} bytes, over the {MAX_JSON_BYTES:,}-byte limit"
     if not raw.strip():
-        return None, f"{path.name} is empty"
+        return None, None, f"{path.name} is empty"
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, f"{path.name} is not UTF-8 (byte {exc.start})"
+        return None, None, f"{path.name} is not UTF-8 (byte {exc.start})"
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        return text, None, f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
     if not isinstance(data, dict):
-        return None, f"{path.name} must hold a JSON object, found {type(data).__name__}"
-    return data, None
+        return text, None, f"{path.name} must hold a JSON object, found {type(data).__name__}"
+    return text, data, None
 
 
 def _read_text(path: Path, limit: int) -> str | None:

@@ -69,6 +69,9 @@ class RunEvidence:
     missing: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     n_lines: int = 0
+    # Every line that is not per-step progress, as (line number, text): the
+    # static rules read these as proof that a code path ran (its log label).
+    context: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (for reports and ``run.json``)."""

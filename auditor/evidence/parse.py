@@ -314,6 +314,12 @@ def _choose_headline(scan: _Scan) -> tuple[Metric | None, str | None]:
     return last, None
 
 
+# Logs that dump their source or config can have many non-step lines; the
+# rules need the labels near the end, not an unbounded copy.
+CONTEXT_LINES = 20_000
+CONTEXT_WIDTH = 500
+
+
 def parse_log_text(text: str, name: str) -> RunEvidence:
     """Parse one log's text into a :class:`RunEvidence`. Never raises."""
     try:
@@ -352,6 +358,8 @@ def _parse(text: str, name: str) -> RunEvidence:
         line = raw.rstrip("\r")
         if not line:
             continue
+        if len(ev.context) < CONTEXT_LINES and not line.startswith("step:"):
+            ev.context.append((i, line[:CONTEXT_WIDTH]))
         if PGOLF_PREFIX in line:
             scan.structured_line(i, line)
             continue
