@@ -11,3 +11,10 @@ MIN_SEEDS = 3
 # Canonical validation stream: the first 50,000 documents of fineweb_val_*.
 CANONICAL_VAL_TOKENS = {8192: 47_851_520}
 TRACKS = ("track_10min_16mb", "track_non_record_16mb")
+# Significance (README): beat the record by >= 0.005 nats/token, one-sided
+# Welch p < 0.01. From 2026-04-28 (PR #1902) maintainers admit rows that beat
+# the previous frontier at one-sided Welch p < 0.25, with no margin.
+README_MARGIN_NATS = 0.005
+README_ALPHA = 0.01
+FRONTIER_ALPHA = 0.25
+FRONTIER_FROM = "2026-04-28"

@@ -9,17 +9,17 @@ from __future__ import annotations
 import math
 
 from auditor import stats
+from auditor.challenge import FRONTIER_ALPHA, FRONTIER_FROM, README_ALPHA, README_MARGIN_NATS
 from auditor.checks.base import CheckRule
 from auditor.findings import Finding, Location, Severity
 
 SIGNIFICANCE = CheckRule(
     "PG413",
     "significance",
-    "The record beats the previous one: README ruleset (>= 0.005 nats, Welch p < 0.01) "
-    "or, from 2026-04-28, frontier practice (Welch p < 0.25).",
+    f"The record beats the previous one: README ruleset (>= {README_MARGIN_NATS} nats, Welch p < {README_ALPHA}) "
+    f"or, from {FRONTIER_FROM}, frontier practice (Welch p < {FRONTIER_ALPHA}).",
     "README: significance; PR #1902: frontier practice",
 )
-FRONTIER_FROM = "2026-04-28"
 
 
 def scores(runs) -> tuple[list[float], list[float]]:
@@ -44,7 +44,7 @@ def compare_runs(new_runs, old_runs=None, old_losses: list[float] | None = None)
             old_bpb,
             unit="val_bpb (bits/byte)",
             margin=margin,
-            note=f"val_loss missing on one side; 0.005 nats/token converted to {margin:.5f} bits/byte with this run's loss/bpb ratio",
+            note=f"val_loss missing on one side; {README_MARGIN_NATS} nats/token converted to {margin:.5f} bits/byte with this run's loss/bpb ratio",
         )
     return None
 
