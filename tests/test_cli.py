@@ -195,3 +195,13 @@ def test_lint_flags_a_file_in_one_line_per_finding(tmp_path):
 
 def test_lint_of_missing_file_is_usage_error(tmp_path):
     assert run("lint", tmp_path / "none.py").exit_code == 2
+
+
+def test_every_folder_check_code_in_the_readme_is_listed_by_rules():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    documented = set(re.findall(r"^\| (PG\d{3}) \|", readme, flags=re.M))
+    listing = run("rules").stdout
+    assert documented and all(code in listing for code in documented), documented - set(re.findall(r"PG\d{3}", listing))

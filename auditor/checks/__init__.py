@@ -6,7 +6,7 @@ finding names the file (and line) it rests on.
 
 from __future__ import annotations
 
-from auditor.checks import claims, code, data, layout, logs, metadata, seeds, size, timing
+from auditor.checks import claims, code, data, layout, logs, metadata, seeds, significance, size, timing
 from auditor.checks.base import CheckRule
 from auditor.findings import Finding
 from auditor.record import Record
@@ -29,7 +29,8 @@ def run_checks(record: Record) -> list[Finding]:
 def all_check_rules() -> list[CheckRule]:
     """Every folder-check rule, for `pgolf rules` and `pgolf explain`."""
     found = {}
-    for module in FOLDER_CHECKS + CODE_CHECKS:
+    # significance runs only with --against (audit.py), but is a rule all the same
+    for module in FOLDER_CHECKS + CODE_CHECKS + (significance,):
         for value in vars(module).values():
             if isinstance(value, CheckRule):
                 found[value.code] = value
