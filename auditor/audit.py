@@ -125,7 +125,7 @@ def evidence_lines(record: Record) -> list[tuple[str, int, str]]:
     lines = [(run.log, number, text) for run in record.logs for number, text in run.context]
     readme = next((f for f in record.files if f.lower() == "readme.md"), "README.md")
     for name, text in ((readme, record.readme), ("submission.json", record.submission_text)):
-        lines += [(name, number, line[:500]) for number, line in enumerate((text or "").splitlines(), 1)]
+        lines += [(name, number, line[:500]) for number, line in enumerate((text or "").split("\n"), 1)]
     return lines
 
 

@@ -46,7 +46,7 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 def key_line(record: Record, key: str) -> int | None:
     """Line of `"key":` in submission.json, so a reviewer can jump to it."""
-    for number, line in enumerate((record.submission_text or "").splitlines(), 1):
+    for number, line in enumerate((record.submission_text or "").split("\n"), 1):
         if f'"{key}"' in line:
             return number
     return None

@@ -74,5 +74,7 @@ class RunEvidence:
     context: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (for reports and ``run.json``)."""
-        return asdict(self)
+        """Plain JSON-able dict of the evidence (the raw context lines left out)."""
+        data = asdict(self)
+        del data["context"]
+        return data

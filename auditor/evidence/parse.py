@@ -358,20 +358,20 @@ def _parse(text: str, name: str) -> RunEvidence:
         line = raw.rstrip("\r")
         if not line:
             continue
-        if len(ev.context) < CONTEXT_LINES and not line.startswith("step:"):
+        structured = PGOLF_PREFIX in line
+        stop = not structured and "stopping_early" in line
+        step = STEP_RE.search(line) if not (structured or stop) and "step" in line else None
+        if step:
+            scan.step_line(i, line, step)
+            continue
+        if len(ev.context) < CONTEXT_LINES:
             ev.context.append((i, line[:CONTEXT_WIDTH]))
-        if PGOLF_PREFIX in line:
+        if structured:
             scan.structured_line(i, line)
-            continue
-        if "stopping_early" in line:
+        elif stop:
             scan.stop_line(i, line)
-            continue
-        if "step" in line:
-            sm = STEP_RE.search(line)
-            if sm:
-                scan.step_line(i, line, sm)
-                continue
-        scan.other_line(i, line)
+        else:
+            scan.other_line(i, line)
 
     _finish(scan, ev, ends_with_newline)
     return ev
