@@ -8,6 +8,14 @@ submission with CUDA-only pieces stubbed (loader.py), shrinks its config and
 model (discover.py) and runs the probes (probes.py).
 """
 
-from auditor.probes.runner import PROBE_RULES, ProbeReport, probe_record
-
 __all__ = ["PROBE_RULES", "ProbeReport", "probe_record"]
+
+
+def __getattr__(name: str):
+    # Lazy: `pgolf --help` imports auditor.probes.command, which must not pull
+    # the runner's imports (auditor.checks -> record -> source -> libcst).
+    if name in __all__:
+        from auditor.probes import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
