@@ -125,7 +125,10 @@ def eval_lora_ttt(model, tokens, tables, cfg, rank=0, world=1, device=None, keep
     model.eval()
     ledger = ScoreLedger(tokens.numel(), keep_nll=keep_nll)
     adapter = HiddenLoRA(cfg.model_dim, cfg.lora_rank, cfg.seed).to(device)
-    for s, last in rank_slice(doc_spans(tokens, cfg.bos_id), rank, world):
+    spans = rank_slice(doc_spans(tokens, cfg.bos_id), rank, world)
+    if spans:
+        ledger.grant_prefix(spans[0][0] + 1)  # up to this rank's first BOS, scored by earlier ranks
+    for s, last in spans:
         adapter.reset()  # nothing carries over between documents
         opt = torch.optim.Adam(adapter.parameters(), lr=cfg.lora_lr)
         for a in range(s + 1, last + 1, cfg.lora_chunk_tokens):

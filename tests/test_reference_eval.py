@@ -7,8 +7,11 @@ bit-identical, because nothing scored before j may depend on token j.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -147,3 +150,45 @@ def test_ngram_tilt_is_a_normalised_distribution():
     for tok in (5, 6, 5):
         hint.update((1, 2), tok)
     assert hint.hint((1, 2)) == 5 and hint.hint((2, 1)) is None
+
+
+_RANK_SCRIPT = """
+import json, sys
+import torch
+import torch.distributed as dist
+from reference_impl import ttt
+from reference_impl.config import Config
+from reference_impl.model import GPT
+
+rank, blob_path, init = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+blob = torch.load(blob_path)
+cfg = Config.from_env(blob["env"])
+model = GPT(cfg)
+model.load_state_dict(blob["sd"])
+res, _ = ttt.eval_lora_ttt(model.eval(), blob["val"], blob["tables"], cfg, rank, 2)
+if rank == 0:
+    print(json.dumps(res))
+dist.destroy_process_group()
+"""
+
+
+def test_lora_ttt_on_two_ranks_equals_one_rank(setup, tmp_path):
+    """Rank 1's first document starts at a BOS that rank 0 scores; its updates may read it (grant_prefix)."""
+    cfg, model, tables, val = setup
+    env = {"CONFIG": "toy", "EVAL_SEQ_LEN": "64", "LORA_LR": "0.05", "LORA_CHUNK_TOKENS": "8"}
+    cfg8 = Config.from_env(env)
+    blob = tmp_path / "blob.pt"
+    torch.save({"env": env, "sd": model.state_dict(), "val": val, "tables": tables}, blob)
+    init = (tmp_path / "store").as_uri()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=repo)
+    procs = [subprocess.Popen([sys.executable, "-c", _RANK_SCRIPT, str(r), str(blob), init], env=child_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (_, err) in reversed(list(zip(procs, outs))):  # rank 1 first: a crash there closes rank 0's pair
+        assert p.returncode == 0, err[-3000:]
+    two = json.loads(outs[0][0].strip().splitlines()[-1])
+    one, _ = ttt.eval_lora_ttt(model, val, tables, cfg8)
+    assert two["tokens"] == one["tokens"] == N_VAL - 1 and two["bytes"] == one["bytes"]
+    assert two["nll_sum"] == pytest.approx(one["nll_sum"], rel=1e-9)
