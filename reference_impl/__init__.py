@@ -1,1 +1,1 @@
-"""Reference Parameter Golf stack: training, quantization, evaluation and legal TTT (see DESIGN.md)."""
+"""Reference Parameter Golf stack: training, quantization, evaluation and legal TTT (see reference_impl/README.md)."""

@@ -6,8 +6,10 @@
 - Per-document LoRA TTT: a low-rank adapter on the final hidden state, reset at
   every document; each chunk of a document is scored, then the adapter steps on
   it; documents never see each other (context starts at their BOS).
-- Context-only SLOT: one hidden-state offset, fitted before each batch only on
-  the targets scored in the previous batch; it never sees the batch it scores.
+- Context-only SLOT: one hidden-state offset; before each batch it steps on the
+  targets scored in the previous batch, and the offset and its Adam state carry
+  over, so it is fitted on targets of earlier batches only; it never sees the
+  batch it scores.
 - Normalized n-gram tilt: a hint token from counts of already-scored tokens
   (prefix-only) tilts the full distribution, renormalised:
   p'(a) = p(a) exp(beta [a = h]) / (1 + p(h) (e^beta - 1)); counts are updated
@@ -155,7 +157,8 @@ def eval_lora_ttt(model, tokens, tables, cfg, rank=0, world=1, device=None, keep
 
 
 def eval_slot(model, tokens, tables, cfg, rank=0, world=1, device=None, keep_nll=False):
-    """Context-only SLOT: the offset used on batch b was fitted on batch b-1's scored targets only."""
+    """Context-only SLOT: the offset used on batch b was fitted on scored targets of batches before b only
+    (each batch adds steps on the previous batch's targets; the offset and Adam state carry over)."""
     device = device or next(model.parameters()).device
     model.eval()
     ledger = ScoreLedger(tokens.numel(), keep_nll=keep_nll)
