@@ -80,10 +80,17 @@ def _load_folder(root: Path) -> Record:
 
     readme = next((f for f in files if f.lower() == "readme.md"), None)
     if readme:
-        record.readme = _read_text(root / readme, MAX_README_BYTES)
+        record.readme = read_text(root / readme, MAX_README_BYTES)
 
-    record.logs = [parse_log_file(root / f) for f in files if looks_like_log(f)]
+    record.logs = [_parse_log(root, f) for f in files if looks_like_log(f)]
     return record
+
+
+def _parse_log(root: Path, name: str) -> RunEvidence:
+    """Parse a log, named by its path in the folder (logs/train_seed7.log)."""
+    run = parse_log_file(root / name)
+    run.log = name
+    return run
 
 
 def _list_files(root: Path) -> list[str]:
@@ -123,7 +130,8 @@ def _read_json(path: Path) -> tuple[str | None, dict | None, str | None]:
     return text, data, None
 
 
-def _read_text(path: Path, limit: int) -> str | None:
+def read_text(path: Path, limit: int) -> str | None:
+    """The first `limit` bytes of a file as text (bad bytes replaced), or None."""
     try:
         with path.open("rb") as fh:
             return fh.read(limit).decode("utf-8", errors="replace")

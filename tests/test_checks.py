@@ -296,7 +296,7 @@ def test_evidence_lines_come_from_every_log_even_in_a_subfolder(tmp_path):
     spec = RecordSpec(runs=[Run(1), Run(2), Run(3, filename="logs/train_seed3.log")])
     record = record_mod.load(write_record(tmp_path, spec))
     lines = evidence_lines(record)
-    from_nested = [(n, text) for log, n, text in lines if log == "train_seed3.log"]
+    from_nested = [(n, text) for log, n, text in lines if log == "logs/train_seed3.log"]
     assert any(text.startswith("final_int6_sliding_window_exact") for _, text in from_nested)
     assert not any(text.startswith("step:") for _, _, text in lines)  # per-step lines never kept
     assert any(log == "submission.json" and '"val_bpb"' in text for log, _, text in lines)

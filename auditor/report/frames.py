@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from auditor.findings import Finding
+from auditor.record import read_text
+
+MAX_FRAME_FILE_BYTES = 16 * 2**20
 
 
 def frame(audit, finding: Finding, context: int = 2) -> tuple[int, list[str]] | None:
@@ -17,7 +21,7 @@ def frame(audit, finding: Finding, context: int = 2) -> tuple[int, list[str]] | 
         text = _file_text(audit.record.root / loc.file)
     if text is None:
         return None
-    lines = text.splitlines()
+    lines = text.split("\n")
     start = max(1, loc.line_start - context)
     end = min(len(lines), (loc.line_end or loc.line_start) + context)
     if start > len(lines):
@@ -34,12 +38,18 @@ def _layer_text(record, file: str, layer: str) -> str | None:
     return None
 
 
-def _file_text(path: Path, limit: int = 16 * 2**20) -> str | None:
+def _file_text(path: Path) -> str | None:
+    """A file a finding cites, read once per render however many findings cite it."""
     try:
-        with path.open("rb") as fh:
-            return fh.read(limit).decode("utf-8", errors="replace")
+        stat = path.stat()
     except OSError:
         return None
+    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _read_cached(path: str, mtime_ns: int, size: int) -> str | None:
+    return read_text(Path(path), MAX_FRAME_FILE_BYTES)
 
 
 def artifact_path(audit, file: str) -> str:
