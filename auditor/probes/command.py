@@ -43,11 +43,11 @@ def _probe(path: Path, timeout: float, env: dict, entries: list[str]):
 def add_probe_findings(audits, timeout: float, env: dict) -> None:
     """`check --probe`: append probe findings to each audited record, in report order."""
     from auditor.findings import sort_findings
+    from auditor.probes.runner import probe_loaded
 
     for audit in audits:
         if audit.record is None or audit.error:
             continue
-        path = audit.record.root / audit.record.name if audit.record.code_only else audit.record.root
-        report = _probe(path, timeout, env, [])
+        report = probe_loaded(audit.record, audit.target, timeout_s=timeout, env=env)  # the record check loaded
         audit.findings = sort_findings(list(audit.findings) + report.findings)
         audit.elapsed_s += report.elapsed_s

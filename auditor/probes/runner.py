@@ -1,6 +1,7 @@
 """Orchestrate the probes for one record and turn the child's measurements into Findings.
 
     probe_record(path, timeout_s=120) -> ProbeReport
+    probe_loaded(record, target, timeout_s=120) -> ProbeReport  (record already loaded)
 
 Codes: PG150 probe-c1-flip, PG151 probe-c4-count, PG152 probe-c2-sum,
 PG153 probe-bos-isolation (illegal when a leak is measured, info with the
@@ -73,16 +74,26 @@ def config_env(record) -> dict[str, str]:
     return env
 
 
-def probe_record(path: Path, timeout_s: float = 120.0, env: dict[str, str] | None = None,
-                 entries: list[str] | None = None, tokenizer_cache: Path | None = None,
-                 n_tokens: int = 420, threads: int = 2,
-                 intercept_only: bool = False) -> ProbeReport:
+def probe_record(path: Path, **options) -> ProbeReport:
+    """Load the record at `path` and probe it (`pgolf probe`); options as for probe_loaded."""
     from auditor import record as record_mod
-    from auditor.probes.sandbox import run_child
 
     started = time.perf_counter()
     record = record_mod.load(Path(path))
-    report = ProbeReport(target=str(path))
+    report = probe_loaded(record, str(path), **options)
+    report.elapsed_s = time.perf_counter() - started  # the load counts too
+    return report
+
+
+def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, str] | None = None,
+                 entries: list[str] | None = None, tokenizer_cache: Path | None = None,
+                 n_tokens: int = 420, threads: int = 2,
+                 intercept_only: bool = False) -> ProbeReport:
+    """Probe an already loaded Record (`check --probe` reuses the one it audited)."""
+    from auditor.probes.sandbox import run_child
+
+    started = time.perf_counter()
+    report = ProbeReport(target=target)
     unit = record.script
     if unit is None:
         return _nothing(report, "no train_gpt.py to run", None, started)
