@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 MODULES = ["config", "data", "synthetic", "bytes", "compress", "model", "optim", "quant", "ledger", "evaluate",
            "ttt", "train"]
@@ -115,16 +116,19 @@ def read_results(log_path: str) -> dict:
             if ":::PGOLF" not in line:
                 continue
             ev = json.loads(line.split(":::PGOLF", 1)[1])
+            if ev["event"] == "metric":
+                res.setdefault("metrics", []).append(ev["name"])
             if ev["event"] == "metric" and ev.get("headline"):
                 res.update(val_bpb=ev["val_bpb"], val_loss=ev["val_loss"], metric=ev["name"])
             elif ev["event"] == "artifact":
-                res.update(bytes_total=ev["bytes_total"], bytes_code=ev["bytes_code"], bytes_model=ev["bytes_model"])
+                res.update(bytes_total=ev["bytes_total"], bytes_code=ev["bytes_code"], bytes_model=ev["bytes_model"],
+                           codec=ev.get("codec"))
             elif ev["event"] == "train_end":
                 res.update(train_time_ms=ev["train_time_ms"], steps=ev["steps"])
             elif ev["event"] == "eval_end":
                 res.update(eval_time_ms=ev["eval_time_ms"])
             elif ev["event"] == "config":
-                res.update(hardware=ev.get("hardware"))
+                res.update(hardware=ev.get("hardware"), config=ev)
     if "val_bpb" not in res:
         raise ValueError(f"{log_path}: no headline metric")
     return res
@@ -187,14 +191,7 @@ It shows what a legal record looks like; its scores are not comparable to FineWe
 
 ## What runs
 
-GPT (GQA, RoPE with QK-norm and gain, SmearGate with the BOS mask, BigramHash,
-U-Net skips, tied embeddings, logit softcap), Muon + AdamW, EMA; a wall-clock cap
-agreed across ranks with a calibration reserve (clip search on *training*
-batches); int6/int8 per-row quantization, zstd-22. Evaluation of the round-tripped
-artifact: canonical, sliding window, context-only SLOT and normalized n-gram tilt
-(reported), then score-first chunk TTT (the headline, fixed by the config): each
-chunk is scored under no_grad before the model trains on it, the last chunk is
-never trained on, and a run-time ledger checks every token is scored exactly once.
+{_what_runs(results[next(iter(results))])}
 
 ## Results ({meta['hardware']})
 
@@ -208,6 +205,60 @@ Mean val_bpb {meta['val_bpb']} (std {meta['val_bpb_std']}).
 
     CONFIG=toy SEED=1337 python train_gpt.py
 """
+
+
+def _what_runs(res: dict) -> str:
+    """The "What runs" paragraph, from the config event and the metric events the run logged."""
+    c = res.get("config") or {}
+
+    def on(key: str) -> bool:
+        return bool(c.get(key))
+
+    model = [f"{c.get('num_layers')} layers x {c.get('model_dim')}",
+             f"GQA {c.get('num_heads')}/{c.get('num_kv_heads')} heads",
+             "partial RoPE" if c.get("rope_dims") else "RoPE", "QK-norm and gain"]
+    model += ["SmearGate with the BOS mask"] * on("smear") + ["BigramHash"] * on("bigram_buckets")
+    model += ["U-Net skips"]
+    model += [f"XSA on the last {c['xsa_last_n']} layer{'s' * (c.get('xsa_last_n') != 1)}"] * on("xsa_last_n")
+    model += [f"depth recurrence on layers {c['recur_layers']}"] * on("recur_layers")
+    model += [c.get("activation", "leaky_relu2")] + ["tied embeddings"] * on("tie_embeddings")
+    model += ["logit softcap"] * on("logit_softcap")
+    opt = "Muon + AdamW" + ", EMA" * on("ema_decay") + ", SWA over the warm-down" * on("swa_every")
+    calibrated = (c.get("calib_batches") or 0) > 0 and (on("clip_search") or c.get("quant_method") == "gptq")
+    if calibrated:
+        how = "GPTQ" if c.get("quant_method") == "gptq" else "clip search"
+        if c.get("quant_method") == "gptq" and on("clip_search"):
+            how += " with clip search"
+        cap = (f"a {c.get('max_wallclock_seconds')} s wall-clock cap agreed across ranks with a "
+               f"{c.get('gptq_reserve_seconds')} s calibration reserve ({how} calibrated on "
+               f"{c.get('calib_batches')} *training* batches)")
+    else:
+        cap = (f"a {c.get('max_wallclock_seconds')} s wall-clock cap agreed across ranks, no calibration "
+               f"({'clip search' if on('clip_search') else 'plain rounding'})")
+    quant = f"int{c.get('quant_bits')}/int{c.get('embed_bits')} per-row quantization"
+    if on("prune_frac"):
+        quant += f" after {c['prune_frac']:g} magnitude pruning"
+    quant += f", {res.get('codec') or c.get('codec')}"
+    labels = {"roundtrip": "canonical", "sliding_window": f"sliding window (stride {c.get('eval_stride')})",
+              "slot_context": "context-only SLOT", "ngram_tilt": "normalized n-gram tilt",
+              "ttt_chunk": "score-first chunk TTT", "ttt_lora": "per-document LoRA TTT"}
+
+    def label(name: str) -> str:
+        return next((v for k, v in labels.items() if name.endswith("_" + k)), name)
+
+    head = res.get("metric", "")
+    reported = [label(m) for m in res.get("metrics", []) if m != head]
+    text = (f"GPT ({', '.join(model)}), {opt}; {cap}; {quant}. Evaluation of the round-tripped artifact: "
+            f"{', '.join(reported) or 'nothing else'} (reported), then {label(head)} (`{head}`, the headline, "
+            f"fixed by the config)")
+    if head.endswith("_ttt_chunk"):
+        text += (": each chunk is scored under no_grad before the model trains on it, and the last chunk is "
+                 "never trained on")
+    elif head.endswith("_ttt_lora"):
+        text += (": each chunk of a document is scored before the adapter steps on it, the last chunk is never "
+                 "trained on, and the adapter resets at every document")
+    text += ". A run-time ledger checks every token is scored exactly once."
+    return textwrap.fill(text, width=84, break_on_hyphens=False)
 
 
 def main() -> None:

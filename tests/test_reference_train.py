@@ -169,3 +169,22 @@ def test_pack_record_runs_the_shipped_script_per_seed(tmp_path):
     packed_metrics = [e for e in _events((out / "train_seed3.log").read_text()) if e["event"] == "metric"]
     pkg_metrics = [e for e in _events(proc.stdout) if e["event"] == "metric"]
     assert [(m["name"], m["val_bpb"]) for m in packed_metrics] == [(m["name"], m["val_bpb"]) for m in pkg_metrics]
+
+
+def test_record_readme_says_what_the_run_logged():
+    """The "What runs" paragraph comes from the config and metric events, not from a fixed text."""
+    from reference_impl.pack import _what_runs
+
+    cfg = dict(Config.from_env({"CONFIG": "toy"}).to_dict(), quant_method="clip", slot_enabled=False, ttt_mode="lora")
+    res = {"config": cfg, "codec": "zstd-22", "metric": "final_int6_zstd_ttt_lora",
+           "metrics": ["final_int6_zstd_roundtrip", "final_int6_zstd_sliding_window", "final_int6_zstd_ngram_tilt",
+                       "final_int6_zstd_ttt_lora"]}
+    text = " ".join(_what_runs(res).split())
+    assert "clip search calibrated on 2 *training* batches" in text and "GPTQ" not in text
+    assert "SLOT" not in text and "chunk TTT" not in text
+    assert "normalized n-gram tilt (reported), then per-document LoRA TTT (`final_int6_zstd_ttt_lora`" in text
+    cfg.update(calib_batches=0, clip_search=False, ngram_tilt=False, ttt_mode="none")
+    res.update(metric="final_int6_zstd_sliding_window", metrics=res["metrics"][:2])
+    text = " ".join(_what_runs(res).split())
+    assert "no calibration (plain rounding)" in text and "n-gram" not in text and "TTT" not in text
+    assert "canonical (reported), then sliding window (stride 64)" in text
