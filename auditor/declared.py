@@ -7,6 +7,7 @@ one view instead of each guessing the shape.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -23,6 +24,7 @@ class Declared:
     val_loss: float | None = None
     seeds: list[int] = field(default_factory=list)
     per_seed: dict[int, SeedClaim] = field(default_factory=dict)
+    unreadable_seed_results: list[str] = field(default_factory=list)  # entries we could not read
     bytes_total: int | None = None
     bytes_code: int | None = None
 
@@ -36,7 +38,7 @@ def declared(data: dict | None) -> Declared:
         bytes_total=_integer(data.get("bytes_total")),
         bytes_code=_integer(data.get("bytes_code")),
     )
-    out.per_seed = _seed_results(data.get("seed_results"))
+    out.per_seed, out.unreadable_seed_results = _seed_results(data.get("seed_results"))
     seeds = data.get("seeds")
     if isinstance(seeds, list):
         out.seeds = [s for s in (_integer(x) for x in seeds) if s is not None]
@@ -45,39 +47,48 @@ def declared(data: dict | None) -> Declared:
     return out
 
 
-def _seed_results(raw) -> dict[int, SeedClaim]:
+def _seed_results(raw) -> tuple[dict[int, SeedClaim], list[str]]:
+    """Per-seed claims, and a sentence for each entry that could not be read."""
     items: list[tuple[object, object]] = []
+    unreadable: list[str] = []
     if isinstance(raw, dict):
         items = list(raw.items())
     elif isinstance(raw, list):
-        items = [(entry.get("seed"), entry) for entry in raw if isinstance(entry, dict)]
+        for n, entry in enumerate(raw):
+            if isinstance(entry, dict):
+                items.append((entry.get("seed"), entry))
+            else:
+                unreadable.append(f"entry {n} is {type(entry).__name__}, not an object")
     results: dict[int, SeedClaim] = {}
     for seed, value in items:
         seed_int = _integer(seed)
         if seed_int is None:
+            unreadable.append(f"seed {str(seed)[:40]!r} is not an integer")
             continue
         if isinstance(value, dict):
-            results[seed_int] = SeedClaim(
+            claim = SeedClaim(
                 val_bpb=_number(value.get("val_bpb")),
                 val_loss=_number(value.get("val_loss")),
                 bytes_total=_integer(value.get("bytes_total", value.get("artifact_bytes"))),
             )
+            shown = value.get("val_bpb")
         else:
-            results[seed_int] = SeedClaim(val_bpb=_number(value))
-    return results
+            claim, shown = SeedClaim(val_bpb=_number(value)), value
+        if shown is not None and claim.val_bpb is None:
+            unreadable.append(f"seed {seed_int}: val_bpb {str(shown)[:40]!r} is not a finite number")
+        results[seed_int] = claim
+    return results, unreadable
 
 
 def _number(value) -> float | None:
-    if isinstance(value, bool):
+    """A finite float, or None: NaN, infinities and huge integers claim nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _integer(value) -> int | None:

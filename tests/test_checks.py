@@ -300,3 +300,18 @@ def test_evidence_lines_come_from_every_log_even_in_a_subfolder(tmp_path):
     assert any(text.startswith("final_int6_sliding_window_exact") for _, text in from_nested)
     assert not any(text.startswith("step:") for _, _, text in lines)  # per-step lines never kept
     assert any(log == "submission.json" and '"val_bpb"' in text for log, _, text in lines)
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1" + "0" * 400])
+def test_non_finite_or_huge_val_bpb_is_a_clear_finding_not_an_error(tmp_path, value):
+    text = (
+        '{"author": "a", "github_id": "a", "name": "n", "date": "2026-05-01", '
+        f'"val_bpb": {value}, "seed_results": {{"42": "abc", "oops": 1.1}}}}'
+    )
+    result = audit(tmp_path, RecordSpec(submission=text))
+    assert result.error is None and result.verdict == Verdict.FAIL
+    messages = {f.key: f for f in by_code(result, "PG402")}
+    assert messages["finite:val_bpb"].severity == Severity.ILLEGAL
+    assert any(k.startswith("seed_results:") and "'abc'" in k for k in messages)
+    assert any(k.startswith("seed_results:") and "'oops'" in k for k in messages)
+    assert "PG406" not in codes(result)  # a non-number claims nothing to compare

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 from auditor.checks.base import CheckRule
+from auditor.declared import declared
 from auditor.findings import Finding, Location, Severity
 from auditor.record import Record
 
@@ -84,6 +86,23 @@ def check(record: Record) -> list[Finding]:
         findings.append(
             SUBMISSION_JSON.finding(Severity.WARNING, "seeds must be a list of integers", json_location(record, "seeds"), key="seeds-type")
         )
+    for key in ("val_bpb", "val_loss", "val_bpb_std"):
+        if _is(data.get(key), NUMBER) and not _finite(data[key]):
+            findings.append(
+                SUBMISSION_JSON.finding(
+                    Severity.ILLEGAL if key in REQUIRED_KEYS else Severity.WARNING,
+                    f"{key!r} is {data[key]!r}: a score must be a finite number",
+                    json_location(record, key),
+                    key=f"finite:{key}",
+                )
+            )
+    for problem in declared(data).unreadable_seed_results:
+        findings.append(
+            SUBMISSION_JSON.finding(
+                Severity.WARNING, f"seed_results: {problem}; that entry is not compared with the logs",
+                json_location(record, "seed_results"), key=f"seed_results:{problem}",
+            )
+        )
     for key in data:
         if key not in REQUIRED_KEYS and key not in COMMON_KEYS:
             findings.append(
@@ -96,6 +115,14 @@ def _is(value, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool):  # bool is an int subclass; never a valid number here
         return bool in types
     return isinstance(value, types)
+
+
+def _finite(number: int | float) -> bool:
+    """JSON admits NaN, Infinity and integers too large for a float."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
 
 
 def _is_int(value) -> bool:
