@@ -10,7 +10,6 @@ alone says what ran (the auditor decides legality from the effective config).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, fields
 
@@ -166,6 +165,3 @@ TOY: dict = dict(
     ngram_tilt=True,
 )
 
-
-def config_json(cfg: Config) -> str:
-    return json.dumps(cfg.to_dict(), sort_keys=True)
