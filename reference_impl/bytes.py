@@ -10,6 +10,8 @@ word has no space before it). Counting it in both places is the known bug.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -47,4 +49,4 @@ def count_bytes(prev_ids: torch.Tensor, tgt_ids: torch.Tensor, tables) -> torch.
 
 def bits_per_byte(total_nll_nats: float, total_bytes: int) -> float:
     """Summed natural-log NLL -> bits, divided by bytes."""
-    return total_nll_nats / np.log(2.0) / total_bytes
+    return total_nll_nats / math.log(2.0) / total_bytes

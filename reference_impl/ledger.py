@@ -10,11 +10,11 @@ was scored exactly once, and reduces the float64 totals.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from reference_impl.bytes import bits_per_byte
 
 
 class ScoreLedgerError(RuntimeError):
@@ -88,7 +88,7 @@ class ScoreLedger:
         nll_sum, byte_sum, count = totals.tolist()
         return {
             "val_loss": nll_sum / count,
-            "val_bpb": nll_sum / math.log(2.0) / byte_sum,
+            "val_bpb": bits_per_byte(nll_sum, byte_sum),
             "nll_sum": nll_sum,
             "bytes": int(byte_sum),
             "tokens": int(count),
