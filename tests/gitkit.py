@@ -7,7 +7,6 @@ A repository has a `main` branch with some records, and PR heads under
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -61,6 +60,3 @@ def pr(repo: Path, number: int, build, base: str = "main") -> str:
 def failing_spec() -> RecordSpec:
     return RecordSpec(runs=[Run(1, eval_ms=650_000), Run(2)])
 
-
-def remove(path: Path) -> None:
-    shutil.rmtree(path) if path.is_dir() else path.unlink()
