@@ -15,6 +15,7 @@ from typing import List, Optional
 import typer
 
 from auditor.cli_common import Format, fail_usage, max_exit_code, parse_env, parse_floats, write_report
+from auditor.findings import Verdict
 from auditor.harness.command import rerun  # imports only typer at module level
 from auditor.probes.command import probe as _probe_command  # likewise
 
@@ -160,7 +161,7 @@ def scan(
     except ScanError as exc:
         fail_usage(str(exc))
     write_report(SCAN_FORMATS[format.value], result, output)
-    codes = [{"PASS": 0, "WARN": 0, "FAIL": 1, "ERROR": 3}[e.verdict] for e in result.entries]
+    codes = [Verdict(e.verdict).exit_code for e in result.entries]
     raise typer.Exit(max_exit_code(codes + ([3] if result.ref_errors else [])))
 
 

@@ -65,7 +65,7 @@ def _load_script_only(path: Path) -> Record:
 
 
 def _load_folder(root: Path) -> Record:
-    files = _list_files(root)
+    files = list_files(root)
     track = root.parent.name if root.parent.name.startswith("track_") else None
     record = Record(root=root, name=root.name, track=track, files=files)
     if len(files) >= MAX_FILES:
@@ -93,7 +93,7 @@ def _parse_log(root: Path, name: str) -> RunEvidence:
     return run
 
 
-def _list_files(root: Path) -> list[str]:
+def list_files(root: Path) -> list[str]:
     """Relative POSIX paths of regular files, sorted, skipping VCS and caches."""
     found: list[str] = []
     for path in sorted(root.rglob("*")):

@@ -44,8 +44,8 @@ from typing import Callable
 from auditor.cache import Cache, audit_key, blob_id, content_key
 from auditor.corpus import record_folders, records_dir
 from auditor.gitdiff import GitError, changes, git, is_git_repo, merge_base, record_folder_of, rev_parse
+from auditor.record import SCRIPT_NAME, list_files
 
-SCRIPT = "train_gpt.py"
 BASE_CANDIDATES = ("refs/heads/main", "refs/heads/master", "refs/remotes/origin/main", "refs/remotes/origin/master", "HEAD")
 REGULAR_MODES = ("100644", "100755")
 # One record's static audit takes well under a few seconds; one that takes this
@@ -145,12 +145,12 @@ def scan(path: Path, options: ScanOptions | None = None, analyse: Callable[[str,
             targets = _pr_targets(path, options.refs, options.base, cache, result)
         else:
             targets = _ref_targets(path, options.ref, result)
-    elif records_dir(path) is not None or (path / SCRIPT).is_file():
+    elif records_dir(path) is not None or (path / SCRIPT_NAME).is_file():
         targets = _disk_targets(path)
     elif is_git_repo(path):  # a bare repository or mirror: read HEAD
         targets = _ref_targets(path, "HEAD", result)
     else:
-        raise ScanError(f"{path}: no records/ folder, no {SCRIPT}, and not a git repository")
+        raise ScanError(f"{path}: no records/ folder, no {SCRIPT_NAME}, and not a git repository")
 
     todo: list[Target] = []
     for target in targets:
@@ -189,19 +189,18 @@ def _ref_order(ref: str):
 
 def _disk_targets(path: Path) -> list[Target]:
     path = path.resolve()
-    if (path / SCRIPT).is_file() and records_dir(path) is None:
+    if (path / SCRIPT_NAME).is_file() and records_dir(path) is None:
         folders = [path]
     else:
         folders = record_folders(records_dir(path))
     targets = []
     for folder in folders:
         files = []
-        for file in sorted(folder.rglob("*")):
-            if file.is_file() and not file.is_symlink():
-                try:
-                    files.append((file.relative_to(folder).as_posix(), blob_id(file.read_bytes())))
-                except OSError:
-                    continue
+        for name in list_files(folder):  # the files an audit reads, so the key covers exactly them
+            try:
+                files.append((name, blob_id((folder / name).read_bytes())))
+            except OSError:
+                continue
         shown = folder.relative_to(path).as_posix() if folder != path else folder.name
         targets.append(Target(ref="", commit="", record=shown, key=_where(folder.as_posix()) + content_key(files), path=folder))
     return targets
@@ -308,7 +307,7 @@ def _added_folders(repo: Path, commit: str, base_commit: str) -> list:
     return [
         [folder, [list(b) for b in blobs]]
         for folder, blobs in sorted(listed.items())
-        if any(p == SCRIPT for p, _, _ in blobs)
+        if any(p == SCRIPT_NAME for p, _, _ in blobs)
     ]
 
 
