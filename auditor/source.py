@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 SHIPPED = "shipped"
+# Problem kinds that mean a payload was found but its code could not be recovered.
+DECODE_FAILURES = frozenset({"bomb", "depth", "decode-error", "missing-codec"})
 
 
 # --------------------------------------------------------------------------- API

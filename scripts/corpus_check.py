@@ -1,6 +1,6 @@
 """Run `pgolf check` over every record folder of a challenge checkout.
 
-    python scripts/corpus_check.py PATH [--ref main] [--track track_10min_16mb]
+    python scripts/corpus_check.py PATH [--ref REF (default HEAD)] [--track track_10min_16mb]
 
 PATH is a checkout of openai/parameter-golf (work tree, or a bare git dir read
 at --ref). Prints how many folders were checked, internal errors, packed
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from auditor.audit import Options, audit_path
 from auditor.corpus import CorpusError, checkout, record_folders
+from auditor.source import DECODE_FAILURES
 
-HIDING = ("bomb", "depth", "decode-error", "missing-codec")
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Tally:
         script = audit.record.script
         if script is not None and script.packed:
             self.packed += 1
-            self.packed_ok += not any(p.kind in HIDING for p in script.problems)
+            self.packed_ok += not any(p.kind in DECODE_FAILURES for p in script.problems)
         for run in audit.record.logs:
             self.logs += 1
             if run.headline is not None and run.headline.val_bpb is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from auditor.checks.base import CheckRule
 from auditor.findings import Finding, Location, Severity
 from auditor.record import Record
+from auditor.source import DECODE_FAILURES
 
 UNREADABLE_CODE = CheckRule(
     "PG414",
@@ -19,9 +20,8 @@ UNREADABLE_CODE = CheckRule(
 
 # Problems that hide code from the rules are warnings; a plain syntax error in
 # a decodable literal that is never executed is only worth knowing.
-HIDING = {
-    "bomb", "depth", "decode-error", "missing-codec", "too-large", "binary", "non-utf8", "syntax-error",
-    "unresolved", "unreadable", "internal-error",
+HIDING = DECODE_FAILURES | {
+    "too-large", "binary", "non-utf8", "syntax-error", "unresolved", "unreadable", "internal-error",
 }
 
 
