@@ -54,5 +54,17 @@ def checkout(path: Path, ref: str = "HEAD") -> Iterator[Path]:
             reason = done.stderr.decode(errors="replace").strip().splitlines()
             raise CorpusError(f"{path}: no records/ folder and git archive failed: {reason[-1] if reason else done.returncode}")
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+            _extract(tar, Path(tmp))
         yield Path(tmp) / "records"
+
+
+def _extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract with the "data" filter; Pythons before 3.10.12/3.11.4 lack it,
+    so there refuse what it would refuse: links, absolute paths, `..`."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    for member in tar.getmembers():
+        if member.issym() or member.islnk() or Path(member.name).is_absolute() or ".." in Path(member.name).parts:
+            raise CorpusError(f"refusing to extract {member.name!r} from the git archive")
+    tar.extractall(dest)

@@ -59,3 +59,21 @@ def test_real_corpus_has_no_internal_errors(capsys):
     out = capsys.readouterr().out
     assert "internal errors        : 0" in out, out
     assert code == 0, out
+
+
+def test_archive_fallback_refuses_what_the_data_filter_would(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    from auditor import corpus
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("records/../../escape.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    buffer.seek(0)
+    monkeypatch.delattr(tarfile, "data_filter")
+    with tarfile.open(fileobj=buffer) as tar, pytest.raises(CorpusError, match="refusing"):
+        corpus._extract(tar, tmp_path)
+    assert not (tmp_path.parent / "escape.txt").exists()
