@@ -416,7 +416,7 @@ def smear(x, input_ids, g):
         for ai in facts.assigns:
             if ai.op != "=" or ai.value is None or ai.ctx.func in done:
                 continue
-            fm = _floor_mul(_unparen(ai.value))
+            fm = _floor_mul(ai.value)
             if fm is None:
                 continue
             length_expr, L = fm
@@ -460,10 +460,6 @@ def smear(x, input_ids, g):
                 evidence=facts.line_text(split_line),
                 lines=(fi.start, fi.start), ctx=fi.ctx, severity=Severity.INFO, confidence="medium",
                 key=f"bos not scored {fi.qualname}")
-
-
-def _unparen(node: cst.BaseExpression) -> cst.BaseExpression:
-    return node.with_changes(lpar=[], rpar=[]) if getattr(node, "lpar", None) else node
 
 
 def _val_func(name: str) -> bool:

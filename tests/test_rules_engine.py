@@ -281,3 +281,15 @@ def test_technique_text_in_a_log_is_not_readme_evidence():
 def test_rules_with_techniques_declare_phrases():
     for code in ("PG101", "PG103", "PG104", "PG201"):
         assert get_rule(code).techniques, code
+
+
+# ---------------------------------------------------------------- bad input
+
+def _crashes(fs):
+    return [f for f in fs if f.key in ("rule-crash", "analysis-error")]
+
+
+def test_empty_tuple_assignment_does_not_crash_pg106():
+    src = "EMPTY = ()\nx = ((val_tokens.numel() - 1) // 1024) * 1024\n"
+    fs = lint_source(src, file="t.py")
+    assert not _crashes(fs), [f.message for f in fs]
