@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from auditor.challenge import EVAL_LIMIT_S, TRAIN_LIMIT_S
-from auditor.evidence import parse_log_file
+from auditor.evidence import RunEvidence, parse_log_file
 from auditor.harness import measure
 from auditor.harness.run import LaunchResult, launch, last_lines
 
@@ -195,8 +195,8 @@ def run_seed(
     *,
     on_line: Callable[[str], None] | None = None,
     on_tick: Callable[[float], None] | None = None,
-) -> dict:
-    """Copy, launch, measure one seed; write and return its ``run.json`` data."""
+) -> tuple[dict, RunEvidence]:
+    """Copy, launch, measure one seed; write its ``run.json``; return its data and the parsed log."""
     run_dir = plan.run_dir(seed)
     _copy_record(plan.record_dir, run_dir)
     before = measure.snapshot(run_dir)
@@ -213,15 +213,19 @@ def run_seed(
         on_line=on_line,
         on_tick=on_tick,
     )
-    data = summarize_run(plan, seed, result, before, started_at)
+    ev = parse_log_file(log_path)
+    data = summarize_run(plan, seed, result, before, started_at, ev)
     write_json_atomic(run_dir / RUN_JSON, data)
-    return data
+    return data, ev
 
 
-def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, started_at: str) -> dict:
+def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, started_at: str,
+                  ev: RunEvidence | None = None) -> dict:
+    """``run.json`` data for a finished run; ``ev`` is its parsed log (parsed here when not given)."""
     run_dir = plan.run_dir(seed)
     log_path = run_dir / LOG_NAME
-    ev = parse_log_file(log_path)
+    if ev is None:
+        ev = parse_log_file(log_path)
     files = measure.model_files(run_dir, before)
     code_path = plan.record_dir / SCRIPT
     code_bytes = code_path.stat().st_size if code_path.is_file() else 0

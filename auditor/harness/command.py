@@ -154,6 +154,7 @@ def rerun(
             raise typer.Exit(ANALYSIS_ERROR)
 
     runs: list[tuple[int, dict, bool]] = []
+    parsed: dict = {}  # seed -> RunEvidence of the logs run here, handed to the summary
     for seed in seed_list:
         run_json = plan.run_dir(seed) / batch.RUN_JSON
         done = None if force else batch.load_complete(run_json, seed)
@@ -163,7 +164,7 @@ def rerun(
             continue
         _say(f"seed {seed}: running in {plan.run_dir(seed)} (limit {plan.wall_limit_s:.0f} s)")
         try:
-            data_out = _run_with_view(batch, plan, seed)
+            data_out, parsed[seed] = _run_with_view(batch, plan, seed)
         except KeyboardInterrupt:
             _say(f"interrupted: seed {seed} killed, its run.json not written; completed seeds are kept")
             raise typer.Exit(INTERRUPTED)
@@ -175,11 +176,11 @@ def rerun(
         _say(f"seed {seed}: {state} after {p['wall_s']:.1f} s, artifact {data_out['measured']['artifact_bytes']:,} bytes measured")
         runs.append((seed, data_out, False))
 
-    _report(plan, runs, against, against_loss, tolerance, format, output, time.perf_counter() - started)
+    _report(plan, runs, parsed, against, against_loss, tolerance, format, output, time.perf_counter() - started)
 
 
-def _run_with_view(batch, plan, seed: int) -> dict:
-    """Run one seed; a live tail of its log on stderr when stderr is a terminal."""
+def _run_with_view(batch, plan, seed: int):
+    """Run one seed (``batch.run_seed``: run.json data, parsed log); a live tail of its log on stderr when stderr is a terminal."""
     if not sys.stderr.isatty():
         return batch.run_seed(plan, seed)
     from collections import deque
@@ -209,7 +210,7 @@ def _run_with_view(batch, plan, seed: int) -> dict:
         return batch.run_seed(plan, seed, on_line=on_line, on_tick=on_tick)
 
 
-def _report(plan, runs, against, against_loss, tolerance, format, output, elapsed_s) -> None:
+def _report(plan, runs, parsed, against, against_loss, tolerance, format, output, elapsed_s) -> None:
     from auditor.harness.summary import build_audit, load_results
     from auditor.record import RecordError, load
     from auditor.report import FORMATS
@@ -224,7 +225,7 @@ def _report(plan, runs, against, against_loss, tolerance, format, output, elapse
             other = load(against)
         except RecordError as exc:
             fail_usage(str(exc))
-    results = load_results(runs, plan.record_runs)
+    results = load_results(runs, plan.record_runs, parsed)
     audit = build_audit(
         str(plan.record_dir),
         record,

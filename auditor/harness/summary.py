@@ -85,12 +85,16 @@ class SeedResult:
     reused: bool = False
 
 
-def load_results(runs: list[tuple[int, dict, bool]], record_runs: Path) -> list[SeedResult]:
+def load_results(runs: list[tuple[int, dict, bool]], record_runs: Path,
+                 parsed: dict[int, RunEvidence] | None = None) -> list[SeedResult]:
+    """One SeedResult per run; ``parsed`` holds logs this invocation already parsed, by seed (not parsed again)."""
     out = []
     for seed, data, reused in runs:
         run_dir = Path(data.get("run_dir") or record_runs / f"seed{seed}")
         log = run_dir / data.get("log", "train.log")
-        ev = parse_log_file(log)
+        ev = (parsed or {}).get(seed)
+        if ev is None:
+            ev = parse_log_file(log)
         ev.log = f"{run_dir.name}/{log.name}"
         out.append(SeedResult(seed, data, ev, ev.log, reused))
     return out
