@@ -293,3 +293,18 @@ def test_empty_tuple_assignment_does_not_crash_pg106():
     src = "EMPTY = ()\nx = ((val_tokens.numel() - 1) // 1024) * 1024\n"
     fs = lint_source(src, file="t.py")
     assert not _crashes(fs), [f.message for f in fs]
+
+
+def test_huge_constant_arithmetic_is_unknown_not_computed():
+    import time
+    t0 = time.monotonic()
+    for src in ("if 9**9**9 > 1:\n    x = 1\n", "N = 7 ** 10**8\nif N:\n    pass\n",
+                "A = 10**4000\nB = A * A * A\nif B > 1:\n    pass\n",
+                "S = 'x' * 10**12\nif S:\n    pass\n"):
+        fs = lint_source(src, file="t.py")
+        assert isinstance(fs, list) and not _crashes(fs)
+    assert time.monotonic() - t0 < 20
+    f = _facts("A = 2 ** 10\nB = 9 ** 9 ** 9\nC = 10 ** 4000 * 10 ** 4000\n")
+    assert f.eval(f.module_defs["A"][0][1], None) == 1024
+    assert f.eval(f.module_defs["B"][0][1], None) is UNKNOWN
+    assert f.eval(f.module_defs["C"][0][1], None) is UNKNOWN

@@ -3,6 +3,7 @@ evaluator of expressions under them."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -188,13 +189,7 @@ class ConfigFacts:
             a, b = E(n.left), E(n.right)
             if a is UNKNOWN or b is UNKNOWN:
                 return UNKNOWN
-            op = type(n.operator).__name__
-            ops = {
-                "Add": lambda: a + b, "Subtract": lambda: a - b, "Multiply": lambda: a * b,
-                "Divide": lambda: a / b, "FloorDivide": lambda: a // b, "Modulo": lambda: a % b,
-                "Power": lambda: a ** b, "BitOr": lambda: a | b, "BitAnd": lambda: a & b,
-            }
-            return ops[op]() if op in ops else UNKNOWN
+            return _binop(type(n.operator).__name__, a, b)
         if isinstance(n, cst.IfExp):
             t = E(n.test)
             if t is UNKNOWN:
@@ -314,6 +309,56 @@ def _coerce(s: str, default: str | None) -> Any:
     if s.lower() in ("true", "false"):
         return s.lower() == "true"
     return s
+
+
+# The evaluator only needs configuration-sized values: a result larger than these
+# is UNKNOWN rather than computed (``9**9**9`` or ``"x" * 10**12`` in a gate would
+# otherwise hang or exhaust memory).
+_MAX_INT_BITS = 4096
+_MAX_SEQ_LEN = 1 << 20
+
+
+def _size_ok(v: Any) -> bool:
+    if isinstance(v, bool):
+        return True
+    if isinstance(v, int):
+        return v.bit_length() <= _MAX_INT_BITS
+    if isinstance(v, (str, bytes, tuple)):
+        return len(v) <= _MAX_SEQ_LEN
+    return True
+
+
+def _binop(op: str, a: Any, b: Any) -> Any:
+    """``a <op> b`` for the operators the evaluator knows, or UNKNOWN when the operands
+    or the result would be too large to compute cheaply."""
+    if not (_size_ok(a) and _size_ok(b)):
+        return UNKNOWN
+    if op == "Power":
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            base = abs(a)
+            if base > 1 and b > 0 and b * math.log2(base) > _MAX_INT_BITS:
+                return UNKNOWN
+        else:
+            return UNKNOWN
+        return a ** b
+    if op == "Multiply":
+        if isinstance(a, int) and isinstance(b, int):
+            if a.bit_length() + b.bit_length() > _MAX_INT_BITS:
+                return UNKNOWN
+        else:
+            n, seq = (b, a) if isinstance(b, int) else (a, b)
+            if isinstance(n, int) and isinstance(seq, (str, bytes, tuple, list)) and n * len(seq) > _MAX_SEQ_LEN:
+                return UNKNOWN
+        return a * b
+    ops = {
+        "Add": lambda: a + b, "Subtract": lambda: a - b,
+        "Divide": lambda: a / b, "FloorDivide": lambda: a // b, "Modulo": lambda: a % b,
+        "BitOr": lambda: a | b, "BitAnd": lambda: a & b,
+    }
+    if op not in ops:
+        return UNKNOWN
+    v = ops[op]()
+    return v if _size_ok(v) else UNKNOWN
 
 
 def _compare(op, a, b):
