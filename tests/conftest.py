@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -14,3 +18,10 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def committed_reference_record() -> Path | None:
+    """The packed reference record committed under examples/ (None when there is none)."""
+    found = sorted(p.parent for p in ROOT.glob("examples/*/*reference*/train_gpt.py"))
+    return found[0] if found else None

@@ -23,16 +23,14 @@ import pytest
 from auditor.harness import batch
 from tests.harnesskit import FIXTURES, alive, invoke
 
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def reference_record(tmp_path_factory) -> Path:
-    committed = sorted(p.parent for p in ROOT.glob("examples/*/*reference*/train_gpt.py"))
-    if committed:
-        return committed[0]
+def reference_record(committed_reference_record, tmp_path_factory) -> Path:
+    if committed_reference_record is not None:
+        return committed_reference_record
     from reference_impl.pack import pack_record
 
     out = tmp_path_factory.mktemp("packed") / "2026-05-03_reference_toy"

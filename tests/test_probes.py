@@ -27,10 +27,9 @@ def tok_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def reference_script(tmp_path_factory) -> Path:
-    committed = sorted(ROOT.glob("examples/*/*reference*/train_gpt.py"))
-    if committed:
-        return committed[0]
+def reference_script(committed_reference_record, tmp_path_factory) -> Path:
+    if committed_reference_record is not None:
+        return committed_reference_record / "train_gpt.py"
     from reference_impl.pack import write_script
 
     out = tmp_path_factory.mktemp("ref") / "train_gpt.py"
