@@ -296,6 +296,8 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
                 rules: Iterable[type[Rule]] | None = None) -> list[Finding]:
     """Lint one layer's text. Never raises on bad input."""
     config = config or LintConfig()
+    if text.startswith("\ufeff"):  # a UTF-8 byte-order mark decoded as text: not code
+        text = text[1:]
     try:
         # CPython's parser first: it bounds nesting (the native libcst parser can
         # overflow the C stack on pathological input) and gives clear messages.
@@ -351,7 +353,7 @@ def lint(unit: Any, config: LintConfig | None = None) -> list[Finding]:
     for layer in layers:
         text = getattr(layer, "text", "")
         if isinstance(text, bytes):
-            text = text.decode("utf-8", errors="replace")
+            text = text.decode("utf-8-sig", errors="replace")
         out += lint_source(text or "", file=file, layer=getattr(layer, "name", "shipped"),
                            config=config)
     return out

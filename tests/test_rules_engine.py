@@ -308,3 +308,15 @@ def test_huge_constant_arithmetic_is_unknown_not_computed():
     assert f.eval(f.module_defs["A"][0][1], None) == 1024
     assert f.eval(f.module_defs["B"][0][1], None) is UNKNOWN
     assert f.eval(f.module_defs["C"][0][1], None) is UNKNOWN
+
+
+def test_leading_byte_order_mark_is_not_a_parse_error():
+    plain = lint_source(GATED, file="t.py")
+    assert _by_code(plain, "PG101")
+    for text in ("\ufeff" + GATED,):
+        fs = lint_source(text, file="t.py")
+        assert not _by_code(fs, "PG000"), [f.message for f in fs]
+        assert [(f.code, f.location.line_start) for f in fs] == [(f.code, f.location.line_start) for f in plain]
+    unit = _Unit("t.py", [_Layer("shipped", b"\xef\xbb\xbf" + GATED.encode())])
+    fs = lint(unit)
+    assert not _by_code(fs, "PG000") and _by_code(fs, "PG101")
