@@ -319,6 +319,11 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
             code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,
             message="layer not analysed: too deeply nested to analyse",
             location=Location(file, None, None, layer), key="analysis-error")]
+    except Exception as exc:  # a bug in the fact builder must not abort the report
+        return [Finding(
+            code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,
+            message=f"layer not analysed: building the facts failed ({type(exc).__name__}: {exc})",
+            location=Location(file, None, None, layer), confidence="low", key="analysis-error")]
     out: list[Finding] = []
     for rule_cls in (rules if rules is not None else _REGISTRY):
         rule = rule_cls()
@@ -333,7 +338,14 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
             continue
         seen: set[tuple] = set()
         for hit in hits:
-            f = _finding(rule_cls, hit, facts, file, layer, config)
+            try:
+                f = _finding(rule_cls, hit, facts, file, layer, config)
+            except Exception as exc:  # reporting one hit failed: say so, keep the rest
+                f = Finding(
+                    code=rule_cls.code, slug=rule_cls.slug, severity=Severity.INFO,
+                    message=f"rule crashed while reporting a finding: {type(exc).__name__}: {exc}",
+                    location=Location(file, None, None, layer), confidence="low",
+                    key="rule-crash")
             k = (f.location.line_start, f.location.line_end, f.message)
             if k in seen:
                 continue

@@ -320,3 +320,31 @@ def test_leading_byte_order_mark_is_not_a_parse_error():
     unit = _Unit("t.py", [_Layer("shipped", b"\xef\xbb\xbf" + GATED.encode())])
     fs = lint(unit)
     assert not _by_code(fs, "PG000") and _by_code(fs, "PG101")
+
+
+def test_fact_builder_or_reporting_failure_is_an_info_finding(monkeypatch):
+    import rules.engine as engine
+    from rules import Hit, Rule
+
+    class _Boom(Exception):
+        pass
+
+    def broken_facts(*a, **k):
+        raise _Boom("facts exploded")
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "Facts", broken_facts)
+        fs = lint_source("x = 1\n", file="t.py")
+    assert len(fs) == 1 and fs[0].code == "PG000" and fs[0].severity == Severity.INFO
+    assert "facts exploded" in fs[0].message
+
+    class _BadHit(Rule):
+        code, slug = "PG999", "bad-hit"
+
+        def check(self, facts):
+            yield Hit(None, "broken", ctx=object())  # not a Ctx: reporting it fails
+            yield Hit(None, "fine")
+
+    fs = lint_source("x = 1\n", file="t.py", rules=[_BadHit])
+    assert [f.severity for f in fs] == [Severity.INFO, Severity.ILLEGAL]
+    assert "while reporting" in fs[0].message and fs[1].message == "fine"
