@@ -15,6 +15,7 @@ from pathlib import Path
 from auditor import record as record_mod
 from auditor.checks import run_checks, significance
 from auditor.checks.size import UNCOUNTED_CODE, model_bytes
+from auditor.evidence import RunEvidence
 from auditor.findings import Finding, Verdict, sort_findings, verdict_of
 from auditor.record import Record, RecordError
 from auditor.stats import Comparison
@@ -134,28 +135,38 @@ def seed_rows(record: Record) -> list[SeedRow]:
     rows = []
     for run in record.logs:
         model, _ = model_bytes(run)
-        rows.append(
-            SeedRow(
-                log=run.log,
-                seed=int(run.seed.value) if run.seed else None,
-                metric=run.headline.name if run.headline else None,
-                val_loss=run.headline.val_loss if run.headline else None,
-                val_bpb=run.headline.val_bpb if run.headline else None,
-                train_s=float(run.train_time_ms.value) / 1000 if run.train_time_ms else None,
-                eval_s=float(run.eval_time_ms.value) / 1000 if run.eval_time_ms else None,
-                bytes_total=shipped + model if model is not None and record.script else None,
-            )
-        )
+        rows.append(seed_row(run, shipped + model if model is not None and record.script else None))
     return sorted(rows, key=lambda r: (r.seed is None, r.seed or 0, r.log))
 
 
+def seed_row(run: RunEvidence, bytes_total: int | None, seed: int | None = None) -> SeedRow:
+    """One table row from a parsed log; `seed` overrides the logged one (pgolf rerun sets it)."""
+    return SeedRow(
+        log=run.log,
+        seed=seed if seed is not None else int(run.seed.value) if run.seed else None,
+        metric=run.headline.name if run.headline else None,
+        val_loss=run.headline.val_loss if run.headline else None,
+        val_bpb=run.headline.val_bpb if run.headline else None,
+        train_s=float(run.train_time_ms.value) / 1000 if run.train_time_ms else None,
+        eval_s=float(run.eval_time_ms.value) / 1000 if run.eval_time_ms else None,
+        bytes_total=bytes_total,
+    )
+
+
 def _significance(record: Record, options: Options, audit: Audit) -> list[Finding]:
-    if options.against is not None:
-        other = record_mod.load(options.against)
-        audit.comparison = significance.compare_runs(record.logs, other.logs)
-        label = other.display
+    against = record_mod.load(options.against) if options.against is not None else None
+    return significance_findings(audit, record.logs, record.submission, against=against,
+                                 against_losses=options.against_losses)
+
+
+def significance_findings(audit: Audit, runs: list[RunEvidence], submission: dict | None, *,
+                          against: Record | None = None, against_losses: list[float] | None = None) -> list[Finding]:
+    """Compare `runs` with another record's logs (or with given val_losses); sets audit.comparison."""
+    if against is not None:
+        audit.comparison = significance.compare_runs(runs, against.logs)
+        label = against.display
     else:
-        audit.comparison = significance.compare_runs(record.logs, old_losses=options.against_losses)
+        audit.comparison = significance.compare_runs(runs, old_losses=against_losses)
         label = "the given val_loss values"
-    date = (record.submission or {}).get("date")
+    date = (submission or {}).get("date")
     return significance.check(audit.comparison, date if isinstance(date, str) else None, label)

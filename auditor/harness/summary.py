@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from auditor.audit import Audit, SeedRow
+from auditor.audit import Audit, SeedRow, seed_row as _seed_row, significance_findings
 from auditor.challenge import ARTIFACT_LIMIT_BYTES, EVAL_LIMIT_S, TRAIN_LIMIT_S, TRAIN_OVERRUN_GRACE_S
-from auditor.checks import significance
-from auditor.checks.base import CheckRule
+from auditor.checks.base import CheckRule, cite, log_location
+from auditor.declared import declared as declared_claims
 from auditor.evidence import RunEvidence, parse_log_file
 from auditor.findings import Finding, Location, Severity, sort_findings
 from auditor.record import Record
@@ -101,14 +101,11 @@ def load_results(runs: list[tuple[int, dict, bool]], record_runs: Path,
 
 
 def _loc(res: SeedResult, cited=None) -> Location:
-    line = getattr(cited, "line", 0) or None
-    return Location(res.rel_log, line, line)
+    return log_location(res.rel_log, cited)
 
 
 def _cite(res: SeedResult, cited) -> str:
-    if cited is None or not getattr(cited, "line", 0):
-        return ""
-    return f"{res.rel_log}:{cited.line}: {cited.text}"
+    return cite(res.rel_log, cited)
 
 
 def seed_findings(res: SeedResult) -> list[Finding]:
@@ -271,8 +268,7 @@ def reproduction(results: list[SeedResult], record: Record | None, tolerance: fl
         lines.append(f"seed {res.seed}: reproduced val_bpb {_f(got)} vs claimed {_f(want)}{source}{delta}")
         if got is not None and want is not None:
             pairs.append((got, want))
-    sub = (record.submission or {}) if record else {}
-    declared = sub.get("val_bpb") if isinstance(sub.get("val_bpb"), (int, float)) else None
+    declared = declared_claims(record.submission).val_bpb if record else None
     got_all = [r.evidence.headline.val_bpb for r in results if r.evidence.headline and r.evidence.headline.val_bpb is not None]
     if not got_all:
         return [REPRODUCTION.finding(
@@ -319,14 +315,8 @@ def build_audit(
     audit = Audit(target=target, elapsed_s=elapsed_s)
     runs = [r.evidence for r in results]
     if against is not None or against_losses is not None:
-        if against is not None:
-            audit.comparison = significance.compare_runs(runs, against.logs)
-            label = against.display
-        else:
-            audit.comparison = significance.compare_runs(runs, old_losses=against_losses)
-            label = "the given val_loss values"
-        date = ((record.submission or {}) if record else {}).get("date")
-        findings += significance.check(audit.comparison, date if isinstance(date, str) else None, label)
+        findings += significance_findings(audit, runs, record.submission if record else None,
+                                          against=against, against_losses=against_losses)
     audit.findings = sort_findings(findings)
     audit.seeds = sorted((seed_row(r) for r in results), key=lambda row: row.seed or 0)
     audit.record = Record(
@@ -343,14 +333,5 @@ def build_audit(
 
 
 def seed_row(res: SeedResult) -> SeedRow:
-    ev, d = res.evidence, res.data
-    return SeedRow(
-        log=res.rel_log,
-        seed=res.seed,
-        metric=ev.headline.name if ev.headline else None,
-        val_loss=ev.headline.val_loss if ev.headline else None,
-        val_bpb=ev.headline.val_bpb if ev.headline else None,
-        train_s=float(ev.train_time_ms.value) / 1000 if ev.train_time_ms else None,
-        eval_s=float(ev.eval_time_ms.value) / 1000 if ev.eval_time_ms else None,
-        bytes_total=d["measured"]["artifact_bytes"],  # measured on disk, not logged
-    )
+    # the harness's seed, and the bytes measured on disk, not logged
+    return _seed_row(res.evidence, res.data["measured"]["artifact_bytes"], seed=res.seed)
