@@ -133,6 +133,16 @@ def build_luts(sp, n):
 def count(tgt, prev, base, has_leading_space_lut, is_boundary):
     return (base[tgt] + (has_leading_space_lut[tgt] & ~is_boundary[prev])).sum()
 ''',
+        # a zero that starts an accumulator is not a hard-coded bytes-per-token constant
+        '''
+def report(batches, base):
+    avg_bytes = 0
+    n = 0
+    for tgt in batches:
+        avg_bytes += base[tgt].sum()
+        n += tgt.numel()
+    return avg_bytes / max(n, 1)
+''',
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
@@ -160,7 +170,8 @@ def count(tgt, prev, base, has_leading_space_lut, is_boundary):
                               f"(should be 1)", ctx=ai.ctx, key="fallback bytes")
         for ai in facts.assigns:
             tn = " ".join(dotted(t) for t in ai.targets)
-            if ai.op == "=" and _BPT_NAME.search(tn) and isinstance(ai.value, (cst.Float, cst.Integer)):
+            if ai.op == "=" and _BPT_NAME.search(tn) and isinstance(ai.value, (cst.Float, cst.Integer)) \
+                    and ai.value.evaluated_value != 0:  # ``avg_bytes = 0``: an accumulator starts
                 yield Hit(ai.node, f"hard-coded bytes per token `{tn} = {facts.code(ai.value)}`: val_bpb must "
                           f"divide by the bytes the scored tokens decode to", ctx=ai.ctx, key=f"bpt {tn}")
 
