@@ -34,9 +34,9 @@ from auditor import record as record_mod
 from auditor.audit import lint_record
 from auditor.corpus import CorpusError, checkout, record_folders
 from auditor.findings import Finding, Severity
+from auditor.record import SCRIPT_NAME as SCRIPT
 
 RULINGS = (("779", "PG101"), ("568", "PG103"), ("1797", "PG105"))
-SCRIPT = "train_gpt.py"
 
 
 def _git(repo: Path, *args: str, binary: bool = False):

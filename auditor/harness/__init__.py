@@ -8,3 +8,7 @@ the runs into Findings (PG420-PG428) and one Audit for every report format.
 - :mod:`auditor.harness.summary`  Findings and the Audit
 - :mod:`auditor.harness.command`  the typer command `rerun`
 """
+
+# val_bpb by which the reproduced mean may exceed the claimed mean (rerun
+# --tolerance). Here, not in summary, so the command's module imports stay light.
+DEFAULT_TOLERANCE_BPB = 0.005

@@ -30,9 +30,9 @@ from auditor.challenge import EVAL_LIMIT_S, TRAIN_LIMIT_S
 from auditor.evidence import RunEvidence, parse_log_file
 from auditor.harness import measure
 from auditor.harness.run import LaunchResult, launch, last_lines
+from auditor.record import SCRIPT_NAME as SCRIPT
 
 SCHEMA = "pgolf-rerun/1"
-SCRIPT = "train_gpt.py"
 LOG_NAME = "train.log"
 RUN_JSON = "run.json"
 DEFAULT_MARGIN_S = 180.0

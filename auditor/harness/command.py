@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from auditor.cli_common import Format, fail_usage, parse_env, parse_floats, write_report
+from auditor.harness import DEFAULT_TOLERANCE_BPB
 
 ANALYSIS_ERROR = 3
 INTERRUPTED = 130
@@ -65,7 +66,7 @@ def rerun(
     rdzv_id: Optional[str] = typer.Option(None, "--rdzv-id", help="Multi-node: rendezvous id prefix (default: pgolf-<record-name>); -seed<N> is appended."),
     against: Optional[Path] = typer.Option(None, help="Record folder to test the reproduced scores against."),
     against_loss: Optional[str] = typer.Option(None, help="Per-seed val_loss (nats) to beat, comma-separated, instead of --against."),
-    tolerance: float = typer.Option(0.005, help="val_bpb by which the reproduced mean may exceed the claimed mean."),
+    tolerance: float = typer.Option(DEFAULT_TOLERANCE_BPB, help="val_bpb by which the reproduced mean may exceed the claimed mean."),
     format: Format = typer.Option(Format.rich, "--format", "-f", help="Report format."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
 ) -> None:

@@ -20,6 +20,7 @@ from auditor.checks.base import CheckRule, cite, log_location
 from auditor.declared import declared as declared_claims
 from auditor.evidence import RunEvidence, parse_log_file
 from auditor.findings import Finding, Location, Severity, sort_findings
+from auditor.harness import DEFAULT_TOLERANCE_BPB
 from auditor.record import Record
 
 REF = "pgolf rerun: measured on a re-run (DESIGN.md: rerun harness)"
@@ -73,7 +74,6 @@ RULES = (
     RERUN_SIZE_LIMIT, RERUN_TRAIN_TIME, RERUN_EVAL_TIME, RERUN_WALL_LIMIT, RERUN_SIZE_CLAIM,
     RERUN_FAILED, REPRODUCTION, RERUN_EVIDENCE, RERUN_MEASURED,
 )
-DEFAULT_TOLERANCE_BPB = 0.005
 
 
 @dataclass
