@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 
 from auditor.corpus import CorpusError, checkout, record_folders
+from auditor.probes.runner import PROBES as PROBE_CHECKS
 from auditor.probes.runner import probe_record
 
-PROBES = ("c1", "c4", "c2", "bos")
+PROBES = tuple(PROBE_CHECKS)  # c1, c4, c2, bos
 
 
 def _why(reason: str) -> str:

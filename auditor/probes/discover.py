@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import re
 import types
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, is_dataclass
 
 SEQ = 64
 
@@ -56,15 +56,6 @@ class Entry:
     params: list[str]
     claims_isolation: bool
     line: int | None = None
-
-
-@dataclass
-class Discovery:
-    config_cls: type | None = None
-    model_cls: type | None = None
-    tables_fn: object = None
-    entries: list[Entry] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)  # helper entries and why
 
 
 def own(mod: types.ModuleType, obj) -> bool:
