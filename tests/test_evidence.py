@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -668,7 +667,8 @@ def test_fuzz_never_raises():
         parse_log_text(data.decode("utf-8", "replace"), "fuzz.log")
 
 
-def test_big_log_single_pass_is_fast():
+def test_big_log_single_pass():
+    """A 10 MB log parses in one pass (benchmarks/bench_evidence.py times it)."""
     n = 200_000
     lines = ["seed:42", "world_size:8"]
     lines += [f"step:{i}/{n} train_loss:{3 - i / n:.4f} train_time:{i * 3}ms step_avg:3.00ms" for i in range(1, n + 1)]
@@ -678,11 +678,8 @@ def test_big_log_single_pass_is_fast():
     ]
     text = "\n".join(lines) + "\n"
     assert len(text) > 10_000_000
-    t0 = time.perf_counter()
     ev = parse_log_text(text, "train_seed42.log")
-    elapsed = time.perf_counter() - t0
     assert vl(ev.steps) == (n, n + 2)
     assert vl(ev.train_time_ms) == (n * 3.0, n + 2)
     assert ev.headline.line == n + 4
     assert ev.missing == [] and ev.problems == []
-    assert elapsed < 5.0, elapsed
