@@ -85,7 +85,8 @@ def test_launch_kills_the_tree_at_the_limit_and_keeps_the_log(tmp_path):
     result = launch([sys.executable, "-c", script], env=dict(os.environ), cwd=tmp_path, log_path=log,
                     limit_s=2.0, grace_s=0.5, on_line=seen.append)
     assert result.killed and result.returncode is None
-    assert 2.0 <= result.wall_s < 4.0 and time.monotonic() - t0 < 12
+    # killed at the limit (plus grace, generous for a loaded machine), long before the script's 60 s sleep
+    assert 2.0 <= result.wall_s < 2.0 + 0.5 + 15 and time.monotonic() - t0 < 45
     assert result.leftover == []
     assert "started" in log.read_text() and "started" in seen
     pids = [int(p) for p in pid_file.read_text().split()]

