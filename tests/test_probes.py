@@ -149,6 +149,6 @@ def test_generic_script_shapes_load_and_leak_is_found(tmp_path, tok_cache):
 def test_probe_not_run_says_why(src, reason, tmp_path, tok_cache):
     path = tmp_path / "train_gpt.py"
     path.write_text(src)
-    r = probe_record(path, timeout_s=6 if reason == "timed out" else 30, tokenizer_cache=tok_cache)
+    r = probe_record(path, timeout_s=2 if reason == "timed out" else 30, tokenizer_cache=tok_cache)
     assert [f.code for f in r.findings] == ["PG159"]
     assert r.findings[0].severity == Severity.INFO and reason in r.findings[0].message, r.findings[0].message
