@@ -15,6 +15,11 @@ _KNOWN = {
     "transformers", "safetensors", "kernels", "apex", "xformers", "liger_kernel", "lzma", "typing_extensions",
     "setuptools", "pkg_resources", "yaml", "packaging",
 }
+# calls that load code from another file; the bare names also count when the file
+# does not import them (``from importlib.util import *``), unless it defines them
+_LOADERS = {"runpy.run_path", "importlib.util.spec_from_file_location",
+            "importlib.machinery.SourceFileLoader"}
+_BARE_LOADERS = {"SourceFileLoader", "spec_from_file_location"}
 _STDLIB = set(getattr(sys, "stdlib_module_names", ())) | {"__future__"}
 
 
@@ -87,6 +92,11 @@ def run_path(p):
 x = run_path("a/b/")
 ''',
         '''
+def spec_from_file_location(name, path):
+    return {"name": name, "path": path}
+spec = spec_from_file_location("model", "model.py")
+''',
+        '''
 import lzma, base64
 exec(lzma.decompress(base64.b85decode("c$@")))
 ''',
@@ -105,10 +115,8 @@ import sentencepiece as spm
                         r"(decompress|b85decode|b64decode|a85decode|unhexlify)", text):
                     yield Hit(ci.node, f"`{ci.name}` of a file's contents (`{text.strip()[:60]}`): that "
                               f"code is not counted in the artifact size", ctx=ci.ctx, key="exec file")
-            elif facts.resolve(ci.name) in (
-                    "runpy.run_path", "importlib.util.spec_from_file_location",
-                    "importlib.machinery.SourceFileLoader", "SourceFileLoader",
-                    "spec_from_file_location") or ci.name in ("SourceFileLoader", "spec_from_file_location"):
+            elif facts.resolve(ci.name) in _LOADERS or (
+                    ci.name in _BARE_LOADERS and not facts.defined_here(ci.name)):
                 yield Hit(ci.node, f"`{ci.name}` loads code from another file: uncounted code",
                           ctx=ci.ctx, key=f"load {ci.name}")
         for mod, line, level, ctx in facts.imports:

@@ -130,6 +130,16 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
             return name
         return f"{full}.{rest}" if rest else full
 
+    def defined_here(self, name: str) -> bool:
+        """The first component of ``name`` is bound by this file (a function, a class or
+        a module-level assignment) and not by an import: ``load_dataset`` in a file with
+        its own ``def load_dataset(...)`` is that function, not ``datasets.load_dataset``."""
+        head = name.partition(".")[0]
+        if not head or head in self.import_aliases:
+            return False
+        return (any(fi.cls is None for fi in self.funcs_by_name.get(head, ()))
+                or head in self.classes or head in self.module_defs)
+
     def names(self, node: cst.CSTNode) -> set[str]:
         s = self.names_in.get(node)
         if s is not None:
