@@ -12,7 +12,8 @@ per file, then totals.
 
 ``--pr N --expect CODE`` (repeatable, in pairs) reads ``refs/pull/N/head``: the
 record folders whose ``train_gpt.py`` that ref adds or changes against
-``--ref`` are extracted with ``git show REF:path`` and linted; the check passes
+``--ref`` are extracted the way ``pgolf scan`` does (one ``git ls-tree``, blobs
+through ``git cat-file --batch``; symlinks are not written) and linted; the check passes
 when CODE is reported as illegal. ``--rulings`` adds the ruling PRs named in
 RULEBOOK.md: #779 PG101, #568 PG103, #1797 PG105. The PR refs must have been
 fetched (``git fetch origin '+refs/pull/*/head:refs/pull/*/head'``).
@@ -24,7 +25,6 @@ record has an illegal finding), 2 on usage errors, 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -34,17 +34,14 @@ from auditor import record as record_mod
 from auditor.audit import lint_record
 from auditor.corpus import CorpusError, checkout, record_folders
 from auditor.findings import Finding, Severity
+from auditor.gitdiff import GitError, changes, merge_base, record_folder_of, rev_parse
 from auditor.record import SCRIPT_NAME as SCRIPT
 
+# Private helpers of auditor.scan, imported on purpose: the same ls-tree listing
+# and cat-file extraction `pgolf scan` uses for git record folders.
+from auditor.scan import _Blobs, _git_target, _ls_tree, _materialize
+
 RULINGS = (("779", "PG101"), ("568", "PG103"), ("1797", "PG105"))
-
-
-def _git(repo: Path, *args: str, binary: bool = False):
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True)
-    if done.returncode != 0:
-        msg = done.stderr.decode(errors="replace").strip().splitlines()
-        raise CorpusError(f"git {' '.join(args)}: {msg[-1] if msg else done.returncode}")
-    return done.stdout if binary else done.stdout.decode(errors="replace")
 
 
 def _fmt(f: Finding) -> str:
@@ -89,34 +86,39 @@ def merged(path: Path, ref: str, track: str | None, out) -> tuple[int, int, Coun
     return files, flagged, codes
 
 
-def changed_scripts(repo: Path, base: str, ref: str) -> list[str]:
-    """``records/**/train_gpt.py`` paths that ``ref`` adds or changes against ``base``."""
+def changed_scripts(repo: Path, base: str, commit: str, present: set[str]) -> list[str]:
+    """``records/**/train_gpt.py`` paths that ``commit`` adds or changes against ``base``
+    (from their merge base) and still has (``present``: its files, listed once)."""
     try:
-        names = _git(repo, "diff", "--name-only", f"{base}...{ref}", "--", "records").splitlines()
-    except CorpusError:  # no merge base: compare the trees directly
-        names = _git(repo, "diff", "--name-only", base, ref, "--", "records").splitlines()
-    return sorted(n for n in names if PurePosixPath(n).name == SCRIPT
-                  and n in set(_git(repo, "ls-tree", "-r", "--name-only", ref, "--", "records").splitlines()))
+        old = merge_base(repo, base, commit)
+    except GitError:  # no merge base: compare the trees directly
+        old = base
+    return sorted(c.path for c in changes(repo, old, commit, "records")
+                  if PurePosixPath(c.path).name == SCRIPT and c.path in present)
 
 
-def extract_folder(repo: Path, ref: str, folder: str, dest: Path) -> Path:
-    """Write every file of ``folder`` at ``ref`` under ``dest`` (``git show REF:path``)."""
-    target = dest / folder
-    for name in _git(repo, "ls-tree", "-r", "--name-only", ref, "--", folder).splitlines():
-        rel = PurePosixPath(name).relative_to(folder)
-        if ".." in rel.parts:
-            continue
-        path = target / Path(*rel.parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_git(repo, "show", f"{ref}:{name}", binary=True))
-    return target
+def extract(repo: Path, ref: str, commit: str, folders: dict, scripts: list[str], dest: Path) -> list[Path]:
+    """Write each script's record folder at ``commit`` under ``dest``; return each script's folder there."""
+    blobs = _Blobs(repo)
+    try:
+        local = []
+        for n, script in enumerate(scripts):
+            record = record_folder_of(script)  # present, so inside a records/<track>/<folder>/
+            root = _materialize(blobs, dest, n, _git_target(ref, commit, record, folders[record]))
+            local.append(root.joinpath(*PurePosixPath(script).parent.relative_to(record).parts))
+        return local
+    finally:
+        blobs.close()
 
 
 def check_pr(repo: Path, base: str, pr: str, expect: str, out) -> bool:
     ref = f"refs/pull/{pr}/head"
     try:
-        scripts = changed_scripts(repo, base, ref)
-    except CorpusError as exc:
+        commit = rev_parse(repo, ref)
+        folders = _ls_tree(repo, commit, "records")  # record folder -> [(path inside, blob, mode)]
+        present = {f"{folder}/{rel}" for folder, blobs in folders.items() for rel, _oid, _mode in blobs}
+        scripts = changed_scripts(repo, base, commit, present)
+    except GitError as exc:
         print(f"PR #{pr}: error: {exc}", file=out)
         return False
     if not scripts:
@@ -124,9 +126,7 @@ def check_pr(repo: Path, base: str, pr: str, expect: str, out) -> bool:
         return False
     ok = False
     with tempfile.TemporaryDirectory(prefix="pgolf-pr-") as tmp:
-        for script in scripts:
-            folder = str(PurePosixPath(script).parent)
-            local = extract_folder(repo, ref, folder, Path(tmp))
+        for script, local in zip(scripts, extract(repo, ref, commit, folders, scripts, Path(tmp))):
             findings = lint_folder(local)
             hits = [f for f in findings if f.code == expect and f.severity == Severity.ILLEGAL]
             others = [f for f in findings if f.severity == Severity.ILLEGAL and f.code != expect]
