@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from auditor.corpus import CorpusError, checkout, record_folders
 from scripts import corpus_check
+from tests.gitkit import commit_all, git
 from tests.recordkit import RecordSpec, Run, write_record
 
 
@@ -19,10 +19,6 @@ def make_tree(root: Path) -> Path:
     write_record(records, RecordSpec(runs=[Run(1), Run(2), Run(3, filename="train_seed3.txt")]), name="2026-05-02_other")
     (records / "track_10min_16mb" / "2026-05-02_other" / "train_seed3.txt").write_text("nothing useful here\n")
     return root
-
-
-def git(*args, cwd):
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
 def test_counts_over_a_work_tree(tmp_path, capsys):
@@ -37,10 +33,9 @@ def test_counts_over_a_work_tree(tmp_path, capsys):
 
 def test_bare_git_directory_is_read_at_a_ref(tmp_path):
     work = make_tree(tmp_path / "work")
-    git("init", "-q", cwd=work)
-    git("add", "-A", cwd=work)
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "records", cwd=work)
-    git("clone", "-q", "--bare", str(work), str(tmp_path / "bare.git"), cwd=tmp_path)
+    git(work, "init", "-q")
+    commit_all(work, "records")
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(tmp_path / "bare.git"))
     with checkout(tmp_path / "bare.git", "HEAD") as records:
         names = [f.name for f in record_folders(records)]
     assert names == ["2026-05-01_good", "2026-05-02_other"]

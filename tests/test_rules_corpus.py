@@ -8,50 +8,35 @@ script's only test: merged records at --ref, and refs/pull/N/head read with
 from __future__ import annotations
 
 import io
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from scripts import corpus_rules
+from tests.gitkit import commit_all, git, pr
+from tests.recordkit import RecordSpec, write_record
 
 FIX = Path(__file__).parent / "fixtures" / "rules"
-TRACK = "records/track_10min_16mb"
-
-
-def git(*args, cwd):
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-                          cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def write_folder(root: Path, name: str, script: str, readme: str = "# record\n") -> None:
-    folder = root / TRACK / name
-    folder.mkdir(parents=True)
-    (folder / "train_gpt.py").write_text(script)
-    (folder / "README.md").write_text(readme)
-    (folder / "submission.json").write_text(json.dumps({"author": "t", "github_id": "t", "name": name,
-                                                        "date": "2026-03-01", "val_bpb": 1.1}))
+    """A record with no logs: the script, its README and a minimal submission.json."""
+    submission = {"author": "t", "github_id": "t", "name": name, "date": "2026-03-01", "val_bpb": 1.1}
+    write_record(root / "records", RecordSpec(runs=[], script=script, readme=readme, submission=submission), name=name)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("pg")
-    git("init", "-q", "-b", "main", cwd=root)
+    git(root, "init", "-q", "-b", "main")
     write_folder(root, "2026-01-01_clean", (FIX / "legal_record.py").read_text())
     # switched off by default, but the README says the n-gram cache is behind the score
     write_folder(root, "2026-02-01_readme", (FIX / "gated_ngram.py").read_text(),
                  readme="# 1.02 bpb\n\nThe score comes from a hashed n-gram cache (order 5) mixed with the model.\n")
-    git("add", "-A", cwd=root)
-    git("commit", "-q", "-m", "merged records", cwd=root)
-    git("checkout", "-q", "-b", "pr7", cwd=root)
+    commit_all(root, "merged records")
     ngram_on = (FIX / "gated_ngram.py").read_text().replace('"NGRAM_EVAL_ORDER", "0"', '"NGRAM_EVAL_ORDER", "5"')
-    write_folder(root, "2026-03-25_ngram", ngram_on)
-    git("add", "-A", cwd=root)
-    git("commit", "-q", "-m", "pr 7", cwd=root)
-    git("update-ref", "refs/pull/7/head", git("rev-parse", "HEAD", cwd=root), cwd=root)
-    git("checkout", "-q", "main", cwd=root)
-    git("branch", "-q", "-D", "pr7", cwd=root)
+    pr(root, 7, lambda r: write_folder(r, "2026-03-25_ngram", ngram_on))
+    git(root, "branch", "-q", "-D", "pr7")
     return root
 
 
@@ -87,7 +72,7 @@ def test_wrong_expectation_and_strict_fail(repo):
 
 def test_bare_mirror_reads_records_and_pr_refs(repo, tmp_path):
     bare = tmp_path / "mirror.git"
-    subprocess.run(["git", "clone", "-q", "--mirror", str(repo), str(bare)], check=True)
+    git(tmp_path, "clone", "-q", "--mirror", str(repo), str(bare))
     code, out = run(bare, "--ref", "main", "--pr", "7", "--expect", "PG101")
     assert code == 0, out
     assert "merged train_gpt.py files linted: 2; with an illegal finding: 1" in out
