@@ -141,6 +141,13 @@ import torch
 def smear(x, g):
     return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
 ''',
+        # a comment about document isolation is not document isolation
+        '''
+import torch
+# we do not use cu_seqlens: the stream is scored without splitting at BOS
+def smear(x, g):
+    return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+''',
         # input/target split and a token-id bigram hash are not mixing
         '''
 def batches(chunk, table):
@@ -154,7 +161,7 @@ def doc_starts(val_tokens, bos_id):
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
-        if not _ISOLATION_RE.search(facts.text):
+        if not _ISOLATION_RE.search(_code_only(facts.text)):  # "# no cu_seqlens here" is not isolation
             return
         shifted_names: dict[str, str] = {}  # prev = cat([.., h[:, :-1]]) -> h
         for ai in facts.assigns:
