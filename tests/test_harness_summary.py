@@ -15,6 +15,7 @@ from auditor.harness import batch, summary
 from auditor.harness.run import LaunchResult
 from auditor.record import load
 from auditor.report import FORMATS
+from tests.recordkit import RecordSpec, Run, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 AGAINST = ROOT / "examples" / "track_10min_16mb" / "2026-05-01_example_score_first_ttt"
@@ -22,16 +23,10 @@ FIXTURES = Path(__file__).parent / "fixtures" / "harness"
 
 
 def _record(tmp_path: Path, claimed: dict[int, float]) -> Path:
-    rec = tmp_path / "2026-05-10_toy"
-    rec.mkdir()
-    (rec / "train_gpt.py").write_text("print('hi')\n")
-    for seed, bpb in claimed.items():
-        (rec / f"train_seed{seed}.log").write_text(
-            f"seed:{seed}\ntrain_time:500000ms\nfinal_x val_loss:{bpb * 1.6:.6f} val_bpb:{bpb:.6f} eval_time:1000ms\n"
-        )
-    (rec / "submission.json").write_text(json.dumps({"val_bpb": sum(claimed.values()) / max(1, len(claimed)),
-                                                     "date": "2026-05-10"}))
-    return rec
+    runs = [Run(seed, val_bpb=bpb, val_loss=bpb * 1.6, train_ms=500_000, eval_ms=1000) for seed, bpb in claimed.items()]
+    submission = {"val_bpb": sum(claimed.values()) / max(1, len(claimed)), "date": "2026-05-10"}
+    return write_record(tmp_path, RecordSpec(runs=runs, script="print('hi')\n", submission=submission, readme=None),
+                        name="2026-05-10_toy")
 
 
 def _simulate(plan: batch.Plan, seed: int, *, bpb: float | None, exit_code: int = 0, killed: bool = False,
