@@ -89,6 +89,17 @@ def mix(logp_model, p_cache, targets):
     p_t = logp_model.exp().gather(-1, targets[:, None]).squeeze(-1)
     return -torch.log(lam * p_cache + (1 - lam) * p_t)
 ''',
+        # per-token choice between two scorers by a prefix-only quantity (each one's own
+        # entropy, known before the target): a distribution chosen before x_t is legal
+        '''
+import torch
+def score(logp_a, logp_b, targets):
+    ent_a = -(logp_a.exp() * logp_a).sum(-1)
+    ent_b = -(logp_b.exp() * logp_b).sum(-1)
+    nll_a = -logp_a.gather(-1, targets[..., None]).squeeze(-1)
+    nll_b = -logp_b.gather(-1, targets[..., None]).squeeze(-1)
+    return torch.where(ent_a < ent_b, nll_a, nll_b).sum()
+''',
         # target class used for byte counting
         '''
 def count_bytes(tgt_ids, prev_ids, base_bytes_lut, has_leading_space_lut, is_boundary_lut):
