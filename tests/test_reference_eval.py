@@ -17,16 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-sp_mod = pytest.importorskip("sentencepiece")
+pytest.importorskip("sentencepiece")
 
 from reference_impl import ttt  # noqa: E402
-from reference_impl.bytes import build_byte_tables  # noqa: E402
 from reference_impl.config import Config  # noqa: E402
-from reference_impl.data import load_val_tokens  # noqa: E402
 from reference_impl.evaluate import evaluate, plan_windows  # noqa: E402
 from reference_impl.ledger import ScoreLedger, ScoreLedgerError  # noqa: E402
-from reference_impl.model import GPT  # noqa: E402
-from reference_impl.synthetic import toy_corpus  # noqa: E402
+from tests.conftest import flip  # noqa: E402
 
 N_VAL = 1200
 
@@ -35,15 +32,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def setup():
-    corpus = toy_corpus()
-    cfg = Config.from_env({"CONFIG": "toy", "EVAL_SEQ_LEN": "64", "EVAL_STRIDE": "32", "EVAL_BATCH_SEQS": "4",
-                           "TTT_CHUNK_TOKENS": "256", "TTT_LR": "0.05", "LORA_LR": "0.05", "SLOT_LR": "0.1"})
-    torch.manual_seed(0)
-    model = GPT(cfg).eval()
-    sp = sp_mod.SentencePieceProcessor(model_file=corpus["tokenizer"])
-    tables = build_byte_tables(sp, cfg.vocab_size)
-    val = load_val_tokens(os.path.join(corpus["dir"], "fineweb_val_*.bin"))[:N_VAL].clone()
+def setup(toy_eval):
+    cfg, model, _, tables, val = toy_eval(N_VAL, TTT_CHUNK_TOKENS=256, TTT_LR=0.05, LORA_LR=0.05, SLOT_LR=0.1)
     return cfg, model, tables, val
 
 
@@ -92,11 +82,7 @@ def test_every_path_scores_every_token_once_and_is_causal(setup, name):
     assert res["tokens"] == N_VAL - 1
     assert led.scored[1:].all() and not np.isnan(led.nll[1:]).any()
     j = 700
-    flipped = val.clone()
-    flipped[j] = (val[j] + 7) % cfg.vocab_size
-    if flipped[j] == cfg.bos_id:
-        flipped[j] = 5
-    _, led2 = PATHS[name](model, flipped, tables, cfg)
+    _, led2 = PATHS[name](model, flip(val, j, cfg), tables, cfg)
     assert np.array_equal(led.nll[1:j], led2.nll[1:j]), name
     assert not np.array_equal(led.nll[j:], led2.nll[j:])
 

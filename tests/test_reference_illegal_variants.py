@@ -15,14 +15,11 @@ import os
 import pytest
 import torch
 
-sp_mod = pytest.importorskip("sentencepiece")
+pytest.importorskip("sentencepiece")
 
-from reference_impl.bytes import build_byte_tables, count_bytes  # noqa: E402
-from reference_impl.config import Config  # noqa: E402
-from reference_impl.data import load_val_tokens  # noqa: E402
+from reference_impl.bytes import count_bytes  # noqa: E402
 from reference_impl.evaluate import evaluate  # noqa: E402
-from reference_impl.model import GPT  # noqa: E402
-from reference_impl.synthetic import toy_corpus  # noqa: E402
+from tests.conftest import flip  # noqa: E402
 from tests.illegal_variants import VARIANTS  # noqa: E402
 from tests.illegal_variants import multi_epoch_rescoring as multi_epoch  # noqa: E402
 from tests.illegal_variants import pre_eval_ttt, scored_region_slot, space_double_counted  # noqa: E402
@@ -36,23 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def setup():
-    corpus = toy_corpus()
-    cfg = Config.from_env({"CONFIG": "toy", "EVAL_SEQ_LEN": "64", "EVAL_STRIDE": "32", "EVAL_BATCH_SEQS": "4",
-                           "TTT_LR": "0.05"})
-    torch.manual_seed(0)
-    model = GPT(cfg).eval()
-    sp = sp_mod.SentencePieceProcessor(model_file=corpus["tokenizer"])
-    val = load_val_tokens(os.path.join(corpus["dir"], "fineweb_val_*.bin"))[:N_VAL].clone()
-    return cfg, model, sp, build_byte_tables(sp, cfg.vocab_size), val
-
-
-def _flip(val, cfg):
-    out = val.clone()
-    out[J] = (val[J] + 7) % cfg.vocab_size
-    if out[J] == cfg.bos_id:
-        out[J] = 5
-    return out
+def setup(toy_eval):
+    return toy_eval(N_VAL, TTT_LR=0.05)
 
 
 def test_every_variant_is_a_documented_module():
@@ -65,7 +47,7 @@ def test_every_variant_is_a_documented_module():
 def test_multi_epoch_rescoring_scores_depend_on_later_tokens(setup):
     cfg, model, _, tables, val = setup
     nll_sum, _, a = multi_epoch.eval_multi_epoch_ttt(model, val, tables, cfg)
-    _, _, b = multi_epoch.eval_multi_epoch_ttt(model, _flip(val, cfg), tables, cfg)
+    _, _, b = multi_epoch.eval_multi_epoch_ttt(model, flip(val, J, cfg), tables, cfg)
     chunk_start = (J - 1) // cfg.eval_seq_len * cfg.eval_seq_len
     assert not torch.equal(a[chunk_start + 1 : J], b[chunk_start + 1 : J])  # earlier positions moved: C1/C3
     legal, _ = evaluate(model, val, tables, cfg.eval_seq_len, 0, 4)
@@ -79,7 +61,7 @@ def test_pre_eval_ttt_is_off_by_default_and_leaks_when_on(setup):
     ref, _ = evaluate(model, val, tables, cfg.eval_seq_len, 0, cfg.eval_batch_seqs)
     assert off["val_bpb"] == pytest.approx(ref["val_bpb"], abs=1e-9)
     on, led = pre_eval_ttt.adapt_then_evaluate(model, val, tables, cfg, force=True)
-    _, led2 = pre_eval_ttt.adapt_then_evaluate(model, _flip(val, cfg), tables, cfg, force=True)
+    _, led2 = pre_eval_ttt.adapt_then_evaluate(model, flip(val, J, cfg), tables, cfg, force=True)
     assert on["val_bpb"] < off["val_bpb"]
     assert not (led.nll[1:J] == led2.nll[1:J]).all()
 
@@ -101,12 +83,12 @@ def test_target_keyed_cache_is_not_a_distribution(setup):
 def test_scored_region_slot_moves_other_scored_positions(setup):
     cfg, model, _, _, val = setup
     a = scored_region_slot.eval_scored_region_slot(model, val, cfg)
-    b = scored_region_slot.eval_scored_region_slot(model, _flip(val, cfg), cfg)
+    b = scored_region_slot.eval_scored_region_slot(model, flip(val, J, cfg), cfg)
     assert not torch.equal(a[1:J], b[1:J])
     from reference_impl import ttt  # the reference context-only SLOT passes the same probe
 
     _, la = ttt.eval_slot(model, val, setup[3], cfg, keep_nll=True)
-    _, lb = ttt.eval_slot(model, _flip(val, cfg), setup[3], cfg, keep_nll=True)
+    _, lb = ttt.eval_slot(model, flip(val, J, cfg), setup[3], cfg, keep_nll=True)
     assert (la.nll[1:J] == lb.nll[1:J]).all()
 
 
