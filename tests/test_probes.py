@@ -16,6 +16,7 @@ pytest.importorskip("sentencepiece")
 from auditor.findings import Severity  # noqa: E402
 from auditor.probes import probe_record  # noqa: E402
 from tests import probe_scripts  # noqa: E402
+from tests.illegal_variants import VARIANTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_ENTRIES = {"evaluate", "eval_chunk_ttt", "eval_lora_ttt", "eval_slot", "eval_ngram_tilt"}
@@ -80,19 +81,13 @@ def test_reference_passes_on_intercepted_losses_alone(reference_script, tok_cach
     assert all(e["c4"]["status"] == "pass" for e in r.data["entries"])
 
 
-VARIANTS = {
-    # name: (entry, env from the run's effective config, probe that must catch it, severity)
-    "multi_epoch_rescoring": ("eval_multi_epoch_ttt", {}, "PG150"),
-    "pre_eval_ttt": ("adapt_then_evaluate", {"PRE_EVAL_TTT": "1"}, "PG150"),
-    "scored_region_slot": ("eval_scored_region_slot", {}, "PG150"),
-    "target_keyed_ngram": ("eval_target_keyed", {}, "PG152"),
-    "unmasked_smear_sorted": ("doc_nll_sorted_batch", {}, "PG153"),
-}
+PROBED = sorted(name for name, v in VARIANTS.items() if v.probe)  # entry, env and probe from the one table
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", PROBED)
 def test_each_illegal_variant_is_caught_with_numbers(name, tmp_path, tok_cache):
-    entry, env, code = VARIANTS[name]
+    v = VARIANTS[name]
+    entry, env, code = v.entry, v.env, v.probe
     script = _variant_script(tmp_path, name)
     r = probe_record(script, timeout_s=170, env=env, entries=[entry], tokenizer_cache=tok_cache)
     hits = [f for f in _illegal(r) if f.code == code]
@@ -118,7 +113,7 @@ def test_pre_eval_ttt_switched_off_passes(tmp_path, tok_cache):
 
 @pytest.mark.parametrize("name", ["multi_epoch_rescoring", "scored_region_slot"])
 def test_variants_caught_from_intercepted_losses(name, tmp_path, tok_cache):
-    entry, env, _ = VARIANTS[name]
+    entry, env = VARIANTS[name].entry, VARIANTS[name].env
     r = probe_record(_variant_script(tmp_path, name), timeout_s=170, env=env, entries=[entry],
                      tokenizer_cache=tok_cache, intercept_only=True)
     e = r.data["entries"][0]

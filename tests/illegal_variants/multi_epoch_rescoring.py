@@ -5,8 +5,8 @@ once under no_grad and then training on it, every chunk is trained for
 `n_epochs` and the NLL recorded at the last epoch is what counts. That score was
 taken after updates that used the very tokens it scores (C3) and is not the
 first score of the token (C4). Each epoch "scores before it steps", which is why
-reviewers called it legal (PR #568 says it is not). Expected rule: multi-epoch /
-repeated scoring (PG1xx).
+reviewers called it legal (PR #568 says it is not). Expected rule: multi-pass-scoring
+(PG103).
 """
 
 from __future__ import annotations
