@@ -13,7 +13,12 @@ from .facts import Facts, dotted, is_loss_name
 
 _CLASS_RE = re.compile(r"(word|space|boundary|start|class|leading|punct|alpha|digit|is_|bucket|kind)", re.I)
 _MIXVAR_RE = re.compile(r"(lam|alpha|beta|gate|mix|weight|coef|temp|prob|^p_|logit|^w$|^w_)", re.I)
-_MIN_FUNCS = ("torch.minimum", "torch.min", "np.minimum", "numpy.minimum", "torch.fmin", "jnp.minimum")
+# matched on the import-resolved name (``import torch as T; T.minimum`` and ``from torch
+# import minimum`` are ``torch.minimum``); ``np.`` / ``jnp.`` for snippets without imports
+_MIN_FUNCS = {"torch.minimum", "torch.min", "torch.fmin", "numpy.minimum", "np.minimum",
+              "jax.numpy.minimum", "jnp.minimum"}
+_WHERE_FUNCS = {"torch.where", "numpy.where", "np.where"}
+_STACK_FUNCS = {"torch.stack", "numpy.stack", "np.stack"}
 
 
 def _loss_like(facts: Facts, node: cst.CSTNode) -> bool:
@@ -72,6 +77,17 @@ def mix(p_model, p_cache, targets, is_word_start):
     lam = torch.where(is_word_start[targets], 0.4, 0.05)
     return -torch.log(lam * p_cache + (1 - lam) * p_model)
 ''',
+        # the minimum under an import alias
+        '''
+import torch as T
+def score(nll_a, nll_b):
+    return T.minimum(nll_a, nll_b).sum()
+''',
+        '''
+from torch import minimum
+def score(nll_a, nll_b):
+    return minimum(nll_a, nll_b).sum()
+''',
     ]
     VALID = [
         # clamp against a constant is not a choice of scorer
@@ -111,19 +127,20 @@ def count_bytes(tgt_ids, prev_ids, base_bytes_lut, has_leading_space_lut, is_bou
     def check(self, facts: Facts) -> Iterator[Hit]:
         for ci in facts.calls:
             args = [a.value for a in ci.node.args if a.keyword is None]
-            if ci.name in _MIN_FUNCS and len(args) == 2 and all(_loss_like(facts, a) for a in args):
+            full = facts.resolve(ci.name)
+            if full in _MIN_FUNCS and len(args) == 2 and all(_loss_like(facts, a) for a in args):
                 yield Hit(ci.node, f"`{ci.name}` of two per-token losses "
                           f"(`{facts.code(args[0]).strip()}`, `{facts.code(args[1]).strip()}`): the scorer is "
                           f"chosen after seeing the true token (C1, C2, C4)", ctx=ci.ctx,
                           key="min over scorers")
-            elif ci.name in ("torch.where", "np.where") and len(args) == 3 and isinstance(args[0], cst.Comparison) \
+            elif full in _WHERE_FUNCS and len(args) == 3 and isinstance(args[0], cst.Comparison) \
                     and _loss_like(facts, args[1]) and _loss_like(facts, args[2]) \
                     and _loss_like(facts, args[0].left):
                 yield Hit(ci.node, "per-token selection between losses by comparing them on the true token "
                           "(C1, C2, C4)", ctx=ci.ctx, key="where over scorers")
             elif ci.attr in ("min", "amin") and isinstance(ci.node.func, cst.Attribute) and \
-                    isinstance(ci.node.func.value, cst.Call) and dotted(ci.node.func.value.func) in (
-                    "torch.stack", "np.stack") and _loss_like(facts, ci.node.func.value):
+                    isinstance(ci.node.func.value, cst.Call) and \
+                    facts.resolve(dotted(ci.node.func.value.func)) in _STACK_FUNCS and _loss_like(facts, ci.node.func.value):
                 yield Hit(ci.node, "minimum over stacked per-token losses of several scorers or passes "
                           "(C1, C2, C4)", ctx=ci.ctx, key="min over stacked")
         for ai in facts.assigns:

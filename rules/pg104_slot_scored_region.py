@@ -141,6 +141,20 @@ def fit_bias(model, x, y, begin_score, iters):
         opt.step()
     return bias
 ''',
+        # the optimizer under an import alias (not one of the usual class names)
+        '''
+import torch
+import torch.optim as topt
+def slot(model, xb, yb, steps):
+    h = model.hidden(xb)
+    d = torch.zeros(xb.size(0), 1, h.size(-1), device=h.device, requires_grad=True)
+    opt = topt.Adagrad([d], lr=0.1)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model.head(h + d).flatten(0, 1), yb.flatten())
+        loss.backward()
+        opt.step()
+    return d
+''',
         # all positions of the window
         '''
 import torch
@@ -305,7 +319,7 @@ def sliding(model, val_tokens, seq_len, stride):
         # an optimizer / autograd.grad over the delta
         optimized = False
         for ci in facts.calls_by_func.get(func, ()):
-            if (dotted(ci.node.func).startswith(("torch.optim", "optim.")) or ci.attr in (
+            if (facts.resolve(ci.name).startswith(("torch.optim.", "optim.")) or ci.attr in (
                     "Adam", "AdamW", "SGD")) and ci.node.args and delta in facts.names(ci.node.args[0].value):
                 optimized = True
             if ci.name in ("torch.autograd.grad", "autograd.grad") and delta in facts.names(ci.node):

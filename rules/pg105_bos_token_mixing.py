@@ -17,6 +17,9 @@ _MASK_RE = re.compile(r"(bos|doc_start|is_start|boundary|reset|cu_seqlens|seq_st
 _ISOLATION_RE = re.compile(
     r"(cu_seqlens|varlen|==\s*bos\w*|bos_id|bos_token|doc_starts|doc_bounds|per_doc|split_docs|"
     r"documents?\b.*bos|nonzero\(\).*bos)", re.I)
+# concatenations that build the previous-position tensor, by import-resolved name
+# (``F.pad`` also for snippets that do not import ``F``)
+_SHIFT_FUNCS = {"torch.cat", "torch.concat", "torch.nn.functional.pad", "F.pad"}
 _IDS_RE = re.compile(r"(ids|tok|idx|index|input)", re.I)
 
 
@@ -117,6 +120,17 @@ def smear(h, lam):
 def run(model, batch, cu_seqlens):
     return model(batch, cu_seqlens=cu_seqlens)
 ''',
+        # the shifted copy built by an aliased ``pad``
+        '''
+import torch
+import torch.nn.functional as Fn
+def smear(h, lam):
+    prev = Fn.pad(h[:, :-1], (0, 0, 1, 0))
+    return h + lam * prev
+
+def run(model, batch, cu_seqlens):
+    return model(batch, cu_seqlens=cu_seqlens)
+''',
     ]
     VALID = [
         # BOS-masked smear
@@ -167,7 +181,7 @@ def doc_starts(val_tokens, bos_id):
         for ai in facts.assigns:
             if ai.op == "=" and ai.value is not None and isinstance(ai.value, cst.Call):
                 bases = _shift_bases(facts, ai.value)
-                if bases and dotted(ai.value.func) in ("torch.cat", "F.pad", "torch.nn.functional.pad"):
+                if bases and facts.resolve(dotted(ai.value.func)) in _SHIFT_FUNCS:
                     for t in ai.targets:
                         shifted_names[dotted(t)] = bases[0]
         seen: set = set()
