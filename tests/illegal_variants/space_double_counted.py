@@ -4,7 +4,9 @@ Mutation of `reference_impl.bytes.build_byte_tables`: the leading "▁" is turne
 into a space and counted in `base_bytes`, while `has_leading_space` is still set,
 so the accumulator adds the space a second time. Every word-initial token is one
 byte too long; on English text about 17% more bytes and a lower (better) bpb
-(issue #1719). The accumulator below is the reference one, unchanged.
+(issue #1719). The accumulator below is the reference formula, unchanged, kept
+here with the table's names (`has_leading_space`): a shipped file holds both, and
+the byte-table rule needs to see both.
 Expected rule: byte-table (PG301).
 """
 
