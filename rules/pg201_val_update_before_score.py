@@ -10,9 +10,9 @@ from auditor.findings import Severity
 
 from ._common import carried_objective, enclosing_loops, interleaved, later_score
 from .engine import Hit, Rule, register
+from .facts.names import CALIBRATION_NAME_RE
 from .facts import Facts, FuncInfo, Site, dotted
 
-_CALIB_RE = re.compile(r"(calib|hessian|gptq|awq|collect_stats|act_stats|quantize_with)", re.I)
 _LOADER_TARGET_RE = re.compile(r"train.*(loader|files|tokens|data|stream|shards|pattern|ds|iter)", re.I)
 
 
@@ -435,7 +435,7 @@ def slot_lagged(model, val_tokens, batches, steps, totals):
             )
         calib_done: set = set()
         for ci in facts.calls:
-            if _CALIB_RE.search(ci.attr or "") and ci.ctx.func not in calib_done:
+            if CALIBRATION_NAME_RE.search(ci.attr or "") and ci.ctx.func not in calib_done:
                 for a in ci.node.args:
                     if facts.expr_tainted(a.value, ci.ctx.func, ci.line):
                         yield Hit(

@@ -8,6 +8,7 @@ import libcst as cst
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
+from .facts.names import CALIBRATION_NAME_RE
 from .facts import CallInfo, Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
 
 _SPLIT = re.compile(r"[_\W]+")
@@ -15,7 +16,6 @@ _DATA_PARTS = {"files", "file", "loader", "loaders", "tokens", "toks", "data", "
                "pattern", "ds", "dataset", "iter", "iterator", "glob", "paths", "bins"}
 _NOT_DATA = {"size", "len", "seq", "steps", "step", "every", "frac", "count", "max", "min", "time", "ms",
              "seconds", "lr", "loss", "bpb", "batch", "log", "num", "n", "per", "bytes"}
-_CALIB_RE = re.compile(r"(calib|hessian|gptq|awq|collect_stats|act_stats|quantize_with)", re.I)
 _EVAL_ENTRY_RE = re.compile(r"(^|_)(eval|evaluate|score|scoring|slot|ttt|test_time)(_|$)", re.I)
 _NOT_READ = {"print", "len", "str", "repr", "format", "int", "float", "isinstance", "info", "debug", "warning",
              "log", "log0", "print0", "sorted", "glob_count", "exists", "isfile", "join", "write"}
@@ -367,7 +367,7 @@ if __name__ == "__main__":
                 if isinstance(node, cst.Call) and any(
                         reads.get(g) for g, _c in self._callees(facts, _call_info(facts, node))):
                     continue  # reported inside the local function, with the route
-                calib = bool(_CALIB_RE.search(text.split("(")[0])) or _feeds_calibration(facts, owner, node)
+                calib = bool(CALIBRATION_NAME_RE.search(text.split("(")[0])) or _feeds_calibration(facts, owner, node)
                 hit = self._hit(facts, owner, end, line, node, ctx, text, None, calib, reserve)
                 if hit is not None:
                     flagged.add(line)
@@ -384,15 +384,15 @@ if __name__ == "__main__":
                     for line, node, ctx, text in reads.get(fi, ()):
                         if line in flagged:
                             continue
-                        calib = chain_calib or bool(_CALIB_RE.search(fi.name)) or bool(
-                            _CALIB_RE.search(text.split("(")[0])) or _feeds_calibration(facts, owner, ci.node)
+                        calib = chain_calib or bool(CALIBRATION_NAME_RE.search(fi.name)) or bool(
+                            CALIBRATION_NAME_RE.search(text.split("(")[0])) or _feeds_calibration(facts, owner, ci.node)
                         hit = self._hit(facts, owner, end, line, node, ctx, text, (ci, fi), calib, reserve)
                         if hit is not None:
                             flagged.add(line)
                             yield hit
         # evaluation entry points reading training data, wherever they are called
         for fi in facts.funcs:
-            if not _EVAL_ENTRY_RE.search(fi.name) or _CALIB_RE.search(fi.name):
+            if not _EVAL_ENTRY_RE.search(fi.name) or CALIBRATION_NAME_RE.search(fi.name):
                 continue
             for line, node, ctx, text in reads[fi]:
                 if line in flagged:
@@ -417,7 +417,7 @@ if __name__ == "__main__":
         """Local functions reached from call ``ci`` (transitively), with whether the
         chain passed through a calibration-named call."""
         out = []
-        todo = [(g, bool(_CALIB_RE.search(ci.attr or ""))) for g in facts.funcs_by_name.get(ci.attr, ())]
+        todo = [(g, bool(CALIBRATION_NAME_RE.search(ci.attr or ""))) for g in facts.funcs_by_name.get(ci.attr, ())]
         seen: set = set()
         while todo and len(seen) < 200:
             g, calib = todo.pop()
@@ -427,7 +427,7 @@ if __name__ == "__main__":
             out.append((g, calib))
             for c2 in facts.calls_by_func.get(g, ()):
                 for h in facts.funcs_by_name.get(c2.attr, ()):
-                    todo.append((h, calib or bool(_CALIB_RE.search(c2.attr or ""))))
+                    todo.append((h, calib or bool(CALIBRATION_NAME_RE.search(c2.attr or ""))))
         return out
 
     def _hit(self, facts: Facts, owner, end: int, line: int, node, ctx, text: str,
@@ -479,7 +479,7 @@ def _feeds_calibration(facts: Facts, owner: FuncInfo | None, node: cst.CSTNode) 
     """The read's value goes into a calibration call (``collect_calibration``,
     ``gptq_*``, ``*hessian*``) in ``owner``: as an argument, or through local
     assignments (``batches = [loader.next_batch() ...]``; ``collect_hessians(model, batches)``)."""
-    calib_calls = [ci for ci in facts.calls_by_func.get(owner, ()) if _CALIB_RE.search(ci.attr or "")]
+    calib_calls = [ci for ci in facts.calls_by_func.get(owner, ()) if CALIBRATION_NAME_RE.search(ci.attr or "")]
     if not calib_calls:
         return False
     if any(any(n is node for n in iter_nodes(ci.node)) for ci in calib_calls):

@@ -30,3 +30,20 @@ def is_loss_name(name: str) -> bool:
 
 def is_train_name(name: str) -> bool:
     return bool(_TRAIN_RE.search(name))
+
+
+# ---------------------------------------------------------------------------
+# Naming conventions the rules rely on where no fact can answer (kept here, in one
+# place, so that a name added for one submission's spelling is visible as such).
+
+# Functions / calls that calibrate a quantizer (GPTQ Hessians, AWQ activation
+# statistics): they read data without a gradient step, so feeding them validation
+# tokens is a statistic fitted on unscored tokens (PG201) and feeding them training
+# data after the training window is still training-data use (PG203). The names
+# ``collect_stats`` / ``act_stats`` / ``quantize_with`` are the spellings of the
+# reference implementation and of the records seen so far.
+CALIBRATION_NAME_RE = re.compile(r"(calib|hessian|gptq|awq|collect_stats|act_stats|quantize_with)", re.I)
+
+
+def is_calibration_name(name: str) -> bool:
+    return bool(CALIBRATION_NAME_RE.search(name or ""))
