@@ -371,7 +371,7 @@ def smear(x, input_ids, g):
             ov = _overlaps(facts, w)
             step_t, width_t = facts.code(w.step).strip(), facts.code(w.width).strip()
             if ov:
-                step_names = facts.names(w.step) - {"args", "self", "config", "cfg", "h", "hp"}
+                step_names = facts.names(w.step) - _config_holders(facts, w.step)
                 for s in sites:
                     if _fresh_aware(facts, _site_expr(s), func, s.line, step_names, {w.var}):
                         continue
@@ -460,6 +460,17 @@ def smear(x, input_ids, g):
                 evidence=facts.line_text(split_line),
                 lines=(fi.start, fi.start), ctx=fi.ctx, severity=Severity.INFO, confidence="medium",
                 key=f"bos not scored {fi.qualname}")
+
+
+def _config_holders(facts: Facts, node: cst.CSTNode) -> set[str]:
+    """Names used in ``node`` only as the object of a configuration setting
+    (``args`` in ``args.stride`` when ``stride`` is a known setting, ``self`` in
+    ``self.cfg.stride``): they hold the configuration, not a position."""
+    out: set[str] = set()
+    for n in iter_nodes(node):
+        if isinstance(n, cst.Attribute) and n.attr.value in facts.config:
+            out |= facts.names(n.value)
+    return out
 
 
 def _val_func(name: str) -> bool:
