@@ -6,7 +6,7 @@ import re
 
 import libcst as cst
 
-from .facts import Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
+from .facts import Facts, FuncInfo, dotted, iter_nodes, target_names
 
 TARGET_NAME_RE = re.compile(
     r"^(y|ys|yb|y_true|y_batch|gold|labels?|targets?|tgts?|tgt_ids|target_ids|target_tok(en)?s?|"
@@ -83,10 +83,6 @@ def assigned_names(ai) -> list[str]:
     for t in ai.targets:
         out += target_names(t)
     return out
-
-
-def root(node) -> str:
-    return base_name(node)
 
 
 # --------------------------------------------------------------------------

@@ -52,7 +52,6 @@ class Hit:
     confidence: str = "high"
     key: str = ""
     lines: tuple[int, int] | None = None  # override the node's span
-    anchor: cst.CSTNode | None = None  # node whose reachability decides (default: node)
     ctx: Any = None  # a facts.Ctx, when the rule has it
 
 
@@ -239,7 +238,7 @@ def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
     evidence = list(hit.evidence)
     if not evidence and start:
         evidence = list(facts.line_text(start, end))
-    ctx = hit.ctx if hit.ctx is not None else _ctx_of(facts, hit.anchor or node)
+    ctx = hit.ctx if hit.ctx is not None else _ctx_of(facts, node)
     if ctx is not None:
         reach = facts.reach_ctx(ctx)
         # show the config values the reached path depends on

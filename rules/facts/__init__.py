@@ -71,7 +71,6 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
         self.classes: dict[str, tuple] = {}
         self.class_fields: list[tuple[str, str, Any, int]] = []
         self.loops: list[tuple[LoopInfo, Ctx]] = []
-        self.loop_by_node: dict[cst.CSTNode, LoopInfo] = {}
         self.ifs: list[tuple[cst.If, int, Ctx]] = []
         self.calls: list[CallInfo] = []
         self.assigns: list[AssignInfo] = []

@@ -203,7 +203,6 @@ class Collector(cst.CSTVisitor):
         li = LoopInfo(node, tuple(targets), it, start, end,
                       self.func_stack[-1] if self.func_stack else None)
         self.f.loops.append((li, self.ctx()))
-        self.f.loop_by_node[node] = li
         self.loop_stack.append(li)
         self._track(node)
         self._dirty()

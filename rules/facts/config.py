@@ -91,9 +91,6 @@ class ConfigFacts:
                     self.config.setdefault(
                         dest, ConfigVar(dest, dest.upper(), default, dexpr, ci.line, "argparse"))
 
-    def env_value(self, key: str, default: Any) -> Any:
-        return self.env.get(key, default)
-
     def config_value(self, name: str) -> Any:
         cv = self.config.get(name)
         if cv is None:

@@ -3,7 +3,6 @@ calls, parameters and return values."""
 
 from __future__ import annotations
 
-from typing import Iterable
 
 import libcst as cst
 
@@ -13,9 +12,6 @@ from .records import FuncInfo
 
 class FlowFacts:
     """The validation-flow part of ``Facts`` (a mixin: reads the collected definitions)."""
-
-    def is_val_source_names(self, names: Iterable[str]) -> bool:
-        return any(n == "__VAL_STRING__" or is_val_name(n) for n in names)
 
     def tainted(self, name: str, func: FuncInfo | None, line: int | None = None, _depth: int = 0) -> bool:
         """Does ``name`` (as seen in ``func`` at ``line``) hold validation data?"""

@@ -81,7 +81,6 @@ class ReachFacts:
             c.ctx.func is None and c.ctx.cls is None and c.attr in self.funcs_by_name
             for c in self.calls
         )
-        self.has_entry = has_entry
         if not has_entry:
             for fi in self.funcs:
                 self._func_reach[fi] = Reach(True)
