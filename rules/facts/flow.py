@@ -3,7 +3,6 @@ calls, parameters and return values."""
 
 from __future__ import annotations
 
-
 import libcst as cst
 
 from .names import is_val_name
