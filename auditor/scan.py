@@ -206,7 +206,7 @@ def _disk_targets(path: Path) -> list[Target]:
     return targets
 
 
-def _ls_tree(repo: Path, commit: str, *paths: str) -> dict[str, list[tuple[str, str, str]]]:
+def ls_tree(repo: Path, commit: str, *paths: str) -> dict[str, list[tuple[str, str, str]]]:
     """records folder -> [(path inside it, blob id, mode)] for regular files."""
     out = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
     folders: dict[str, list[tuple[str, str, str]]] = {}
@@ -229,14 +229,14 @@ def _ls_tree(repo: Path, commit: str, *paths: str) -> dict[str, list[tuple[str, 
 def _ref_targets(repo: Path, ref: str, result: ScanResult) -> list[Target]:
     try:
         commit = rev_parse(repo, ref)
-        folders = _ls_tree(repo, commit, "records")
+        folders = ls_tree(repo, commit, "records")
     except GitError as exc:
         raise ScanError(f"{repo}: {exc}") from None
     result.refs = 1
-    return [_git_target(ref, commit, folder, blobs) for folder, blobs in sorted(folders.items())]
+    return [git_target(ref, commit, folder, blobs) for folder, blobs in sorted(folders.items())]
 
 
-def _git_target(ref: str, commit: str, folder: str, blobs) -> Target:
+def git_target(ref: str, commit: str, folder: str, blobs) -> Target:
     blobs = [tuple(b) for b in blobs]
     key = _where(folder) + content_key([(p, oid) for p, oid, _ in blobs])
     return Target(ref=ref, commit=commit, record=folder, key=key, blobs=blobs)
@@ -292,7 +292,7 @@ def _pr_targets(repo: Path, pattern: str, base: str | None, cache: Cache, result
         if not folders:
             result.refs_without_records += 1
         for folder, blobs in folders:
-            targets.append(_git_target(name, commit, folder, blobs))
+            targets.append(git_target(name, commit, folder, blobs))
     return targets
 
 
@@ -303,7 +303,7 @@ def _added_folders(repo: Path, commit: str, base_commit: str) -> list:
     touched = sorted({f for c in changes(repo, mb, commit, "records") if (f := record_folder_of(c.path))})
     if not touched:
         return []
-    listed = _ls_tree(repo, commit, *[f + "/" for f in touched])
+    listed = ls_tree(repo, commit, *[f + "/" for f in touched])
     return [
         [folder, [list(b) for b in blobs]]
         for folder, blobs in sorted(listed.items())
@@ -364,7 +364,7 @@ def _warm() -> None:
         pass
 
 
-class _Blobs:
+class Blobs:
     """One `git cat-file --batch` process writing blobs to files."""
 
     def __init__(self, repo: Path):
@@ -395,7 +395,7 @@ class _Blobs:
         self.proc.wait()
 
 
-def _materialize(blobs: _Blobs, tmp: Path, n: int, target: Target) -> Path:
+def materialize(blobs: Blobs, tmp: Path, n: int, target: Target) -> Path:
     """Write a git record folder to tmp/<n>/records/<track>/<folder>/."""
     folder = tmp / str(n) / target.record
     folder.mkdir(parents=True)
@@ -414,7 +414,7 @@ def _run(repo: Path, todo: list[Target], worker: Callable, options: ScanOptions)
     workers = options.workers or os.cpu_count() or 1
     workers = max(1, min(workers, len(todo)))
     tmp = Path(tempfile.mkdtemp(prefix="pgolf-scan-"))
-    blobs = _Blobs(repo) if any(t.path is None for t in todo) else None
+    blobs = Blobs(repo) if any(t.path is None for t in todo) else None
     progress = _progress(len(todo), options.progress)
     try:
         pending = deque(enumerate(todo))
@@ -423,7 +423,7 @@ def _run(repo: Path, todo: list[Target], worker: Callable, options: ScanOptions)
             if target.path is not None:
                 return str(target.path), None
             try:
-                return str(_materialize(blobs, tmp, n, target)), None
+                return str(materialize(blobs, tmp, n, target)), None
             except (GitError, OSError, ValueError) as exc:
                 return None, f"could not read {target.label} from git: {exc}"
 

@@ -37,9 +37,8 @@ from auditor.findings import Finding, Severity
 from auditor.gitdiff import GitError, changes, merge_base, record_folder_of, rev_parse
 from auditor.record import SCRIPT_NAME as SCRIPT
 
-# Private helpers of auditor.scan, imported on purpose: the same ls-tree listing
-# and cat-file extraction `pgolf scan` uses for git record folders.
-from auditor.scan import _Blobs, _git_target, _ls_tree, _materialize
+# The same ls-tree listing and cat-file extraction `pgolf scan` uses for git record folders.
+from auditor.scan import Blobs, git_target, ls_tree, materialize
 
 RULINGS = (("779", "PG101"), ("568", "PG103"), ("1797", "PG105"))
 
@@ -99,12 +98,12 @@ def changed_scripts(repo: Path, base: str, commit: str, present: set[str]) -> li
 
 def extract(repo: Path, ref: str, commit: str, folders: dict, scripts: list[str], dest: Path) -> list[Path]:
     """Write each script's record folder at ``commit`` under ``dest``; return each script's folder there."""
-    blobs = _Blobs(repo)
+    blobs = Blobs(repo)
     try:
         local = []
         for n, script in enumerate(scripts):
             record = record_folder_of(script)  # present, so inside a records/<track>/<folder>/
-            root = _materialize(blobs, dest, n, _git_target(ref, commit, record, folders[record]))
+            root = materialize(blobs, dest, n, git_target(ref, commit, record, folders[record]))
             local.append(root.joinpath(*PurePosixPath(script).parent.relative_to(record).parts))
         return local
     finally:
@@ -115,7 +114,7 @@ def check_pr(repo: Path, base: str, pr: str, expect: str, out) -> bool:
     ref = f"refs/pull/{pr}/head"
     try:
         commit = rev_parse(repo, ref)
-        folders = _ls_tree(repo, commit, "records")  # record folder -> [(path inside, blob, mode)]
+        folders = ls_tree(repo, commit, "records")  # record folder -> [(path inside, blob, mode)]
         present = {f"{folder}/{rel}" for folder, blobs in folders.items() for rel, _oid, _mode in blobs}
         scripts = changed_scripts(repo, base, commit, present)
     except GitError as exc:

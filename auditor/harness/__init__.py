@@ -9,6 +9,8 @@ the runs into Findings (PG420-PG428) and one Audit for every report format.
 - :mod:`auditor.harness.command`  the typer command `rerun`
 """
 
-# val_bpb by which the reproduced mean may exceed the claimed mean (rerun
-# --tolerance). Here, not in summary, so the command's module imports stay light.
-DEFAULT_TOLERANCE_BPB = 0.005
+# The rerun defaults live here, not in batch/summary, so the command's module
+# (imported by `pgolf --help`) stays light.
+DEFAULT_TOLERANCE_BPB = 0.005  # val_bpb the reproduced mean may exceed the claimed mean by
+DEFAULT_MARGIN_S = 180.0  # added to the 600 s train + 600 s eval budget for the hard limit
+DEFAULT_GRACE_S = 10.0  # SIGTERM to SIGKILL at the limit

@@ -28,15 +28,13 @@ from typing import Callable
 
 from auditor.challenge import EVAL_LIMIT_S, TRAIN_LIMIT_S
 from auditor.evidence import RunEvidence, parse_log_file
-from auditor.harness import measure
+from auditor.harness import DEFAULT_GRACE_S, DEFAULT_MARGIN_S, measure
 from auditor.harness.run import LaunchResult, launch, last_lines
 from auditor.record import SCRIPT_NAME as SCRIPT
 
 SCHEMA = "pgolf-rerun/1"
 LOG_NAME = "train.log"
 RUN_JSON = "run.json"
-DEFAULT_MARGIN_S = 180.0
-DEFAULT_GRACE_S = 10.0
 SMOKE_VOCAB = 512
 # What the reference stack (reference_impl/config.py) reads in --smoke mode.
 SMOKE_ENV = {

@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from auditor.cli_common import Format, fail_usage, parse_env, parse_floats, write_report
-from auditor.harness import DEFAULT_TOLERANCE_BPB
+from auditor.harness import DEFAULT_GRACE_S, DEFAULT_MARGIN_S, DEFAULT_TOLERANCE_BPB
 
 ANALYSIS_ERROR = 3
 INTERRUPTED = 130
@@ -55,9 +55,9 @@ def rerun(
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="VOCAB_SIZE for the run (unset: the script's default)."),
     env: List[str] = typer.Option([], "--env", help="Extra KEY=VALUE for the run's environment (repeatable); wins over the harness's."),
     out: Path = typer.Option(Path("runs"), "--out", help="Runs directory: RUNS_DIR/<record-name>/seed<N>/."),
-    margin: float = typer.Option(180.0, "--margin", help="Seconds added to the 600 s train + 600 s eval budget for the hard limit."),
+    margin: float = typer.Option(DEFAULT_MARGIN_S, "--margin", help="Seconds added to the 600 s train + 600 s eval budget for the hard limit."),
     limit_seconds: Optional[float] = typer.Option(None, "--limit-seconds", hidden=True, help="Hard wall-clock limit per run, overriding budget + margin (tests)."),
-    grace_seconds: float = typer.Option(10.0, "--grace-seconds", hidden=True, help="SIGTERM to SIGKILL grace at the limit."),
+    grace_seconds: float = typer.Option(DEFAULT_GRACE_S, "--grace-seconds", hidden=True, help="SIGTERM to SIGKILL grace at the limit."),
     force: bool = typer.Option(False, "--force", help="Re-run seeds that already have a complete run.json."),
     smoke: bool = typer.Option(False, "--smoke", help="CPU + gloo, synthetic corpus and tokenizer, the reference stack's toy config."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact commands and environment; run nothing."),
