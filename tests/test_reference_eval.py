@@ -154,7 +154,8 @@ model = GPT(cfg)
 model.load_state_dict(blob["sd"])
 res, _ = ttt.eval_lora_ttt(model.eval(), blob["val"], blob["tables"], cfg, rank, 2)
 if rank == 0:
-    print(json.dumps(res))
+    print(json.dumps(res), flush=True)
+dist.barrier()  # both ranks done before either tears its pairs down
 dist.destroy_process_group()
 """
 
