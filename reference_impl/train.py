@@ -246,6 +246,7 @@ def main() -> None:
     log(f"total_eval_time:{eval_ms:.0f}ms")
     log.event("eval_end", eval_time_ms=round(eval_ms))
     if world > 1:
+        barrier(world)  # both ranks done before either tears down its gloo pairs (else SIGABRT)
         dist.destroy_process_group()
 
 
