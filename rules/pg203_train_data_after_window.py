@@ -45,10 +45,9 @@ class _Train:
         self.string_lines = {ln for ln, text, _ctx in facts.strings if "fineweb_train" in text}
 
     def expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int, depth: int = 0) -> bool:
-        key = (id(node), id(func), depth > 0)
+        key = (node, func, line, depth)  # the full query: see FlowFacts on why no cycle guard
         if key in self.cache:
             return self.cache[key]
-        self.cache[key] = False
         names = self.f.names(node)
         res = any(is_train_data_name(n) for n in names)
         if not res and self.string_lines:  # a "fineweb_train_*" literal inside the node

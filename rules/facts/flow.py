@@ -10,16 +10,23 @@ from .records import FuncInfo
 
 
 class FlowFacts:
-    """The validation-flow part of ``Facts`` (a mixin: reads the collected definitions)."""
+    """The validation-flow part of ``Facts`` (a mixin: reads the collected definitions).
+
+    Every query is memoised under its full arguments, the depth included. The
+    recursion ends at the depth limit, so it needs no cycle guard; a guard (or a
+    key without the depth) would cache a provisional ``False`` met inside a cycle or
+    at the limit and hand it to a later query, so the answer would depend on the
+    order of queries, and that order on set iteration, which varies between
+    processes.
+    """
 
     def tainted(self, name: str, func: FuncInfo | None, line: int | None = None, _depth: int = 0) -> bool:
         """Does ``name`` (as seen in ``func`` at ``line``) hold validation data?"""
         if is_val_name(name):
             return True
-        key = (name, id(func), line)
+        key = (name, func, line, _depth)
         if key in self._taint_cache:
             return self._taint_cache[key]
-        self._taint_cache[key] = False
         res = False
         if _depth < 12:
             scope = func.defs if func is not None else self.module_defs
@@ -64,10 +71,9 @@ class FlowFacts:
         return False
 
     def _returns_tainted(self, fname: str, _depth: int) -> bool:
-        key = ("ret", fname)
+        key = ("ret", fname, _depth)
         if key in self._taint_cache:
             return self._taint_cache[key]
-        self._taint_cache[key] = False
         res = False
         if is_val_name(fname):
             res = True
@@ -80,10 +86,9 @@ class FlowFacts:
         return res
 
     def _param_tainted(self, fi: FuncInfo, param: str, _depth: int) -> bool:
-        key = ("param", id(fi), param)
+        key = ("param", fi, param, _depth)
         if key in self._taint_cache:
             return self._taint_cache[key]
-        self._taint_cache[key] = False
         res = False
         try:
             idx = [p.name.value for p in fi.node.params.params].index(param)
