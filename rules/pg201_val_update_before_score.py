@@ -129,6 +129,16 @@ def quantize(model, val_tokens, args):
     hessians = collect_hessians(model, val_tokens[: args.calib_tokens])
     return gptq_quantize(model, hessians)
 ''',
+        # GPTQ calibration on validation tokens picked by a helper of the file
+        '''
+def take_calibration(tokens, n):
+    return tokens[:n]
+
+def quantize(model, val_tokens, args):
+    calib = take_calibration(val_tokens, args.calib_tokens)
+    hessians = collect_hessians(model, calib)
+    return gptq_quantize(model, hessians)
+''',
         # validation shards in the training loader
         '''
 def build(args):
@@ -314,6 +324,22 @@ def doc_ttt(model, lora, opt, val_docs):
         # GPTQ calibration on training data
         '''
 def quantize(model, train_loader, args):
+    hessians = collect_hessians(model, train_loader, n_batches=args.calib_batches)
+    return gptq_quantize(model, hessians)
+''',
+        # GPTQ calibration of a model returned by a training loop that also evaluates on
+        # validation data: the model it hands back is not validation data
+        '''
+def train_model(args, val_data):
+    model = GPT(args)
+    for step in range(args.iterations):
+        model.train_step(next(args.train_loader))
+        if step % args.val_every == 0:
+            evaluate(model, val_data)
+    return model
+
+def main(args, val_data, train_loader):
+    model = train_model(args, val_data)
     hessians = collect_hessians(model, train_loader, n_batches=args.calib_batches)
     return gptq_quantize(model, hessians)
 ''',

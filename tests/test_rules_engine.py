@@ -113,6 +113,29 @@ def main(args):
     assert not f.tainted("other", by["main"])
 
 
+def test_taint_follows_what_a_local_function_returns_or_yields_not_its_arguments():
+    src = '''
+def batches(tokens, n):
+    for i in range(0, len(tokens), n):
+        yield tokens[i:i + n]
+
+def fit(model, val_data):
+    score(model, val_data)
+    return model
+
+def main(model, val_tokens):
+    for chunk in batches(val_tokens, 64):
+        pass
+    trained = fit(model, val_tokens)
+    stats = summary(model, val_tokens)
+'''
+    f = _facts(src)
+    main = f.funcs_by_name["main"][0]
+    assert f.tainted("chunk", main, 12)       # yielded from the validation tokens
+    assert not f.tainted("trained", main, 14)  # the model handed back, not the data
+    assert f.tainted("stats", main, 15)        # an unknown callee: its arguments flow
+
+
 def test_taint_through_a_loop_cycle_does_not_depend_on_query_order():
     # a@6 reads the loop's back edges: `a = b` (b from a, a cycle) and `a = val_tokens[i]`.
     # Answering a@6 meets b@7 while a@6 is still open; a provisional "clean" for b@7 must

@@ -94,6 +94,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
         self._func_reach: dict[FuncInfo, Reach] = {}
         self._compute_reachability()
         self._taint_cache: dict[tuple, bool] = {}
+        self._flow_names: dict[cst.CSTNode, set[str]] = {}
         self._build_sites()
 
     # ---------------------------------------------------------------- text

@@ -282,6 +282,10 @@ class Collector(cst.CSTVisitor):
     def leave_Return(self, node: cst.Return) -> None:
         self.open_sets.pop()
 
+    def visit_Yield(self, node: cst.Yield) -> None:
+        if self.func_stack:  # what a generator yields is what its callers get
+            self.func_stack[-1].returns.append(node)
+
     def visit_Call(self, node: cst.Call) -> None:
         start, end = self.pos(node)
         name = dotted(node.func)

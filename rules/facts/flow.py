@@ -6,6 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from .names import is_val_name
+from .nodes import children, dotted
 from .records import FuncInfo
 
 
@@ -56,9 +57,35 @@ class FlowFacts:
         self._taint_cache[key] = res
         return res
 
+    def flow_names(self, node: cst.CSTNode) -> set[str]:
+        """The names whose data can reach the value of ``node``.
+
+        The arguments of a call to a function defined in this file are left out: what
+        its parameters pass on reaches its return values, which ``_returns_tainted``
+        follows, while ``model = train_model(h, val_data)`` (a training loop that also
+        evaluates) returns a model, not validation data.
+        """
+        out = self._flow_names.get(node)
+        if out is not None:
+            return out
+        out = set()
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, cst.Name):
+                out.add(n.value)
+            elif isinstance(n, cst.SimpleString) and "fineweb_val" in n.value:
+                out.add("__VAL_STRING__")
+            if isinstance(n, cst.Call) and dotted(n.func).rpartition(".")[2] in self.funcs_by_name:
+                stack.append(n.func)
+                continue
+            stack.extend(children(n))
+        self._flow_names[node] = out
+        return out
+
     def expr_tainted(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None = None,
                      _depth: int = 0) -> bool:
-        names = self.names(node)
+        names = self.flow_names(node)
         if "__VAL_STRING__" in names:
             return True
         for n in names:

@@ -39,27 +39,31 @@ _SKIP_FIELD = re.compile(r"^(whitespace|lpar$|rpar$|comma$|semicolon$|leading_li
                          r"newline$|equal$|colon$|dot$|star$|asynchronous$)")
 
 
+def children(n: cst.CSTNode) -> list[cst.CSTNode]:
+    """The child nodes of ``n`` in source order, whitespace and punctuation left out."""
+    names = _CHILD_FIELDS.get(type(n))
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name))
+        _CHILD_FIELDS[type(n)] = names
+    kids: list = []
+    for name in names:
+        v = getattr(n, name)
+        if isinstance(v, cst.CSTNode):
+            kids.append(v)
+        elif isinstance(v, (list, tuple)):
+            kids.extend(x for x in v if isinstance(x, cst.CSTNode))
+    return kids
+
+
 def iter_nodes(node: cst.CSTNode):
     """Every node under ``node`` (itself first), in source order, without
     libcst's visit-and-replace machinery (which rebuilds every node it passes
-    and dominated the rules' running time). Whitespace and punctuation fields
-    are skipped."""
+    and dominated the rules' running time)."""
     stack = [node]
     while stack:
         n = stack.pop()
         yield n
-        names = _CHILD_FIELDS.get(type(n))
-        if names is None:
-            names = tuple(f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name))
-            _CHILD_FIELDS[type(n)] = names
-        kids: list = []
-        for name in names:
-            v = getattr(n, name)
-            if isinstance(v, cst.CSTNode):
-                kids.append(v)
-            elif isinstance(v, (list, tuple)):
-                kids.extend(x for x in v if isinstance(x, cst.CSTNode))
-        stack.extend(reversed(kids))
+        stack.extend(reversed(children(n)))
 
 
 def target_names(node: cst.CSTNode) -> list[str]:
