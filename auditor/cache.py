@@ -4,14 +4,15 @@ Layout under the cache directory (default ``$PGOLF_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/pgolf``, else ``~/.cache/pgolf``)::
 
     audits-1/<k[:2]>/<k>.json   {"key": k, "tool": "...", "audit": {...}}
-    refs-1.json                 {"<commit>:<base commit>": [[folder, [[path, blob], ...]], ...]}
+    refs-2.json                 {"<commit>:<base commit>": [[folder, [[path, blob, mode], ...], [[missing path, blob], ...]], ...]}
 
 ``k`` = sha256 of the tool fingerprint (version + a hash of the auditor's and
 the rules' own source), the audit options, the record's ``<track>/<folder>``
 names (the audit reads them) and its content key (the sorted (path, git blob
 id) pairs of its files, so a folder hashes the same in a work tree and in git). ``audit`` is exactly the JSON report's audit object, so
 a cached entry renders like a fresh one. The refs file remembers which record
-folders a PR head adds, so a re-scan of unchanged refs runs no git diff.
+folders a PR head adds (see ``auditor.scan.added_folders``), so a re-scan of
+unchanged refs runs no git diff; its name carries the version of that rule.
 
 Every read failure is a miss; writes are atomic (temp file + rename).
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from auditor import __version__
 
 AUDITS = "audits-1"
-REFS = "refs-1.json"
+REFS = "refs-2.json"  # 2: only folders a ref adds a train_gpt.py to, with the blobs the repository lacks
 
 
 def default_dir() -> Path:
@@ -70,7 +71,8 @@ def tool_fingerprint() -> str:
 
 
 def audit_key(content: str, options: str = "") -> str:
-    return hashlib.sha256(f"{tool_fingerprint()}\0{options}\0{content}".encode()).hexdigest()
+    # surrogateescape: a file or folder name that is not UTF-8 keeps its own bytes.
+    return hashlib.sha256(f"{tool_fingerprint()}\0{options}\0{content}".encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class Cache:
@@ -120,7 +122,9 @@ class Cache:
 
     def get_ref(self, commit: str, base: str) -> list | None:
         value = self._ref_map().get(f"{commit}:{base}")
-        return value if isinstance(value, list) else None
+        if not isinstance(value, list) or not all(_ref_item(item) for item in value):
+            return None  # absent, or written by something else: a miss
+        return value
 
     def put_ref(self, commit: str, base: str, folders: list) -> None:
         if self.root is None:
@@ -132,6 +136,15 @@ class Cache:
         if self.root is not None and self._refs_dirty:
             _atomic_write(self.root / REFS, self._refs)
             self._refs_dirty = False
+
+
+def _ref_item(item) -> bool:
+    """[folder, [[path, blob, mode], ...], [[path, blob], ...]]"""
+    return (
+        isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+        and all(isinstance(b, list) and len(b) == 3 and all(isinstance(x, str) for x in b) for b in item[1])
+        and all(isinstance(m, list) and len(m) == 2 and all(isinstance(x, str) for x in m) for m in item[2])
+    )
 
 
 def _atomic_write(path: Path, document) -> None:

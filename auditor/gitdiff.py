@@ -38,12 +38,16 @@ STATUS_WORDS = {"A": "added", "M": "modified", "D": "deleted", "T": "type change
 class GitError(Exception):
     """A git command failed (not a repository, unknown ref, no merge base)."""
 
+    def __init__(self, message: str, returncode: int | None = None):
+        super().__init__(message)
+        self.returncode = returncode
+
 
 def git(repo: Path, *args: str) -> str:
     done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"git {' '.join(args[:2])}: {reason[-1] if reason else f'exit {done.returncode}'}")
+        raise GitError(f"git {' '.join(args[:2])}: {reason[-1] if reason else f'exit {done.returncode}'}", done.returncode)
     return done.stdout.decode("utf-8", errors="surrogateescape")
 
 
@@ -61,6 +65,20 @@ def rev_parse(repo: Path, ref: str) -> str:
 
 def merge_base(repo: Path, a: str, b: str) -> str:
     return git(repo, "merge-base", a, b).strip()
+
+
+def fork_point(repo: Path, base: str, head: str) -> str:
+    """What a PR head's changes are read against: its merge base with `base`,
+    or `base` itself when the two histories share no commit (a PR pushed from
+    an unrelated or re-initialised repository), so the diff is then the plain
+    two-tree diff base..head."""
+    try:
+        return merge_base(repo, base, head)
+    except GitError as exc:
+        # `git merge-base` exits 1, saying nothing, when there is no common ancestor.
+        if exc.returncode == 1:
+            return base
+        raise
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ Three ways to pick what to audit:
 - ``ref=REF`` in a git repository (bare or not): every records folder in the
   tree of REF, read with ``git ls-tree`` and ``git cat-file --batch``;
 - ``refs=PATTERN`` (e.g. ``refs/pull/*/head``): for each matching ref, the
-  records folders its diff against the merge base with the base branch touches
-  and that hold a ``train_gpt.py`` at the ref.
+  records folders to which its diff against the merge base with the base
+  branch adds a ``train_gpt.py`` (a new record; see ``added_folders``).
 
 Nothing is checked out: a folder read from git is written, blob by blob, into
 a temporary directory, audited there by a worker process, then removed.
@@ -18,7 +18,9 @@ blob ids) and the tool's own fingerprint (see auditor.cache), so a re-scan
 only analyses what changed. Entries hold the JSON report's audit object,
 fresh or cached alike, so both render the same. Any failure (a ref git cannot
 resolve, a worker that raises or dies) becomes a counted error entry; the scan
-never stops for one record.
+never stops for one record. A blob the repository lacks (a partial mirror
+leaves out its largest files) is not written; the record is audited without
+it and the entry lists it as ``unread``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Callable
 
 from auditor.cache import Cache, audit_key, blob_id, content_key
 from auditor.corpus import record_folders, records_dir
-from auditor.gitdiff import GitError, changes, git, is_git_repo, merge_base, record_folder_of, rev_parse
+from auditor.gitdiff import GitError, changes, fork_point, git, is_git_repo, record_folder_of, rev_parse
 from auditor.record import SCRIPT_NAME, list_files
 
 BASE_CANDIDATES = ("refs/heads/main", "refs/heads/master", "refs/remotes/origin/main", "refs/remotes/origin/master", "HEAD")
@@ -67,6 +69,7 @@ class Target:
     key: str = ""
     path: Path | None = None  # a folder on disk
     blobs: list[tuple[str, str, str]] = field(default_factory=list)  # (path in folder, blob id, mode) from git
+    unread: list[str] = field(default_factory=list)  # paths in folder whose blob git could not supply
 
     @property
     def label(self) -> str:
@@ -82,6 +85,7 @@ class Entry:
     audit: dict | None = None  # the JSON report's audit object
     error: str | None = None  # the scan could not audit it
     cached: bool = False
+    unread: list[str] = field(default_factory=list)  # files git could not supply; audited without them
 
     @property
     def verdict(self) -> str:
@@ -108,6 +112,7 @@ class ScanResult:
     ref_errors: list[str] = field(default_factory=list)
     analysed: int = 0
     cached: int = 0
+    shared: int = 0  # records whose content (and name) another record of this scan has: analysed once
     elapsed_s: float = 0.0
 
     @property
@@ -153,16 +158,23 @@ def scan(path: Path, options: ScanOptions | None = None, analyse: Callable[[str,
         raise ScanError(f"{path}: no records/ folder, no {SCRIPT_NAME}, and not a git repository")
 
     todo: list[Target] = []
+    first: dict[str, Target] = {}  # key -> the target analysed for it
+    copies: list[Target] = []  # same key as a target in todo: the same folder on several refs
     for target in targets:
         target.key = audit_key(target.key, option_key)
         audit = cache.get(target.key)
         if audit is not None:
             audit = {**audit, "target": target.label}  # the same content may sit on several refs
-        entry = Entry(target.ref, target.commit, target.record, target.key, audit=audit, cached=audit is not None)
+        entry = Entry(target.ref, target.commit, target.record, target.key, audit=audit, cached=audit is not None,
+                      unread=list(target.unread))
         result.entries.append(entry)
-        if audit is None:
+        if audit is not None:
+            result.cached += 1
+        elif target.key in first:
+            copies.append(target)
+        else:
+            first[target.key] = target
             todo.append(target)
-    result.cached = len(result.entries) - len(todo)
 
     if todo:
         by_key = {(e.ref, e.record): e for e in result.entries}
@@ -170,9 +182,16 @@ def scan(path: Path, options: ScanOptions | None = None, analyse: Callable[[str,
         for target, outcome in _run(path, todo, worker, options):
             entry = by_key[(target.ref, target.record)]
             entry.audit, entry.error = outcome.get("audit"), outcome.get("error")
+            entry.unread = list(target.unread)  # materialize may find more than the listing did
             if entry.audit is not None and entry.audit.get("verdict") != "ERROR":
                 cache.put(target.key, entry.audit)
+        for target in copies:
+            source, entry = by_key[(first[target.key].ref, first[target.key].record)], by_key[(target.ref, target.record)]
+            entry.audit = {**source.audit, "target": target.label} if source.audit is not None else None
+            entry.error = source.error.replace(first[target.key].label, target.label) if source.error else None
+            entry.unread = list(source.unread)
         result.analysed = len(todo)
+        result.shared = len(copies)
     cache.flush()
     result.entries.sort(key=lambda e: (_ref_order(e.ref), e.record))
     result.elapsed_s = time.perf_counter() - started
@@ -206,15 +225,23 @@ def _disk_targets(path: Path) -> list[Target]:
     return targets
 
 
-def ls_tree(repo: Path, commit: str, *paths: str) -> dict[str, list[tuple[str, str, str]]]:
-    """records folder -> [(path inside it, blob id, mode)] for regular files."""
-    out = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths)
+def ls_tree(repo: Path, commit: str, *paths: str, missing: dict[str, list[tuple[str, str]]] | None = None) -> dict[str, list[tuple[str, str, str]]]:
+    """records folder -> [(path inside it, blob id, mode)] for regular files.
+
+    A blob the repository does not have (``git ls-tree -l`` sizes it ``BAD``:
+    a partial mirror leaves out its largest files) is not listed; it goes to
+    ``missing`` (folder -> [(path inside it, blob id)]) when that is given.
+    """
+    out = git(repo, "ls-tree", "-r", "-z", "-l", "--full-tree", commit, "--", *paths)
     folders: dict[str, list[tuple[str, str, str]]] = {}
     for item in out.split("\0"):
         if not item or "\t" not in item:
             continue
         meta, name = item.split("\t", 1)
-        mode, kind, oid = meta.split()
+        fields = meta.split()
+        if len(fields) != 4:
+            continue
+        mode, kind, oid, size = fields
         folder = record_folder_of(name)
         if folder is None:
             continue
@@ -222,24 +249,40 @@ def ls_tree(repo: Path, commit: str, *paths: str) -> dict[str, list[tuple[str, s
         # Symlinks and submodules are not written out: a link could point
         # anywhere on the machine running the scan.
         if kind == "blob" and mode in REGULAR_MODES:
+            if not size.isdigit():
+                if missing is not None:
+                    missing.setdefault(folder, []).append((name[len(folder) + 1 :], oid))
+                continue
             blobs.append((name[len(folder) + 1 :], oid, mode))
     return folders
 
 
 def _ref_targets(repo: Path, ref: str, result: ScanResult) -> list[Target]:
+    missing: dict[str, list[tuple[str, str]]] = {}
     try:
         commit = rev_parse(repo, ref)
-        folders = ls_tree(repo, commit, "records")
+        folders = ls_tree(repo, commit, "records", missing=missing)
     except GitError as exc:
         raise ScanError(f"{repo}: {exc}") from None
     result.refs = 1
-    return [git_target(ref, commit, folder, blobs) for folder, blobs in sorted(folders.items())]
+    return [git_target(ref, commit, folder, blobs, missing.get(folder, ())) for folder, blobs in sorted(folders.items())]
 
 
-def git_target(ref: str, commit: str, folder: str, blobs) -> Target:
+def git_target(ref: str, commit: str, folder: str, blobs, missing=()) -> Target:
+    """A folder read from git; `missing`: (path, blob id) of files the repository lacks."""
     blobs = [tuple(b) for b in blobs]
-    key = _where(folder) + content_key([(p, oid) for p, oid, _ in blobs])
-    return Target(ref=ref, commit=commit, record=folder, key=key, blobs=blobs)
+    missing = [tuple(m) for m in missing]
+    # A missing file is part of the key, so the record is analysed again once its blob arrives.
+    files = [(p, oid) for p, oid, _ in blobs] + [(p, "missing:" + oid) for p, oid in missing]
+    key = _where(folder) + content_key(files)
+    return Target(ref=ref, commit=commit, record=printable(folder), key=key, blobs=blobs, unread=sorted(printable(p) for p, _ in missing))
+
+
+def printable(name: str) -> str:
+    """A git path as text: bytes that are not UTF-8 (git names are bytes, read
+    with surrogateescape) become ``\\xNN``, so reports, the JSON cache and the
+    audit's own fingerprints can encode it. The key keeps the raw name."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _where(folder: str) -> str:
@@ -284,30 +327,44 @@ def _pr_targets(repo: Path, pattern: str, base: str | None, cache: Cache, result
         folders = cache.get_ref(commit, base_commit)
         if folders is None:
             try:
-                folders = _added_folders(repo, commit, base_commit)
+                folders = added_folders(repo, commit, base_commit)
             except GitError as exc:
                 result.ref_errors.append(f"{name}: {exc}")
                 continue
             cache.put_ref(commit, base_commit, folders)
         if not folders:
             result.refs_without_records += 1
-        for folder, blobs in folders:
-            targets.append(git_target(name, commit, folder, blobs))
+        for folder, blobs, missing in folders:
+            targets.append(git_target(name, commit, folder, blobs, missing))
     return targets
 
 
-def _added_folders(repo: Path, commit: str, base_commit: str) -> list:
-    """Records folders the commit's diff against the merge base touches, with
-    a train_gpt.py at the commit: [[folder, [[path, blob, mode], ...]], ...]."""
-    mb = merge_base(repo, base_commit, commit)
-    touched = sorted({f for c in changes(repo, mb, commit, "records") if (f := record_folder_of(c.path))})
-    if not touched:
+def added_folders(repo: Path, commit: str, base_commit: str) -> list:
+    """The records folders the commit adds a record to, with their files:
+    [[folder, [[path, blob, mode], ...], [[missing path, blob], ...]], ...].
+
+    A folder counts when the diff from the fork point (the merge base with the
+    base commit; the base commit itself for a history that shares none) adds
+    ``<folder>/train_gpt.py`` and the commit has it as a regular file. A PR
+    that only edits a record already on the base (its train_gpt.py modified,
+    a log added) or deletes one adds nothing: that record is the base's, and
+    ``--ref main`` audits it. A folder that existed without a train_gpt.py
+    and gets one is a new record. Renames count as delete + add.
+    """
+    old = fork_point(repo, base_commit, commit)
+    added = sorted(
+        folder
+        for c in changes(repo, old, commit, "records")
+        if c.status == "A" and (folder := record_folder_of(c.path)) and c.path == f"{folder}/{SCRIPT_NAME}"
+    )
+    if not added:
         return []
-    listed = ls_tree(repo, commit, *[f + "/" for f in touched])
+    missing: dict[str, list[tuple[str, str]]] = {}
+    listed = ls_tree(repo, commit, *[f + "/" for f in added], missing=missing)
     return [
-        [folder, [list(b) for b in blobs]]
+        [folder, [list(b) for b in blobs], [list(m) for m in missing.get(folder, [])]]
         for folder, blobs in sorted(listed.items())
-        if any(p == SCRIPT_NAME for p, _, _ in blobs)
+        if folder in added and any(p == SCRIPT_NAME for p, _, _ in blobs)
     ]
 
 
@@ -364,6 +421,10 @@ def _warm() -> None:
         pass
 
 
+class MissingBlob(GitError):
+    """The repository does not have this blob (a partial mirror)."""
+
+
 class Blobs:
     """One `git cat-file --batch` process writing blobs to files."""
 
@@ -377,6 +438,8 @@ class Blobs:
         self.proc.stdin.write(oid.encode() + b"\n")
         self.proc.stdin.flush()
         header = self.proc.stdout.readline().split()
+        if len(header) == 2 and header[1] == b"missing":
+            raise MissingBlob(f"git cat-file: the repository has no blob {oid}")
         if len(header) != 3 or header[1] != b"blob":
             raise GitError(f"git cat-file: cannot read blob {oid}")
         left = int(header[2])
@@ -396,16 +459,23 @@ class Blobs:
 
 
 def materialize(blobs: Blobs, tmp: Path, n: int, target: Target) -> Path:
-    """Write a git record folder to tmp/<n>/records/<track>/<folder>/."""
+    """Write a git record folder to tmp/<n>/records/<track>/<folder>/.
+
+    A blob the repository lacks is left out and added to ``target.unread``.
+    A name that is not UTF-8 is written as ``printable`` spells it.
+    """
     folder = tmp / str(n) / target.record
     folder.mkdir(parents=True)
     for rel, oid, _mode in target.blobs:
         parts = rel.split("/")
         if any(p in ("", ".", "..") for p in parts):
             continue
-        dest = folder.joinpath(*parts)
+        dest = folder.joinpath(*map(printable, parts))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        blobs.write(oid, dest)
+        try:
+            blobs.write(oid, dest)
+        except MissingBlob:
+            target.unread = sorted({*target.unread, printable(rel)})
     return folder
 
 
@@ -425,6 +495,7 @@ def _run(repo: Path, todo: list[Target], worker: Callable, options: ScanOptions)
             try:
                 return str(materialize(blobs, tmp, n, target)), None
             except (GitError, OSError, ValueError) as exc:
+                _cleanup(tmp, n)
                 return None, f"could not read {target.label} from git: {exc}"
 
         if workers == 1:

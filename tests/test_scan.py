@@ -191,21 +191,49 @@ def test_internal_errors_are_counted_never_raised(prs, tmp_path, monkeypatch):
     assert len(calls.calls) == 1
 
 
-def test_a_ref_without_a_merge_base_is_an_error_entry(prs, tmp_path):
-    gitkit.git(prs, "checkout", "-q", "--orphan", "lonely")
-    gitkit.git(prs, "rm", "-rq", "--cached", ".")
-    (prs / "x.txt").write_text("unrelated\n")
-    gitkit.git(prs, "add", "x.txt")
-    gitkit.git(prs, "commit", "-q", "-m", "orphan")
-    gitkit.git(prs, "update-ref", "refs/pull/99/head", "HEAD")
-    gitkit.git(prs, "checkout", "-q", "-f", "main")
-    gitkit.git(prs, "clean", "-fdq")
-    try:
-        result = scan(prs, options(tmp_path, refs="refs/pull/*/head", cache_dir=None))
-        assert len(result.entries) == 4
-        assert len(result.ref_errors) == 1 and result.ref_errors[0].startswith("refs/pull/99/head")
-    finally:
-        gitkit.git(prs, "update-ref", "-d", "refs/pull/99/head")
+def _orphan_pr(repo, number, build):
+    """refs/pull/<number>/head: a history of its own (no common ancestor with main) whose tree `build` writes."""
+    gitkit.git(repo, "checkout", "-q", "--orphan", f"lonely{number}")
+    gitkit.git(repo, "rm", "-rq", "--cached", ".")
+    gitkit.git(repo, "clean", "-fdq")
+    build(repo)
+    gitkit.git(repo, "update-ref", f"refs/pull/{number}/head", gitkit.commit_all(repo, "orphan"))
+    gitkit.git(repo, "checkout", "-q", "-f", "main")
+    gitkit.git(repo, "clean", "-fdq")
+
+
+def test_a_ref_without_a_merge_base_is_read_against_the_base_itself(tmp_path):
+    """A PR pushed from an unrelated history: what it adds is what its tree has that main's does not."""
+    repo = gitkit.init(tmp_path / "repo")
+
+    def copy_of_main_plus_a_record(r):
+        gitkit.git(r, "checkout", "-q", "main", "--", ".")
+        gitkit.add_record(r, "2026-05-05_orphan")
+
+    _orphan_pr(repo, 98, copy_of_main_plus_a_record)
+    _orphan_pr(repo, 99, lambda r: (r / "x.txt").write_text("unrelated\n"))
+    result = scan(repo, options(tmp_path, refs="refs/pull/*/head", cache_dir=None))
+    assert [(e.ref, e.record.rsplit("/", 1)[-1], e.verdict) for e in result.entries] == [
+        ("refs/pull/98/head", "2026-05-05_orphan", "PASS")
+    ]
+    assert result.ref_errors == [] and result.internal_errors == 0 and result.refs_without_records == 1
+
+
+def test_a_ref_git_cannot_read_is_an_error_entry(prs, tmp_path, monkeypatch):
+    from auditor.gitdiff import GitError
+
+    real = scan_mod.fork_point
+
+    def broken(repo, base, head):
+        if head == gitkit.git(prs, "rev-parse", "refs/pull/2/head"):
+            raise GitError("git merge-base: simulated", 128)
+        return real(repo, base, head)
+
+    monkeypatch.setattr(scan_mod, "fork_point", broken)
+    result = scan(prs, options(tmp_path, refs="refs/pull/*/head", cache_dir=None))
+    assert len(result.entries) == 3
+    assert len(result.ref_errors) == 1 and result.ref_errors[0].startswith("refs/pull/2/head: git merge-base: simulated")
+    assert result.internal_errors == 1
 
 
 def test_parallel_workers_give_the_same_entries(prs, tmp_path):
@@ -269,3 +297,123 @@ def test_a_record_that_hangs_is_timed_out_and_the_scan_goes_on(tmp_path, monkeyp
     verdicts = {e.record.rsplit("/", 1)[-1]: (e.verdict, e.internal_error) for e in result.entries}
     assert verdicts["2026-05-01_a"][0] == "PASS"
     assert "took more than 0.5 s" in verdicts["2026-05-02_stuck"][1]
+
+
+# --------------------------------------------------------------------------- what a PR adds, odd trees
+
+
+def _records(result):
+    return [(e.ref, e.record.rsplit("/", 1)[-1]) for e in result.entries]
+
+
+def test_only_folders_a_pr_adds_a_train_gpt_py_to_are_audited(tmp_path):
+    """Editing, extending or deleting a record already on main adds nothing; adding a
+    train_gpt.py to a folder that had none, or a record under a new name, adds one."""
+    repo = gitkit.init(tmp_path / "repo")
+    merged = "records/track_10min_16mb/2026-04-01_merged"
+    gitkit.pr(repo, 1, lambda r: (r / merged / "train_gpt.py").write_text("# edited\n"))
+    gitkit.pr(repo, 2, lambda r: (r / merged / "train_seed7.log").write_text("seed:7\n"))
+    gitkit.pr(repo, 3, lambda r: gitkit.git(r, "rm", "-rq", merged))
+    gitkit.pr(repo, 4, lambda r: gitkit.git(r, "mv", merged, "records/track_10min_16mb/2026-04-01_renamed"))
+
+    def scriptless(r):
+        (gitkit.add_record(r, "2026-05-01_later") / "train_gpt.py").unlink()
+
+    gitkit.pr(repo, 5, scriptless)
+    gitkit.pr(repo, 6, lambda r: (r / "records/track_10min_16mb/2026-05-01_later/train_gpt.py").write_text("print(1)\n"), base="pr5")
+    result = scan(repo, options(tmp_path, refs="refs/pull/*/head", cache_dir=None))
+    assert _records(result) == [("refs/pull/4/head", "2026-04-01_renamed"), ("refs/pull/6/head", "2026-05-01_later")]
+    assert result.refs == 6 and result.refs_without_records == 4 and result.internal_errors == 0
+
+
+def _drop_loose_object(repo, oid):
+    (repo / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+
+
+def test_a_blob_the_repository_lacks_is_left_out_and_listed(tmp_path):
+    """A partial mirror has no copy of its largest files: the record is audited without them."""
+    repo = gitkit.init(tmp_path / "repo")
+    spec = gitkit.RecordSpec(extra_files={"final_model.int6.ptz": b"\x00" * 4096, "notes/plot.bin": b"\x01" * 512})
+    gitkit.pr(repo, 1, lambda r: gitkit.add_record(r, "2026-05-01_big", spec))
+    folder = "records/track_10min_16mb/2026-05-01_big"
+    _drop_loose_object(repo, gitkit.git(repo, "rev-parse", f"refs/pull/1/head:{folder}/final_model.int6.ptz"))
+    first = scan(repo, options(tmp_path, refs="refs/pull/*/head"))
+    [entry] = first.entries
+    assert entry.verdict == "PASS" and entry.internal_error is None
+    assert entry.unread == ["final_model.int6.ptz"]
+    document = json.loads(summary(first, "json"))
+    assert document["entries"][0]["unread"] == ["final_model.int6.ptz"] and document["stats"]["unread_files"] == 1
+    assert "1 file(s) absent from the repository" in summary(first, "markdown")
+    # The cached run knows it too (the listing is cached with the ref).
+    second = scan(repo, options(tmp_path, refs="refs/pull/*/head"))
+    assert second.cached == 1 and second.entries[0].unread == ["final_model.int6.ptz"]
+    # A blob that vanishes after the listing (cat-file says "missing") is left out the same way.
+    _drop_loose_object(repo, gitkit.git(repo, "rev-parse", f"refs/pull/1/head:{folder}/notes/plot.bin"))
+    from auditor.cache import Cache
+
+    [target] = scan_mod._pr_targets(repo, "refs/pull/*/head", None, Cache(tmp_path / "cache"), scan_mod.ScanResult("x"))
+    blobs = scan_mod.Blobs(repo)
+    try:
+        written = scan_mod.materialize(blobs, tmp_path / "out", 0, target)
+    finally:
+        blobs.close()
+    assert target.unread == ["final_model.int6.ptz", "notes/plot.bin"]
+    assert (written / "train_gpt.py").is_file() and not (written / "notes" / "plot.bin").exists()
+
+
+def test_the_same_folder_on_several_refs_is_analysed_once(tmp_path):
+    repo = gitkit.init(tmp_path / "repo")
+    gitkit.pr(repo, 1, lambda r: gitkit.add_record(r, "2026-05-01_same"))
+    gitkit.pr(repo, 2, lambda r: gitkit.add_record(r, "2026-05-01_same"))  # re-opened PR, same files
+    gitkit.pr(repo, 3, lambda r: gitkit.add_record(r, "2026-05-01_other"))
+    calls = Counting()
+    result = scan(repo, options(tmp_path, refs="refs/pull/*/head", cache_dir=None), analyse=calls)
+    assert len(calls.calls) == 2 and result.analysed == 2 and result.shared == 1
+    assert [e.audit["target"] for e in result.entries] == [f"{e.ref}:{e.record}" for e in result.entries]
+    assert [e.verdict for e in result.entries] == ["PASS"] * 3
+    assert "(1 more with the same content)" in summary(result, "markdown")
+
+
+def test_symlinks_submodules_and_non_utf8_names_are_scanned_without_error(tmp_path):
+    """Links and gitlinks are not written out; a name that is not UTF-8 is shown (and written) with \\xNN escapes."""
+    import os
+
+    repo = gitkit.init(tmp_path / "repo")
+    odd = os.fsdecode(b"2026-05-01_caf\xe9")  # a Latin-1 folder name
+
+    def build(r):
+        folder = gitkit.add_record(r, "2026-05-01_links")
+        os.symlink("/etc/passwd", folder / "secrets.txt")
+        os.symlink("../../../README.md", folder / "README_link.md")
+        sub = gitkit.add_record(r, "2026-05-01_sub")
+        inner = gitkit.git(r, "rev-parse", "HEAD")
+        gitkit.git(r, "update-index", "--add", "--cacheinfo", f"160000,{inner},records/track_10min_16mb/2026-05-01_sub/vendor")
+        latin = gitkit.add_record(r, odd)
+        (latin / os.fsdecode(b"log_\xff.txt")).write_text("seed:1\n")
+
+    gitkit.pr(repo, 1, build)
+    result = scan(repo, options(tmp_path, refs="refs/pull/*/head", cache_dir=None))
+    assert result.internal_errors == 0
+    names = [e.record.rsplit("/", 1)[-1] for e in result.entries]
+    assert sorted(names) == sorted(["2026-05-01_links", "2026-05-01_sub", "2026-05-01_caf\\xe9"])  # shown escaped
+    assert all(e.verdict in ("PASS", "WARN", "FAIL") for e in result.entries)
+    for fmt in SCAN_FORMATS:
+        assert summary(result, fmt)  # every format renders the undecodable name
+    cli = runner.invoke(app, ["scan", str(repo), "--refs", "refs/pull/*/head", "--no-cache", "-j", "1", "--no-rules"])
+    assert cli.exit_code in (0, 1) and "2026-05-01_links" in cli.stdout, cli.output
+
+
+def test_a_huge_file_is_streamed_to_disk(tmp_path):
+    repo = gitkit.init(tmp_path / "repo")
+    big = os_urandom_like(24 << 20)
+    gitkit.pr(repo, 1, lambda r: gitkit.add_record(r, "2026-05-01_huge", gitkit.RecordSpec(extra_files={"final_model.pt": big})))
+    result = scan(repo, options(tmp_path, refs="refs/pull/*/head", cache_dir=None))
+    assert result.internal_errors == 0 and [e.verdict for e in result.entries] != ["ERROR"]
+
+
+def os_urandom_like(n: int) -> bytes:
+    """n bytes that do not compress (so the blob really is n bytes in the object store)."""
+    import hashlib
+
+    block = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(1 << 12))  # 128 KiB
+    return (block * (n // len(block) + 1))[:n]

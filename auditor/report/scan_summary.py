@@ -38,6 +38,7 @@ def row(entry) -> dict:
         "bytes_max": max(sizes) if sizes else None,
         "seeds": len(distinct),
         "error": entry.internal_error,
+        "unread": list(getattr(entry, "unread", []) or []),
     }
 
 
@@ -60,6 +61,8 @@ def stats(result) -> dict:
         "ref_errors": list(result.ref_errors),
         "analysed": result.analysed,
         "cached": result.cached,
+        "shared": getattr(result, "shared", 0),
+        "unread_files": sum(len(getattr(e, "unread", []) or []) for e in result.entries),
         "elapsed_s": round(result.elapsed_s, 3),
     }
 
@@ -158,10 +161,14 @@ def render_rich(result, out) -> None:
 
 
 def _footer(result) -> str:
-    refs = f" from {result.refs} ref(s) ({result.refs_without_records} without a records folder)" if result.refs else ""
+    refs = f" from {result.refs} ref(s) ({result.refs_without_records} adding no record)" if result.refs else ""
+    shared = getattr(result, "shared", 0)
+    shared = f" ({shared} more with the same content)" if shared else ""
+    unread = sum(len(getattr(e, "unread", []) or []) for e in result.entries)
+    unread = f", {unread} file(s) absent from the repository and audited without" if unread else ""
     return (
-        f"{len(result.entries)} record(s){refs}: {result.analysed} analysed, {result.cached} from cache, "
-        f"{result.internal_errors} internal error(s), {result.elapsed_s:.2f} s"
+        f"{len(result.entries)} record(s){refs}: {result.analysed} analysed{shared}, {result.cached} from cache, "
+        f"{result.internal_errors} internal error(s){unread}, {result.elapsed_s:.2f} s"
     )
 
 
