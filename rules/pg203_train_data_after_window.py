@@ -9,13 +9,14 @@ from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
 from .facts.names import CALIBRATION_NAME_RE
-from .facts import CallInfo, Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
+from .facts import CallInfo, Facts, FuncInfo, base_name, bound_names, dotted, iter_nodes, target_names
 
 _SPLIT = re.compile(r"[_\W]+")
 _DATA_PARTS = {"files", "file", "loader", "loaders", "tokens", "toks", "data", "stream", "shards", "shard",
                "pattern", "ds", "dataset", "iter", "iterator", "glob", "paths", "bins"}
 _NOT_DATA = {"size", "len", "seq", "steps", "step", "every", "frac", "count", "max", "min", "time", "ms",
              "seconds", "lr", "loss", "bpb", "batch", "log", "num", "n", "per", "bytes"}
+_LOG_RE = re.compile(r"(log|print)")
 _EVAL_ENTRY_RE = re.compile(r"(^|_)(eval|evaluate|score|scoring|slot|ttt|test_time)(_|$)", re.I)
 _NOT_READ = {"print", "len", "str", "repr", "format", "int", "float", "isinstance", "info", "debug", "warning",
              "log", "log0", "print0", "sorted", "glob_count", "exists", "isfile", "join", "write"}
@@ -42,17 +43,17 @@ class _Train:
     def __init__(self, facts: Facts) -> None:
         self.f = facts
         self.cache: dict = {}
-        self.string_lines = {ln for ln, text, _ctx in facts.strings if "fineweb_train" in text}
+        self.any_literal = any("fineweb_train" in text for _ln, text, _ctx in facts.strings)
 
     def expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int, depth: int = 0) -> bool:
         key = (node, func, line, depth)  # the full query: see FlowFacts on why no cycle guard
         if key in self.cache:
             return self.cache[key]
-        names = self.f.names(node)
+        names = self.f.names(node) - bound_names(node)
         res = any(is_train_data_name(n) for n in names)
-        if not res and self.string_lines:  # a "fineweb_train_*" literal inside the node
-            a, b = self.f.span(node)
-            res = any(a <= ln <= b for ln in self.string_lines)
+        if not res and self.any_literal:  # a "fineweb_train_*" literal inside the node
+            res = any(isinstance(n, (cst.SimpleString, cst.FormattedStringText)) and "fineweb_train" in n.value
+                      for n in iter_nodes(node))
         if not res and depth < 4:
             for n in names:
                 if self._name(n, func, line, depth + 1):
@@ -82,7 +83,7 @@ class _Train:
         if fi.cls is not None and idx >= 0:
             idx -= 1
         for ci in self.f.calls:
-            if ci.attr != fi.name:
+            if fi not in self.f.callees(ci):
                 continue
             pos = [a for a in ci.node.args if a.keyword is None and not a.star]
             arg = next((a.value for a in ci.node.args if a.keyword is not None and a.keyword.value == param), None)
@@ -108,8 +109,11 @@ def _reads(facts: Facts, tr: _Train, func: FuncInfo | None) -> list[tuple[int, c
     """(line, node, ctx, text) of training-data reads directly in ``func``."""
     out = []
     seen: set[int] = set()
-    for ci in facts.calls_by_func.get(func, ()):
-        if ci.line in seen or ci.attr in _NOT_READ or re.match(r"(log|print)", ci.attr or ""):
+    calls = facts.calls_by_func.get(func, ())
+    # what a log line counts (``len(glob("fineweb_train_*"))``) is not data the model sees
+    logged = {n for ci in calls if _LOG_RE.match(ci.attr or "") for n in iter_nodes(ci.node)}
+    for ci in calls:
+        if ci.line in seen or ci.attr in _NOT_READ or ci.node in logged:
             continue
         recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
         hit = recv is not None and tr.expr(recv, func, ci.line)
@@ -179,6 +183,21 @@ class TrainDataAfterWindow(Rule):
     techniques = ("TTT on training data", "train-data TTT", "eval-time training shards")
 
     INVALID = [
+        # a runner that trains (through `train_model`), then reads a training shard
+        '''
+import numpy as np
+def train_model(args, model, opt, loader):
+    for step in range(args.iterations):
+        model.loss(*loader.next_batch()).backward()
+        opt.step()
+    return model
+def train_and_eval(args, model, opt, loader, val_tokens):
+    model = train_model(args, model, opt, loader)
+    prior = np.bincount(np.fromfile(args.train_files[0], dtype=np.uint16))
+    return evaluate(model, val_tokens, prior)
+if __name__ == "__main__":
+    train_and_eval(None, None, None, None, None)
+''',
         # eval-time adaptation that draws batches from the train loader
         '''
 import torch
@@ -269,6 +288,25 @@ def eval_with_train_prior(model, train_tokens, val_tokens):
 ''',
     ]
     VALID = [
+        # a function that runs training then evaluation (`train_and_eval`): it logs the shard
+        # count before the training call, and a lambda's `x` after the loop is not the batch `x`
+        '''
+import glob
+def train_model(args, model, opt):
+    loader = TokenLoader(args.train_files)
+    for step in range(args.iterations):
+        x, y = loader.next_batch()
+        model.loss(x, y).backward()
+        opt.step()
+    ranked = sorted(model.layer_norms().items(), key=lambda x: -x[1])
+    return model, ranked
+def train_and_eval(args, model, opt, val_tokens):
+    log(f"train_shards: {len(glob.glob('data/fineweb_train_*.bin'))}")
+    model, ranked = train_model(args, model, opt)
+    return evaluate(model, val_tokens)
+if __name__ == "__main__":
+    train_and_eval(None, None, None, None)
+''',
         # GPTQ calibration inside a reserved part of the training budget
         '''
 import os, time
@@ -355,8 +393,9 @@ if __name__ == "__main__":
             re.search(r"reserve", n, re.I) for n in facts.refs_by_func)
         flagged: set[int] = set()
         calib_keys: set[str] = set()
+        ends, runners = self._train_ends(facts, reads)
         for owner in [None, *facts.funcs]:
-            end = self._train_end(facts, owner, reads[owner])
+            end = ends.get(owner)
             if end is None:
                 continue
             # direct reads after the loop
@@ -391,8 +430,8 @@ if __name__ == "__main__":
                             yield hit
         # evaluation entry points reading training data, wherever they are called
         for fi in facts.funcs:
-            if not _EVAL_ENTRY_RE.search(fi.name) or CALIBRATION_NAME_RE.search(fi.name):
-                continue
+            if not _EVAL_ENTRY_RE.search(fi.name) or CALIBRATION_NAME_RE.search(fi.name) or fi in runners:
+                continue  # `train_and_eval` runs the training: its reads are judged against it above
             for line, node, ctx, text in reads[fi]:
                 if line in flagged:
                     continue
@@ -400,6 +439,34 @@ if __name__ == "__main__":
                 yield Hit(node, f"evaluation function `{fi.qualname}` reads training data (`{text[:70]}`, "
                           f"line {line}): training data may not be used after the training window",
                           ctx=ctx, key=f"train read in {fi.qualname}")
+
+    def _train_ends(self, facts: Facts, reads: dict) -> tuple[dict, set]:
+        """``owner -> last line of its training``: the end of the training loop it
+        holds, else of its first call to a function that trains (``train_and_eval``
+        calling ``train_model``, transitively); and the set of those runners. A
+        second training phase after the first (``adapt(model, train_stream)``) and a
+        loop in an evaluation entry (``ttt_adapt``) come after the window."""
+        ends = {}
+        for owner in [None, *facts.funcs]:
+            end = self._train_end(facts, owner, reads[owner])
+            if end is not None:
+                ends[owner] = end
+        runners: set = set()
+        changed = True
+        while changed:
+            changed = False
+            for owner in [None, *facts.funcs]:
+                if owner in ends:
+                    continue
+                first = next((ci for ci in facts.calls_by_func.get(owner, ())
+                              if not _EVAL_ENTRY_RE.search(ci.attr or "")
+                              and any(g in ends and g is not owner for g in facts.callees(ci))),
+                             None)
+                if first is not None:
+                    ends[owner] = first.end
+                    runners.add(owner)
+                    changed = True
+        return ends, runners
 
     def _train_end(self, facts: Facts, owner, owner_reads) -> int | None:
         steps = [o[0] for o in facts.occurrences(owner, {"step"})]
@@ -416,7 +483,7 @@ if __name__ == "__main__":
         """Local functions reached from call ``ci`` (transitively), with whether the
         chain passed through a calibration-named call."""
         out = []
-        todo = [(g, bool(CALIBRATION_NAME_RE.search(ci.attr or ""))) for g in facts.funcs_by_name.get(ci.attr, ())]
+        todo = [(g, bool(CALIBRATION_NAME_RE.search(ci.attr or ""))) for g in facts.callees(ci)]
         seen: set = set()
         while todo and len(seen) < 200:
             g, calib = todo.pop()
@@ -425,7 +492,7 @@ if __name__ == "__main__":
             seen.add(g)
             out.append((g, calib))
             for c2 in facts.calls_by_func.get(g, ()):
-                for h in facts.funcs_by_name.get(c2.attr, ()):
+                for h in facts.callees(c2):
                     todo.append((h, calib or bool(CALIBRATION_NAME_RE.search(c2.attr or ""))))
         return out
 

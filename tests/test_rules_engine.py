@@ -136,6 +136,28 @@ def main(model, val_tokens):
     assert f.tainted("stats", main, 15)        # an unknown callee: its arguments flow
 
 
+def test_a_method_call_is_not_the_file_function_of_the_same_name():
+    src = '''
+import sentencepiece as spm
+def train(model, opt, loader):
+    for x, y in loader:
+        model(x, y).backward()
+        opt.step()
+def make_tokenizer(docs):
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(docs), model_prefix="tok")
+def main(model, opt, loader, docs):
+    make_tokenizer(docs)
+    train(model, opt, loader)
+'''
+    f = _facts(src)
+    by = {fi.name: fi for fi in f.funcs}
+    assert "step" not in f.func_kinds[by["make_tokenizer"]]
+    assert "step" in f.func_kinds[by["main"]]
+    spm_call, train_call = (next(ci for ci in f.calls if ci.attr == "train" and ci.ctx.func is by[n])
+                            for n in ("make_tokenizer", "main"))
+    assert f.callees(spm_call) == [] and f.callees(train_call) == [by["train"]]
+
+
 def test_taint_through_a_loop_cycle_does_not_depend_on_query_order():
     # a@6 reads the loop's back edges: `a = b` (b from a, a cycle) and `a = val_tokens[i]`.
     # Answering a@6 meets b@7 while a@6 is still open; a provisional "clean" for b@7 must

@@ -43,14 +43,14 @@ from .collect import Collector, positions
 from .config import UNKNOWN, ConfigFacts, ConfigVar
 from .flow import FlowFacts
 from .names import is_loss_name, is_train_name, is_val_name
-from .nodes import base_name, dotted, iter_nodes, target_names
+from .nodes import base_name, bound_names, dotted, iter_nodes, target_names
 from .reach import Reach, ReachFacts, Switch
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 from .sites import Site, SiteFacts
 
 __all__ = [
     "UNKNOWN", "AssignInfo", "CallInfo", "ConfigVar", "Ctx", "Facts", "FuncInfo", "Gate",
-    "LoopInfo", "Reach", "Site", "Switch", "base_name", "dotted", "is_loss_name",
+    "LoopInfo", "Reach", "Site", "Switch", "base_name", "bound_names", "dotted", "is_loss_name",
     "is_train_name", "is_val_name", "iter_nodes", "target_names",
 ]
 
@@ -139,6 +139,20 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
             return False
         return (any(fi.cls is None for fi in self.funcs_by_name.get(head, ()))
                 or head in self.classes or head in self.module_defs)
+
+    def callees(self, ci: CallInfo) -> list[FuncInfo]:
+        """The functions of this file that call ``ci`` may run. A bare name calls a
+        function (``train(cfg)``), an attribute a method (``self.step()``,
+        ``model.forward(x)``): ``spm.SentencePieceTrainer.train(...)`` is not the file's
+        own ``def train``."""
+        return self.callees_of(ci.node, ci.attr)
+
+    def callees_of(self, call: cst.Call, attr: str | None = None) -> list[FuncInfo]:
+        func = call.func
+        method = isinstance(func, cst.Attribute)
+        if attr is None:
+            attr = func.attr.value if method else getattr(func, "value", "")
+        return [fi for fi in self.funcs_by_name.get(attr, ()) if (fi.cls is not None) == method]
 
     def names(self, node: cst.CSTNode) -> set[str]:
         s = self.names_in.get(node)

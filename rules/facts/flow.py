@@ -6,7 +6,7 @@ from __future__ import annotations
 import libcst as cst
 
 from .names import is_val_name
-from .nodes import children, dotted
+from .nodes import bound_names, children
 from .records import FuncInfo
 
 
@@ -63,7 +63,8 @@ class FlowFacts:
         The arguments of a call to a function defined in this file are left out: what
         its parameters pass on reaches its return values, which ``_returns_tainted``
         follows, while ``model = train_model(h, val_data)`` (a training loop that also
-        evaluates) returns a model, not validation data.
+        evaluates) returns a model, not validation data. Names a comprehension or a
+        lambda binds inside ``node`` are left out too (see ``bound_names``).
         """
         out = self._flow_names.get(node)
         if out is not None:
@@ -76,10 +77,11 @@ class FlowFacts:
                 out.add(n.value)
             elif isinstance(n, cst.SimpleString) and "fineweb_val" in n.value:
                 out.add("__VAL_STRING__")
-            if isinstance(n, cst.Call) and dotted(n.func).rpartition(".")[2] in self.funcs_by_name:
+            if isinstance(n, cst.Call) and self.callees_of(n):
                 stack.append(n.func)
                 continue
             stack.extend(children(n))
+        out -= bound_names(node)
         self._flow_names[node] = out
         return out
 
@@ -124,7 +126,7 @@ class FlowFacts:
         if fi.cls is not None and idx >= 0:
             idx -= 1  # self
         for ci in self.calls:
-            if ci.attr != fi.name:
+            if fi not in self.callees(ci):
                 continue
             arg = None
             pos = [a for a in ci.node.args if a.keyword is None and not a.star]

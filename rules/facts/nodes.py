@@ -66,6 +66,19 @@ def iter_nodes(node: cst.CSTNode):
         stack.extend(reversed(children(n)))
 
 
+def bound_names(node: cst.CSTNode) -> set[str]:
+    """Names bound inside ``node`` by a comprehension's ``for`` or a lambda's parameters:
+    in ``sorted(d.items(), key=lambda x: x[1])`` the ``x`` is not the enclosing
+    function's ``x``."""
+    out: set[str] = set()
+    for n in iter_nodes(node):
+        if isinstance(n, cst.CompFor):
+            out.update(target_names(n.target))
+        elif isinstance(n, cst.Lambda):
+            out.update(p.name.value for p in n.params.params)
+    return out
+
+
 def target_names(node: cst.CSTNode) -> list[str]:
     """Names bound by an assignment / for target (tuples unpacked)."""
     if isinstance(node, cst.Name):

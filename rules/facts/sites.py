@@ -108,7 +108,7 @@ class SiteFacts:
             changed = False
             for fi in self.funcs:
                 for ci in calls_by_func.get(fi, ()):
-                    for g in self.funcs_by_name.get(ci.attr, ()):
+                    for g in self.callees(ci):
                         if g is fi:
                             continue
                         new = kinds_by_func[g] - kinds_by_func[fi]
@@ -160,7 +160,7 @@ class SiteFacts:
 
     def call_kinds(self, ci: CallInfo) -> set[str]:
         out: set[str] = set()
-        for g in self.funcs_by_name.get(ci.attr, ()):
+        for g in self.callees(ci):
             if ci.ctx.func is not None and g is ci.ctx.func:
                 continue
             out |= self.func_kinds.get(g, set())
