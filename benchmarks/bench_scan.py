@@ -1,6 +1,6 @@
 """Time `pgolf scan` on 2 cores: a first run, then a run served by the cache.
 
-    python benchmarks/bench_scan.py PATH [--refs 'refs/pull/*/head'] [--workers 2]
+    python benchmarks/bench_scan.py PATH [--refs 'refs/pull/*/head'] [--base main] [--workers 2] [--out figures.json]
     python benchmarks/bench_scan.py PATH --synthetic 40     # build a test repo with 40 PR refs at PATH first
 
 PATH is a checkout of the challenge repository with its PR heads fetched
@@ -8,7 +8,8 @@ PATH is a checkout of the challenge repository with its PR heads fetched
 of the same shape. Each run is the real command line in a fresh process
 (`python -m auditor scan ...`), pinned to two CPUs where the OS allows, with a
 new, empty cache directory for the first run and the same one for the second.
-Prints both wall times, the speed-up, and the scan's own totals.
+Prints both wall times, the speed-up, and the scan's own totals; `--out`
+also writes them, with both scans' JSON summaries, to a file.
 
 The cache key includes a hash of the tool's own source, so an edit to
 `auditor/` or `rules/` between the two runs would (rightly) miss. Both runs
@@ -73,10 +74,10 @@ def snapshot(dest: Path) -> Path:
     return dest
 
 
-def run_scan(path: Path, refs: str, workers: int, cache: Path, code: Path) -> tuple[float, dict]:
+def run_scan(path: Path, refs: str, workers: int, cache: Path, code: Path, base: str | None = None) -> tuple[float, dict]:
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
         command = [sys.executable, "-m", "auditor", "scan", str(path), "--refs", refs, "--workers", str(workers),
-                   "--cache", str(cache), "--format", "json", "--output", report.name]
+                   "--cache", str(cache), "--format", "json", "--output", report.name, *(["--base", base] if base else [])]
         started = time.perf_counter()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
         done = subprocess.run(command, preexec_fn=pin_two_cpus, stderr=subprocess.PIPE, text=True, env=env, cwd=code)
@@ -90,7 +91,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)
     parser.add_argument("--refs", default="refs/pull/*/head")
+    parser.add_argument("--base", help="base branch for --refs (default: the scan's own, main)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="also write the figures and both scans' JSON summaries here")
     parser.add_argument("--synthetic", type=int, metavar="N", help="first build a synthetic repository with N PR refs at PATH")
     args = parser.parse_args()
     if args.synthetic:
@@ -102,18 +105,26 @@ def main() -> None:
     path = args.path.resolve()
     with tempfile.TemporaryDirectory(prefix="pgolf-bench-") as tmp:
         code, cache = snapshot(Path(tmp) / "code"), Path(tmp) / "cache"
-        cold, first = run_scan(path, args.refs, args.workers, cache, code)
-        warm, second = run_scan(path, args.refs, args.workers, cache, code)
+        cold, first = run_scan(path, args.refs, args.workers, cache, code, args.base)
+        warm, second = run_scan(path, args.refs, args.workers, cache, code, args.base)
     totals, stats = first["totals"], first["stats"]
-    print(f"refs: {stats['refs']} ({stats['refs_without_records']} without a records folder), records: {totals['records']}, "
-          f"workers: {args.workers}, cpus: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"refs: {stats['refs']} ({stats['refs_without_records']} adding no record, {len(stats['ref_errors'])} unreadable), "
+          f"records: {totals['records']} ({stats.get('shared', 0)} sharing another's content), "
+          f"files absent from the repository: {stats.get('unread_files', 0)}, workers: {args.workers}, cpus: the scans pinned to {min(cpus or 1, 2)} of {cpus}")
     print(f"verdicts: {totals['verdicts']}  internal errors: {totals['internal_errors']}")
     print(f"rules: {totals['rules']}")
     print(f"first run:  {cold:7.2f} s  (analysed {stats['analysed']}, cached {stats['cached']})")
     print(f"cached run: {warm:7.2f} s  (analysed {second['stats']['analysed']}, cached {second['stats']['cached']})")
     print(f"speed-up:   {cold / warm:7.1f}x")
-    if second["entries"] != first["entries"]:
+    same = second["entries"] == first["entries"]
+    if not same:
         print("WARNING: the cached run's entries differ from the first run's")
+    if args.out:
+        figures = {"path": str(path), "refs_pattern": args.refs, "workers": args.workers, "cpus": cpus, "cold_s": round(cold, 2),
+                   "cached_s": round(warm, 2), "speedup": round(cold / warm, 1), "same_entries": same,
+                   "totals": totals, "stats": stats, "cached_stats": second["stats"]}
+        args.out.write_text(json.dumps({"figures": figures, "first": first, "second": second}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
