@@ -139,3 +139,19 @@ def test_gate_rules_are_listed_and_explained():
     assert "diff-scope" in runner.invoke(app, ["explain", "PG430"]).output
     listing = runner.invoke(app, ["rules"]).output
     assert "PG431" in listing and "PG432" in listing
+
+
+def test_fork_point_is_the_merge_base_or_the_base_for_an_unrelated_history(repo):
+    from auditor.gitdiff import GitError, fork_point
+
+    base = gitkit.git(repo, "rev-parse", "main")
+    gitkit.add_record(repo, "2026-05-01_new")
+    head = gitkit.commit_all(repo, "PR")
+    assert fork_point(repo, base, head) == base
+    gitkit.git(repo, "checkout", "-q", "--orphan", "lonely")
+    (repo / "x.txt").write_text("unrelated\n")
+    gitkit.git(repo, "add", "x.txt")
+    lonely = gitkit.commit_all(repo, "orphan")
+    assert fork_point(repo, base, lonely) == base  # no common ancestor: the base itself
+    with pytest.raises(GitError):
+        fork_point(repo, base, "0" * 40)  # not an object: still an error
