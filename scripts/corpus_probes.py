@@ -1,12 +1,12 @@
 """Run the dynamic probes over every merged record of a challenge checkout.
 
-    python scripts/corpus_probes.py CHECKOUT [--track track_10min_16mb] [--timeout 60] [--limit N] [--json OUT]
+    python scripts/corpus_probes.py CHECKOUT [--ref REF (default HEAD)] [--track track_10min_16mb] [--timeout 60] [--limit N] [--json OUT]
 
 For each `records/<track>/<folder>/train_gpt.py` it runs `probe_record` and
 reports, per probe (C1 flip, C4 count, C2 sum, BOS isolation), on how many
 scripts the probe ran, how many it failed, why it did not run elsewhere, and how
-long each record took. CHECKOUT is a work tree or a bare git directory
-(auditor.corpus.checkout extracts records/ with git archive).
+long each record took. CHECKOUT is a work tree or a bare git directory read at
+--ref (auditor.corpus.checkout extracts records/ with git archive).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ def _why(reason: str) -> str:
     return reason[:90]
 
 
-def run(root: Path, track: str, timeout: float, limit: int | None) -> dict:
+def run(root: Path, track: str, timeout: float, limit: int | None, ref: str = "HEAD") -> dict:
     rows = []
-    with checkout(root) as records:
+    with checkout(root, ref) as records:
         folders = [f for f in record_folders(records, track) if (f / "train_gpt.py").is_file()]
         for folder in folders[:limit]:
             started = time.perf_counter()
@@ -49,12 +49,18 @@ def run(root: Path, track: str, timeout: float, limit: int | None) -> dict:
             for p in PROBES:
                 statuses = [e.get(p, {}).get("status", e.get("status")) for e in entries] or ["not_run"]
                 ran = [s for s in statuses if s in ("pass", "fail", "deviation", "unverified")]
-                row["probes"][p] = {"ran": bool(ran), "fail": "fail" in ran,
-                                    "why_not": "" if ran else _why(reason or next(
-                                        (e.get(p, {}).get("reason") or e.get("reason", "") for e in entries), ""))}
+                # not applicable: an entry ran and there was nothing for this probe to check
+                # (no candidate-probability function for C2; no document isolation claimed for BOS)
+                applicable = not ran and "not_applicable" in statuses
+                why = "" if ran or applicable else _why(reason or next(
+                    (e.get(p, {}).get("reason") or e.get("reason", "") for e in entries
+                     if e.get(p, {}).get("status", e.get("status")) not in ("not_applicable",)), ""))
+                row["probes"][p] = {"ran": bool(ran), "fail": "fail" in ran, "not_applicable": applicable,
+                                    "why_not": why}
             rows.append(row)
             print(f"{folder.name}: {row['seconds']:.1f}s " + " ".join(
-                f"{p}={'FAIL' if v['fail'] else 'ok' if v['ran'] else '-'}" for p, v in row["probes"].items())
+                f"{p}={'FAIL' if v['fail'] else 'ok' if v['ran'] else 'n/a' if v['not_applicable'] else '-'}"
+                for p, v in row["probes"].items())
                 + (f"  ({reason[:80]})" if reason else ""), file=sys.stderr)
     return {"records": len(rows), "rows": rows, "summary": summarize(rows)}
 
@@ -63,8 +69,11 @@ def summarize(rows: list[dict]) -> dict:
     out = {}
     for p in PROBES:
         ran = [r for r in rows if r["probes"][p]["ran"]]
-        why = collections.Counter(r["probes"][p]["why_not"] for r in rows if not r["probes"][p]["ran"])
-        out[p] = {"ran": len(ran), "failed": sum(r["probes"][p]["fail"] for r in rows),
+        na = [r for r in rows if r["probes"][p]["not_applicable"]]
+        why = collections.Counter(r["probes"][p]["why_not"] for r in rows
+                                  if not r["probes"][p]["ran"] and not r["probes"][p]["not_applicable"])
+        out[p] = {"ran": len(ran), "not_applicable": len(na), "not_run": len(rows) - len(ran) - len(na),
+                  "failed": sum(r["probes"][p]["fail"] for r in rows),
                   "failed_records": [r["record"] for r in rows if r["probes"][p]["fail"]],
                   "not_run_reasons": dict(why.most_common(10))}
     secs = sorted(r["seconds"] for r in rows)
@@ -76,13 +85,14 @@ def summarize(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkout", type=Path)
+    ap.add_argument("--ref", default="HEAD", help="the ref to read in a bare git directory")
     ap.add_argument("--track", default="track_10min_16mb")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write the full per-record table here")
     args = ap.parse_args(argv)
     try:
-        result = run(args.checkout, args.track, args.timeout, args.limit)
+        result = run(args.checkout, args.track, args.timeout, args.limit, args.ref)
     except CorpusError as exc:
         print(f"corpus_probes: {exc}", file=sys.stderr)
         return 2
@@ -91,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     s = result["summary"]
     print(f"{result['records']} train_gpt.py files under records/{args.track}/")
     for p, name in zip(PROBES, ("C1 flip", "C4 count", "C2 sum", "BOS isolation")):
-        print(f"  {name:14s} ran on {s[p]['ran']:4d}, failed on {s[p]['failed']:4d}"
-              + (f": {', '.join(s[p]['failed_records'][:5])}" if s[p]["failed"] else ""))
+        print(f"  {name:14s} ran on {s[p]['ran']:4d}, failed on {s[p]['failed']:4d}, nothing to check on "
+              f"{s[p]['not_applicable']:4d}, not run on {s[p]['not_run']:4d}"
+              + (f"; failed: {', '.join(s[p]['failed_records'][:8])}" if s[p]["failed"] else ""))
         for why, n in list(s[p]["not_run_reasons"].items())[:3]:
             print(f"      not run ({n}): {why}")
     t = s["seconds"]
