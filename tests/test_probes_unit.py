@@ -68,3 +68,37 @@ def test_c1_reports_the_largest_change_before_the_flip():
     assert r["status"] == "fail" and r["worst_position"] == 2 and r["max_abs"] == pytest.approx(0.26)
     b[2] = a[2]
     assert probes.probe_c1({"values": a, "source": "t", "verified": True}, {"values": b}, 4)["status"] == "pass"
+
+
+@pytest.mark.parametrize("src", [
+    'x = f"{", ".join(sorted(names))}"\n',
+    'log(f"mode={"physical"if a else"virtual"} p={p}")\n',
+    "y = f'{d['k']!r:>10}'\n",
+    'z = f"{", ".join(f"{k}={v:.3f}" for k, v in d.items())}"\n',
+    'w = f"{d["a"]:{width}.{prec}f}" + "plain"\nif x:\n    pass\nelif"a":\n    pass\n',
+])
+def test_fstrings_downgrade_requotes_pep701_fstrings(src):
+    """Python 3.12 f-strings that reuse the enclosing quote compile on older interpreters after
+    downgrade, with the same value and the same lines."""
+    import ast
+    import sys
+
+    from auditor.probes import fstrings
+
+    out = fstrings.downgrade(src)
+    compile(out, "t", "exec")
+    assert out.count("\n") == src.count("\n")
+    if sys.version_info >= (3, 12):
+        assert ast.dump(ast.parse(out)) == ast.dump(ast.parse(src))
+    else:
+        with pytest.raises(SyntaxError):
+            compile(src, "t", "exec")
+
+
+def test_fstrings_downgrade_leaves_valid_code_and_refuses_what_it_cannot_requote():
+    from auditor.probes import fstrings
+
+    ok = 's = """a "b" c"""\nt = f"{x!r}" + r"\\d" + f"""{d["k"]}"""\n'
+    assert fstrings.downgrade(ok) == ok
+    with pytest.raises(fstrings.Unconvertible):
+        fstrings.downgrade('f"{"a\\n"}"\n')  # a backslash in a replacement field: not before 3.12
