@@ -147,3 +147,42 @@ def test_probe_not_run_says_why(src, reason, tmp_path, tok_cache):
     r = probe_record(path, timeout_s=2 if reason == "timed out" else 30, tokenizer_cache=tok_cache)
     assert [f.code for f in r.findings] == ["PG159"]
     assert r.findings[0].severity == Severity.INFO and reason in r.findings[0].message, r.findings[0].message
+
+
+@pytest.fixture(scope="session")
+def modern_report(tmp_path_factory, tok_cache):
+    path = tmp_path_factory.mktemp("modern") / "train_gpt.py"
+    path.write_text(probe_scripts.MODERN)
+    return probe_record(path, timeout_s=120, tokenizer_cache=tok_cache)
+
+
+def test_modern_script_shapes_are_probed(modern_report):
+    """triton, config attributes main() sets, log() via a global, a ValidationData holder, a
+    forward function passed in, fused AdamW, out-of-range layer indices at 2 layers, 3.12
+    f-strings, evaluation lengths as parameter defaults: every legal entry runs and passes."""
+    r = modern_report
+    assert r.reason == "", r.reason
+    stubs = " ".join(r.data["stubs"])
+    assert "triton" in stubs and "f-strings" in stubs and "log" in stubs
+    assert any("configured depth" in n for n in r.data["notes"])
+    assert set(r.ran("c1")) == {"eval_val", "eval_val_ttt", "eval_val_sliding"}, r.data["entries"]
+    assert set(r.ran("c4")) == {"eval_val", "eval_val_ttt", "eval_val_sliding"}
+    assert not _illegal(r), [f.message for f in _illegal(r)]
+    for e in r.data["entries"]:
+        if e["name"] != "eval_val_fused":
+            # eval_val drops a trailing partial sequence: the stream is whole sequences plus one
+            assert e["c4"]["status"] == "pass" and e["c4"]["scored"] == r.data["n_tokens"] - 1, e
+
+
+def test_a_triton_kernel_launched_by_an_entry_is_reported_not_faked(modern_report):
+    e = next(e for e in modern_report.data["entries"] if e["name"] == "eval_val_fused")
+    assert e["status"] == "not_run" and "triton kernel _square_kernel cannot run in the CPU probe" in e["reason"]
+
+
+def test_a_script_that_execs_a_shipped_sibling_is_probed(tmp_path, tok_cache):
+    folder = tmp_path / "2026-01-01_sibling"
+    folder.mkdir()
+    (folder / "train_gpt.py").write_text(probe_scripts.EXEC_SIBLING)
+    (folder / "train_gpt_decode.py").write_text(probe_scripts.GENERIC)
+    r = probe_record(folder, timeout_s=120, tokenizer_cache=tok_cache)
+    assert r.ran("c1") == ["eval_val_sliding"], (r.reason, r.data and r.data.get("error"))

@@ -46,6 +46,10 @@ def main(spec_path: str) -> int:
     os.environ.update(discover.shrink_env(vocab))
     probes.install_hooks()
     probes.REC.vocab = vocab
+    for name, text in (spec.get("siblings") or {}).items():  # files the record ships next to the script
+        if os.path.basename(name) == name and name != "train_gpt.py":
+            with open(os.path.join(spec["scratch"], name), "w", encoding="utf-8") as f:
+                f.write(text)
     path = os.path.join(spec["scratch"], "train_gpt.py")
     with open(path, "w", encoding="utf-8") as f:
         f.write(spec["source"])
@@ -58,7 +62,10 @@ def main(spec_path: str) -> int:
         _write(out, result)
         return 0
 
+    if getattr(mod, "__pgolf_requoted__", False):
+        result["stubs"].append("Python 3.12 f-strings -> re-quoted for this interpreter")
     result["stage"] = "discover"
+    result["stubs"] += discover.silence_logging(mod)
     cfg_cls = discover.find_config_class(mod)
     try:
         cfg = discover.make_config(cfg_cls, vocab)
@@ -67,12 +74,23 @@ def main(spec_path: str) -> int:
         result["notes"].append(f"config class {cfg_cls.__name__} could not be built: {type(exc).__name__}: {exc}")
     result["config_class"] = cfg_cls.__name__ if cfg_cls else None
     best, errors = discover.build_model(mod, cfg, vocab)
+    if errors and cfg_cls is not None:  # e.g. layer indices out of range at 2 layers: the configured depth
+        try:
+            cfg_deep = discover.make_config(cfg_cls, vocab, shrink_layers=False)
+            deep, deep_errors = discover.build_model(mod, cfg_deep, vocab)
+        except Exception:
+            deep = None
+        if deep is not None and len(deep_errors) < len(errors):
+            best, errors, cfg = deep, deep_errors, cfg_deep
+            result["notes"].append("the model was built at its configured depth (2 layers failed)")
     if best is None:
         result.update(error="no model class could be built from the script's own classes"
                       + (f" ({'; '.join(errors[:3])})" if errors else " (no nn.Module subclass with an embedding)"))
         _write(out, result)
         return 0
     model_name, model = best
+    if errors:
+        result["notes"].append("model classes that could not be built: " + "; ".join(e[:200] for e in errors[:4]))
     result["model_class"] = model_name
     result["model_params"] = int(sum(p.numel() for p in model.parameters()))
     torch.manual_seed(1)
@@ -119,7 +137,7 @@ def main(spec_path: str) -> int:
         return 0
     probes.wrap_candidates(mod, {e.name for e in entries})
 
-    stream = probes.make_stream(vocab, bos, n_tokens=int(spec.get("n_tokens", 420)), seed=int(spec.get("seed", 0)))
+    stream = probes.make_stream(vocab, bos, n_tokens=int(spec.get("n_tokens", 7 * discover.SEQ + 1)), seed=int(spec.get("seed", 0)))
     n = len(stream)
     starts = probes.doc_starts(stream, bos)
     k = next(p for p in range(int(n * 0.6), n) if stream[p] != bos and stream[p - 1] != bos)
@@ -141,7 +159,7 @@ def main(spec_path: str) -> int:
 
         def kwargs_fn(tokens, entry=entry):
             kwargs, why = discover.bind_entry(entry, model=copy.deepcopy(pristine), tokens=tokens, cfg=cfg,
-                                              tables=tables, sp=sp, vocab=vocab, bos=bos)
+                                              tables=tables, sp=sp, vocab=vocab, bos=bos, mod=mod)
             if why:
                 raise LookupError(why)
             return kwargs

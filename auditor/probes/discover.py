@@ -3,9 +3,10 @@ class, the model class, the byte-table builder and the evaluation entry points,
 and bind an entry's parameters by name.
 
 Shrinking: before the module is executed the child sets the SHRINK environment
-(upper-case names: NUM_LAYERS=2, MODEL_DIM=64, VOCAB_SIZE=<tokenizer's>, ...), so
-classes that read os.environ at definition time come out small; after the config
-object is built the same names are set on it when present. Nothing else of the
+(upper-case names: MODEL_DIM=64, VOCAB_SIZE=<tokenizer's>, ...), so classes that
+read os.environ at definition time come out small; after the config object is
+built the same names, and the layer count (2), are set on it when present. When
+the model cannot be built at 2 layers it is rebuilt at the configured depth. Nothing else of the
 configuration changes: the flags the logs show stay as they were.
 """
 
@@ -32,19 +33,36 @@ def shrink_values(vocab: int) -> dict:
         "eval_batch_seqs": 4, "ttt_chunk_tokens": 96, "ttt_chunk_size": 96, "lora_chunk_tokens": 24,
         "ttt_epochs": lambda v: min(int(v), 2), "slot_steps": lambda v: min(int(v), 2),
         "lora_steps": lambda v: min(int(v), 2), "train_batch_tokens": 512,
+        # validation batches of a few sequences: `val_batch_size // (world_size * grad_accum_steps)` must hold one
+        "val_batch_size": SEQ * 32, "val_batch_tokens": SEQ * 32,
     }
+
+
+# attributes a script's main() sets on its config object at run time (never in the class):
+# a single process, one micro-step
+RUNTIME_DEFAULTS = {"world_size": 1, "rank": 0, "local_rank": 0, "grad_accum_steps": 1, "distributed": False,
+                    "is_main_process": True, "master_process": True}
+
+
+# Layer counts are set on the config object only (never in the environment), so that when
+# a smaller depth breaks the model (layer indices elsewhere in the config: recurrence
+# layers, a parallel-residual start, value-embedding layers) the child can rebuild it at
+# the configured depth: make_config(..., shrink_layers=False).
+LAYER_KEYS = ("num_layers", "n_layer", "n_layers")
 
 
 def shrink_env(vocab: int) -> dict[str, str]:
     env = {}
     for key, value in shrink_values(vocab).items():
-        if not callable(value):
+        if key not in LAYER_KEYS and not callable(value):
             env[key.upper()] = str(value)
     return env
 
 
-MODEL_PARAMS = {"model", "base_model", "net", "gpt", "eval_model", "m"}
-TOKEN_PARAMS = {"tokens", "val_tokens", "val", "toks", "val_ids", "stream", "val_data", "validation_tokens"}
+MODEL_PARAMS = {"model", "base_model", "net", "gpt", "eval_model", "m", "ttt_model"}
+TOKEN_PARAMS = {"tokens", "val_tokens", "val", "toks", "val_ids", "stream", "validation_tokens"}
+# an object holding the tokens, the tokenizer and the byte tables (`ValidationData(h, device)`)
+VAL_DATA_PARAMS = {"val_data", "validation_data", "vd", "val_set", "valdata"}
 CFG_PARAMS = {"cfg", "args", "config", "hparams", "h", "hp", "hyper", "hps", "conf"}
 ISOLATION_RE = re.compile(r"\bbos\b|bos_id|bos_token|doc_|_doc|docs?\b|isolate|varlen|cu_seqlens", re.I)
 
@@ -60,6 +78,22 @@ class Entry:
 
 def own(mod: types.ModuleType, obj) -> bool:
     return getattr(obj, "__module__", None) == mod.__name__
+
+
+LOG_FUNCTIONS = ("log", "log0", "print0", "logprint", "log_print", "print_rank0", "rank0_print", "master_print")
+
+
+def silence_logging(mod) -> list[str]:
+    """Replace the script's own logging helpers with no-ops. They print, append to a log
+    file named by the config, or read a module global that main() sets
+    (`set_logging_hparams(h)`), none of which changes what an evaluation computes."""
+    done = []
+    for name in LOG_FUNCTIONS:
+        fn = vars(mod).get(name)
+        if inspect.isfunction(fn) and own(mod, fn):
+            setattr(mod, name, lambda *args, **kwargs: None)
+            done.append(name)
+    return [f"{', '.join(done)} -> no-op"] if done else []
 
 
 def find_config_class(mod):
@@ -79,11 +113,19 @@ def find_config_class(mod):
     return best
 
 
-def make_config(cls, vocab: int):
+def make_config(cls, vocab: int, shrink_layers: bool = True):
     if cls is None:
         return None
     obj = cls.from_env() if hasattr(cls, "from_env") else cls()
+    for key, value in RUNTIME_DEFAULTS.items():
+        if not hasattr(obj, key):
+            try:
+                setattr(obj, key, value)
+            except AttributeError:  # frozen or slotted
+                pass
     for key, value in shrink_values(vocab).items():
+        if key in LAYER_KEYS and not shrink_layers:
+            continue
         if hasattr(obj, key):
             old = getattr(obj, key)
             try:
@@ -154,7 +196,7 @@ def find_entries(mod) -> tuple[list[Entry], dict[str, str]]:
             continue
         params = list(inspect.signature(obj).parameters)
         lower = [p.lower() for p in params]
-        if not (set(lower) & MODEL_PARAMS and set(lower) & TOKEN_PARAMS):
+        if not (set(lower) & MODEL_PARAMS and set(lower) & (TOKEN_PARAMS | VAL_DATA_PARAMS)):
             continue
         if re.search(r"calib|hessian|gptq|quantiz", name, re.I):
             continue
@@ -182,7 +224,67 @@ def find_entries(mod) -> tuple[list[Entry], dict[str, str]]:
     return entries, skipped
 
 
-def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos: int):
+def make_val_data(mod, tokens, tables, sp, cfg, vocab: int, bos: int):
+    """The script's own validation-data holder (its `ValidationData`-like class, built
+    without running its __init__, which reads files) or a plain namespace, holding the
+    probe stream, the tokenizer and the byte tables under the names such classes use.
+    Other attributes its __init__ assigns come from the config when it has them, else None."""
+    import torch
+
+    cls = None
+    for name, obj in vars(mod).items():
+        if inspect.isclass(obj) and own(mod, obj) and re.fullmatch(r"(Val|Validation)_?(Data|Set|Tokens)\w*", name):
+            cls = obj
+            break
+    if cls is not None:
+        try:
+            holder = cls.__new__(cls)
+            init_src = inspect.getsource(cls.__init__)
+        except (TypeError, OSError):
+            holder, init_src = types.SimpleNamespace(), ""
+    else:
+        holder, init_src = types.SimpleNamespace(), ""
+    for attr in dict.fromkeys(re.findall(r"self\.(\w+)\s*(?=[=,)\]])", init_src)):
+        try:
+            setattr(holder, attr, getattr(cfg, attr, None) if cfg is not None else None)
+        except AttributeError:
+            pass
+    values = {"val_tokens": tokens, "tokens": tokens, "sp": sp, "tokenizer": sp, "bos_id": bos, "vocab_size": vocab}
+    if isinstance(tables, (tuple, list)) and len(tables) == 3:
+        base, space, boundary = tables
+        values.update(base_bytes_lut=base, has_leading_space_lut=space, is_boundary_token_lut=boundary)
+        try:  # per-token byte counts, for scripts that carry them alongside the tokens (a byte sidecar)
+            prev = torch.cat([tokens[:1], tokens[:-1]]).long()
+            tok = tokens.long()
+            per_token = (base[tok].long() + (space[tok] & ~boundary[prev]).long()).to(torch.int32)
+            for attr in ("val_bytes", "val_token_bytes", "token_bytes"):
+                if hasattr(holder, attr):
+                    values[attr] = per_token
+        except Exception:  # tables of another shape: leave the sidecar as the config gave it
+            pass
+    for attr, value in values.items():
+        try:
+            setattr(holder, attr, value)
+        except AttributeError:
+            pass
+    if getattr(holder, "caseops_enabled", False) and getattr(holder, "val_bytes", None) is None:
+        holder.caseops_enabled = False  # no sidecar could be built: count bytes from the tables
+    return holder
+
+
+def _model_method(model, param: str):
+    """`forward_logits_fn` / `forward_ttt_train` / `fwd_ttt`: the model's own method whose
+    name is the longest prefix of the parameter's name (forward_logits, forward_ttt)."""
+    name = param.lower().replace("fwd_", "forward_")
+    best = None
+    for attr in dir(type(model)):
+        if attr.startswith("forward") and name.startswith(attr) and callable(getattr(model, attr, None)):
+            if best is None or len(attr) > len(best):
+                best = attr
+    return getattr(model, best) if best else None
+
+
+def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos: int, mod=None):
     """Arguments for one call, by parameter name. Returns (kwargs, None) or (None, reason)."""
     import torch
 
@@ -199,6 +301,18 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
             kwargs[name] = model
         elif low in TOKEN_PARAMS:
             kwargs[name] = tokens
+        elif low in VAL_DATA_PARAMS:
+            kwargs[name] = make_val_data(mod, tokens, tables, sp, cfg, vocab, bos) if mod is not None else None
+        elif low.startswith(("forward", "fwd")) and _model_method(model, low) is not None:
+            if p.default is not p.empty and p.default is None:
+                continue  # the entry picks the model's own method itself
+            kwargs[name] = _model_method(model, low)
+        elif "seq_len" in low and p.default is not p.empty and isinstance(p.default, int):
+            kwargs[name] = SEQ  # an evaluation length given as a default: shrunk like the config's
+        elif "stride" in low and p.default is not p.empty and isinstance(p.default, int):
+            kwargs[name] = SEQ // 2 if p.default else p.default
+        elif low in ("grad_accum_steps", "accum_steps", "grad_accum"):
+            kwargs[name] = 1
         elif low in CFG_PARAMS and cfg is not None:
             kwargs[name] = cfg
         elif low in ("tables", "luts", "byte_tables", "lut", "byte_luts"):

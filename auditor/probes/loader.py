@@ -15,8 +15,15 @@ GPU or a network:
   over a world of one are identities.
 - sockets: `connect`, `connect_ex` and `create_connection` raise.
 
-Not stubbed (the probe then reports why it could not run): triton kernels,
-custom CUDA extensions, tensors created with `device="cuda"` literals.
+- `triton` (and `triton.language`, `triton.tools.tensor_descriptor`, ...), when it
+  is not installed: the script imports and its `@triton.jit` kernels are defined,
+  but launching one raises `TritonUnavailable`, so the probe reports that the
+  entry needs a GPU kernel instead of computing something else. Scripts that only
+  use a kernel on a training-mode path (a fused MLP) then evaluate normally.
+
+Not stubbed (the probe then reports why it could not run): a triton kernel that
+an evaluation launches, custom CUDA extensions, tensors created with
+`device="cuda"` literals.
 """
 
 from __future__ import annotations
@@ -70,12 +77,115 @@ def _flash_module(name: str):
     return mod
 
 
+class TritonUnavailable(RuntimeError):
+    pass
+
+
+class _Anything:
+    """A stand-in for any triton object used at definition time (`tl.constexpr` in an
+    annotation, `tl.float32` as a default, `triton.Config(...)` in an autotune list)."""
+
+    def __init__(self, name: str = "triton"):
+        self._name = name
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Anything(f"{self._name}.{attr}")
+
+    def __call__(self, *args, **kwargs):
+        return _Anything(f"{self._name}()")
+
+    def __getitem__(self, item):
+        return _Anything(f"{self._name}[]")
+
+    def __repr__(self):
+        return f"<pgolf stub {self._name}>"
+
+
+class _Kernel:
+    """What `@triton.jit` (or autotune/heuristics) returns: defined, never runnable."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "kernel")
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            raise TritonUnavailable(f"triton kernel {self.__name__} cannot run in the CPU probe")
+
+        return launch
+
+    def __call__(self, *args, **kwargs):
+        raise TritonUnavailable(f"triton function {self.__name__} cannot run in the CPU probe")
+
+
+class _StubModule(types.ModuleType):
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Anything(f"{self.__name__}.{attr}")
+
+
+def _kernel_decorator(fn=None, **_kwargs):
+    if fn is None or not callable(fn):
+        return lambda f: _Kernel(f)
+    return _Kernel(fn)
+
+
+def _triton_modules() -> dict[str, types.ModuleType]:
+    mods = {name: _StubModule(name) for name in (
+        "triton", "triton.language", "triton.language.extra", "triton.tools", "triton.tools.tensor_descriptor",
+        "triton.runtime", "triton.compiler", "triton.testing")}
+    tr = mods["triton"]
+    tr.__pgolf_stub__ = True
+    tr.__path__ = []  # a package: `from triton.x import y` works
+    tr.jit = _kernel_decorator
+    tr.autotune = lambda *a, **k: (lambda f: f if isinstance(f, _Kernel) else _Kernel(f))
+    tr.heuristics = tr.autotune
+    tr.cdiv = lambda a, b: -(-a // b)
+    tr.next_power_of_2 = lambda n: 1 << max(0, int(n) - 1).bit_length()
+    tr.language, tr.tools, tr.runtime = mods["triton.language"], mods["triton.tools"], mods["triton.runtime"]
+    tl = mods["triton.language"]
+    tl.constexpr = type("constexpr", (), {})
+    tl.cdiv = tr.cdiv
+    mods["triton.tools"].tensor_descriptor = mods["triton.tools.tensor_descriptor"]
+    mods["triton.tools"].__path__ = []
+    mods["triton.language"].__path__ = []
+    return mods
+
+
+def _torch_sees_no_triton() -> None:
+    """torch asks `import triton` (cached) before choosing kernels, e.g. for a fused
+    AdamW; ask now, before the stub exists, so torch keeps its CPU paths."""
+    import inspect
+
+    try:
+        import torch.utils._triton as tt
+    except ImportError:
+        return
+    for name, fn in vars(tt).items():
+        if name.startswith("has_") and callable(fn):
+            try:
+                if not any(p.default is p.empty for p in inspect.signature(fn).parameters.values()):
+                    fn()
+            except Exception:  # a check that needs CUDA: it is not asked for on CPU either
+                pass
+
+
 def install_stubs() -> list[str]:
     """Install the CPU stand-ins; returns what was stubbed (reported with the results)."""
+    import importlib.util
+
     import torch
     import torch.distributed as dist
 
     done = []
+    if importlib.util.find_spec("triton") is None:
+        _torch_sees_no_triton()
+        sys.modules.update(_triton_modules())
+        done.append("triton -> definitions only (a kernel launch raises)")
     for name in ("flash_attn", "flash_attn_interface", "flash_attn.flash_attn_interface"):
         if name not in sys.modules:
             sys.modules[name] = _flash_module(name)
@@ -157,9 +267,31 @@ def _is_cuda(value) -> bool:
 
 def load_source(source: str, path: str, name: str = "pgolf_submission") -> types.ModuleType:
     """Execute the source as a module (not as __main__, so the run itself does not start)."""
+    code, requoted = _compile(source, path)
     mod = types.ModuleType(name)
     mod.__file__ = path
+    mod.__pgolf_requoted__ = requoted
     sys.modules[name] = mod
-    code = compile(source, path, "exec")
     exec(code, mod.__dict__)
     return mod
+
+
+def _compile(source: str, path: str):
+    """(code, requoted). A script written for Python 3.12+ that reuses quotes inside an
+    f-string is compiled after fstrings.downgrade (delimiters only, same lines), and the
+    rewritten text replaces the file at `path` so inspect.getsource matches the code."""
+    from auditor.probes import fstrings
+
+    try:
+        return compile(source, path, "exec"), False
+    except SyntaxError as first:
+        if not fstrings.needed():
+            raise
+        try:
+            fixed = fstrings.downgrade(source)
+            code = compile(fixed, path, "exec")
+        except (fstrings.Unconvertible, SyntaxError, RecursionError):
+            raise first from None
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(fixed)
+    return code, True

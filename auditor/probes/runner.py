@@ -29,6 +29,12 @@ BOS = CheckRule("PG153", "probe-bos-isolation", "Changing one document leaves ot
 NOT_RUN = CheckRule("PG159", "probe-not-run", "A dynamic probe could not run; the verdict rests on the static rules.",
                     "DESIGN.md: dynamic probes")
 PROBE_RULES = [C1, C4, C2, BOS, NOT_RUN]
+# the probe stream: whole evaluation sequences plus one token (targets are shifted by one),
+# the shape the challenge's validation loader gives an evaluation (it trims the stream to
+# `(n - 1) // seq_len * seq_len + 1` tokens), so a trailing partial sequence the loader
+# already removed is not counted against the evaluation; 64 is discover.SEQ
+STREAM_TOKENS = 7 * 64 + 1
+SIBLING_MAX_BYTES = 4_000_000
 PROBES = {"c1": C1, "c4": C4, "c2": C2, "bos": BOS}
 
 
@@ -87,7 +93,7 @@ def probe_record(path: Path, **options) -> ProbeReport:
 
 def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, str] | None = None,
                  entries: list[str] | None = None, tokenizer_cache: Path | None = None,
-                 n_tokens: int = 420, threads: int = 2,
+                 n_tokens: int = STREAM_TOKENS, threads: int = 2,
                  intercept_only: bool = False) -> ProbeReport:
     """Probe an already loaded Record (`check --probe` reuses the one it audited)."""
     from auditor.probes.sandbox import run_child
@@ -105,7 +111,7 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
         tok, vocab = ensure_tokenizer(tokenizer_cache)
     except Exception as exc:  # sentencepiece missing, unwritable cache
         return _nothing(report, f"no probe tokenizer: {type(exc).__name__}: {exc}", where, started)
-    spec = {"source": source, "tokenizer": tok, "vocab": vocab, "bos": 1, "n_tokens": n_tokens,
+    spec = {"source": source, "siblings": _siblings(record, unit.name), "tokenizer": tok, "vocab": vocab, "bos": 1, "n_tokens": n_tokens,
             "config_env": {**config_env(record), **(env or {})}, "entries": entries or [], "intercept_only": intercept_only}
     child = run_child(spec, timeout_s, threads=threads)
     report.data = child.data
@@ -129,6 +135,22 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
     report.findings = sort_findings(findings)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _siblings(record, script_name: str) -> dict[str, str]:
+    """The record's other Python files, written next to the script in the sandbox, for
+    scripts that exec or import a file they ship alongside (e.g. `train_gpt_decode.py`)."""
+    root = getattr(record, "root", None)
+    if root is None or getattr(record, "code_only", False):
+        return {}
+    out = {}
+    for name in getattr(record, "files", []) or []:
+        path = Path(root) / name
+        if name == script_name or "/" in name or not name.endswith(".py") or not path.is_file():
+            continue
+        if path.stat().st_size <= SIBLING_MAX_BYTES:
+            out[name] = path.read_text(encoding="utf-8", errors="replace")
+    return out
 
 
 def _nothing(report: ProbeReport, reason: str, where, started) -> ProbeReport:
