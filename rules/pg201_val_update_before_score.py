@@ -442,6 +442,7 @@ def slot_lagged(model, val_tokens, batches, steps, totals):
             if s.line - start > 40:
                 start = s.line
             fname = func.qualname if func else "<module>"
+            scratch = _scratch_update(facts, func, s)
             if status == "after":
                 sline, sfunc = where
                 tail = (f"; validation tokens are scored afterwards (line {sline}"
@@ -450,13 +451,19 @@ def slot_lagged(model, val_tokens, batches, steps, totals):
             else:
                 tail = "; no scoring of those tokens precedes the step"
                 conf = "medium"
+            severity = None
+            if scratch:
+                owners, dline = scratch
+                tail += (f"; the step updates only the parameters of `{'`, `'.join(owners)}`, deleted at line "
+                         f"{dline} (a warm-up on a scratch copy?)")
+                severity, conf = Severity.WARNING, "low"
             yield Hit(
                 s.node,
                 f"gradient step on validation data in `{fname}` (line {s.line}) before those "
                 f"tokens are scored: `{s.target}` is computed from validation tokens{tail} (C3)",
                 evidence=facts.line_text(start, s.end, limit=12) if s.end - start < 12
                 else facts.line_text(start) + facts.line_text(s.line),
-                lines=(start, s.end), ctx=s.ctx, confidence=conf,
+                lines=(start, s.end), ctx=s.ctx, confidence=conf, severity=severity,
                 key=f"grad on val in {fname}",
             )
         calib_done: set = set()
@@ -486,6 +493,35 @@ def slot_lagged(model, val_tokens, batches, steps, totals):
                     f"training data `{tn}` is built from validation data: the model trains on "
                     f"tokens it is later scored on (C3)",
                     ctx=ai.ctx, key=f"val in {tn}")
+
+
+def _scratch_update(facts: Facts, func: FuncInfo | None, s: Site) -> tuple[list[str], int] | None:
+    """The optimizer steps that follow the gradient at ``s`` (in its innermost loop, or the
+    next one) update only ``X.parameters()`` of objects deleted later in ``func``
+    (``del wl, wo``): ``(owners, line of the del)``, else None. A compile warm-up on a
+    throwaway adapter changes nothing that scores."""
+    if func is None:
+        return None
+    loops = sorted(enclosing_loops(facts, func, s.line), key=lambda li: li.start)
+    steps = [o for o in facts.sites if o.kind == "step" and o.ctx.func is func and o.line >= s.line]
+    if loops:
+        steps = [o for o in steps if o.line <= loops[-1].end]
+    if not steps:
+        return None
+    steps = steps if loops else steps[:1]
+    owners: set[str] = set()
+    for st in steps:
+        defs = [v for ln, v in func.defs.get(st.target, []) if ln <= st.line and v is not None]
+        if not defs or not isinstance(defs[-1], cst.Call) or not defs[-1].args:
+            return None
+        params = defs[-1].args[0].value
+        if not (isinstance(params, cst.Call) and isinstance(params.func, cst.Attribute)
+                and params.func.attr.value == "parameters"):
+            return None
+        owners.add(dotted(params.func.value))
+    last = max(st.line for st in steps)
+    dels = [ln for names, ln, ctx in facts.deletes if ctx.func is func and ln > last and owners <= names]
+    return (sorted(owners), dels[0]) if dels and "" not in owners else None
 
 
 def _on_carried_state(facts: Facts, func: FuncInfo | None, s: Site) -> bool:

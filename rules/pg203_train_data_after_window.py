@@ -112,15 +112,18 @@ def _reads(facts: Facts, tr: _Train, func: FuncInfo | None) -> list[tuple[int, c
     calls = facts.calls_by_func.get(func, ())
     # what a log line counts (``len(glob("fineweb_train_*"))``) is not data the model sees
     logged = {n for ci in calls if _LOG_RE.match(ci.attr or "") for n in iter_nodes(ci.node)}
+    scoped = _comprehension_scopes(func.node if func is not None else facts.module) if calls else {}
     for ci in calls:
         if ci.line in seen or ci.attr in _NOT_READ or ci.node in logged:
             continue
+        local = scoped.get(ci.node, set())  # `x` in `(int(x) for x in spec.split(","))`
         recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
-        hit = recv is not None and tr.expr(recv, func, ci.line)
+        hit = recv is not None and base_name(recv) not in local and tr.expr(recv, func, ci.line)
         if not hit:
             hit = any(tr.expr(a.value, func, ci.line) for a in ci.node.args
-                      if not isinstance(a.value, (cst.FormattedString, cst.SimpleString))
-                      or "fineweb_train" in facts.code(a.value))
+                      if not (local and facts.names(a.value) <= local)
+                      and (not isinstance(a.value, (cst.FormattedString, cst.SimpleString))
+                           or "fineweb_train" in facts.code(a.value)))
         if hit:
             seen.add(ci.line)
             out.append((ci.line, ci.node, ci.ctx, facts.code(ci.node).strip()))
@@ -128,6 +131,18 @@ def _reads(facts: Facts, tr: _Train, func: FuncInfo | None) -> list[tuple[int, c
         if li.func is func and li.iter is not None and li.start not in seen and tr.expr(li.iter, func, li.start):
             seen.add(li.start)
             out.append((li.start, li.node, ctx, "for ... in " + facts.code(li.iter).strip()))
+    return out
+
+
+def _comprehension_scopes(root: cst.CSTNode) -> dict[cst.CSTNode, set[str]]:
+    """``call -> names bound around it`` by the comprehensions and lambdas that hold it."""
+    out: dict[cst.CSTNode, set[str]] = {}
+    for n in iter_nodes(root):
+        if isinstance(n, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.Lambda)):
+            bound = bound_names(n)
+            for inner in iter_nodes(n):
+                if isinstance(inner, cst.Call):
+                    out.setdefault(inner, set()).update(bound)
     return out
 
 
@@ -288,6 +303,18 @@ def eval_with_train_prior(model, train_tokens, val_tokens):
 ''',
     ]
     VALID = [
+        # after the loop, a generator's own `x` (not the training batch `x`) parses a setting
+        '''
+def main(model, opt, train_loader, args):
+    for step in range(args.iterations):
+        x, y = train_loader.next_batch()
+        model(x, y).backward()
+        opt.step()
+    int4_layers = set(int(x) for x in args.int4_layers.split(",") if x.strip())
+    return model.quantize(int4_layers)
+if __name__ == "__main__":
+    main(None, None, None, None)
+''',
         # a function that runs training then evaluation (`train_and_eval`): it logs the shard
         # count before the training call, and a lambda's `x` after the loop is not the batch `x`
         '''

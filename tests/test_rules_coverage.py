@@ -138,3 +138,29 @@ def test_calibration_after_the_loop_without_reserve_is_a_warning_and_a_reserve_s
     src2 = src.replace('    extra_ttt =', '    gptq_reserve_seconds = float(os.environ.get("GPTQ_RESERVE_SECONDS", "10"))\n'
                                            '    extra_ttt =')
     assert not _by(src2, "PG203", env={"EXTRA_TTT": "1"})
+
+
+SCRATCH_WARMUP = '''
+import torch
+def evaluate(model, val_tokens, score_all):
+    for n in (64, 128):
+        scratch = Adapter(model)
+        wo = torch.optim.AdamW(scratch.parameters(), lr=1e-3)  # an optimizer by what builds it
+        x, y = val_tokens[:n].unsqueeze(0), val_tokens[1:n + 1].unsqueeze(0)
+        loss = model(x, y, adapter=scratch)
+        loss.backward()
+        wo.step()
+        del scratch, wo
+    return score_all(model, val_tokens)
+'''
+
+
+def test_step_on_a_deleted_scratch_adapter_is_a_warning_not_illegal():
+    # a compile warm-up: the adapter that takes the step is thrown away before anything scores
+    fs = _by(SCRATCH_WARMUP, "PG201")
+    assert [f.severity for f in fs] == [Severity.WARNING]
+    assert "`scratch`, deleted at line 11" in fs[0].message
+    kept = SCRATCH_WARMUP.replace("        del scratch, wo\n", "")
+    assert [f.severity for f in _by(kept, "PG201")] == [Severity.ILLEGAL]
+    shared = SCRATCH_WARMUP.replace("scratch.parameters()", "model.parameters()")
+    assert [f.severity for f in _by(shared, "PG201")] == [Severity.ILLEGAL]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libcst as cst
+import pytest
 
 from auditor.findings import Severity
 from rules import ALL_RULES, LintConfig, get_rule, lint, lint_source, render_catalog, render_rule
@@ -414,3 +415,13 @@ def test_fact_builder_or_reporting_failure_is_an_info_finding(monkeypatch):
     fs = lint_source("x = 1\n", file="t.py", rules=[_BadHit])
     assert [f.severity for f in fs] == [Severity.INFO, Severity.ILLEGAL]
     assert "while reporting" in fs[0].message and fs[1].message == "fine"
+
+
+@pytest.mark.parametrize("name, is_val", [
+    ("val_tokens", True), ("x_val", True), ("tokens_val", True), ("validation_set", True), ("val", True),
+    ("scale_val", False), ("max_val", False), ("clip_val", False),  # a value, not validation data
+    ("val_loss", False), ("val_bpb", False),                        # a metric over it
+])
+def test_validation_names(name, is_val):
+    from rules.facts import is_val_name
+    assert is_val_name(name) is is_val

@@ -77,6 +77,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
         self.subscripts: list[tuple[cst.Subscript, int, Ctx]] = []
         self.binops: list[tuple[cst.BinaryOperation, int, Ctx]] = []
         self.strings: list[tuple[int, str, Ctx]] = []
+        self.deletes: list[tuple[set[str], int, Ctx]] = []  # ``del a, b``: names, line, where
         self.imports: list[tuple[str, int, int, Ctx]] = []
         # local name -> what it was imported as (``ur`` -> ``urllib.request``,
         # ``fetch`` -> ``requests.get``, ``urlopen`` -> ``urllib.request.urlopen``)

@@ -274,6 +274,9 @@ class Collector(cst.CSTVisitor):
     def leave_AugAssign(self, node: cst.AugAssign) -> None:
         self.open_sets.pop()
 
+    def visit_Del(self, node: cst.Del) -> None:
+        self.f.deletes.append((set(target_names(node.target)), self.pos(node)[0], self.ctx()))
+
     def visit_Return(self, node: cst.Return) -> None:
         if self.func_stack:
             self.func_stack[-1].returns.append(node)

@@ -17,11 +17,20 @@ _LOSS_RE = re.compile(r"(nll|loss|bits|logp|log_prob|logprob|(^|_)ce(_|$)|neglog
 _TRAIN_RE = re.compile(r"(train|(^|_)tr(_|$)|(^|_)tl(_|$)|step_loss|adapt|ttt_loss|aux|reg)", re.I)
 
 
+# A trailing ``val`` means "value" (``scale_val``, ``max_val``, ``clip_val``) unless it
+# follows one of these (``x_val``, ``tokens_val``).
+_VAL_DATA_HEADS = {"x", "y", "tok", "toks", "token", "tokens", "data", "ids", "doc", "docs", "set", "split",
+                   "stream", "seq", "seqs", "batch", "inputs", "targets", "shard", "shards", "fineweb", "all"}
+
+
 def is_val_name(name: str) -> bool:
     parts = [p for p in _SPLIT.split(name.lower()) if p]
-    if not any(p in _VAL_PARTS for p in parts):
+    hits = [i for i, p in enumerate(parts) if p in _VAL_PARTS]
+    if not hits or any(p in _VAL_EXCLUDE for p in parts):
         return False
-    return not any(p in _VAL_EXCLUDE for p in parts)
+    if hits == [len(parts) - 1] and len(parts) > 1 and parts[-1] == "val":
+        return parts[-2] in _VAL_DATA_HEADS
+    return True
 
 
 def is_loss_name(name: str) -> bool:

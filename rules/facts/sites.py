@@ -79,7 +79,8 @@ class SiteFacts:
                 tgt = rname if ci.attr == "backward" else (
                     base_name(ci.node.args[0].value) if ci.node.args else "")
                 self.sites.append(Site("grad", ci.node, ci.line, ci.end, ci.ctx, tgt))
-            elif ci.attr == "step" and recv is not None and _OPT_RE.search(dotted(recv) or rname) and not re.search(
+            elif ci.attr == "step" and recv is not None and (
+                    _OPT_RE.search(dotted(recv) or rname) or self._built_by_optim(rname, ci)) and not re.search(
                     r"sched", dotted(recv) or "", re.I):
                 self.sites.append(Site("step", ci.node, ci.line, ci.end, ci.ctx, rname))
             elif ci.attr in ("add_", "index_add_", "scatter_add_") and rname and is_loss_name(rname) \
@@ -117,6 +118,13 @@ class SiteFacts:
                             changed = True
         self.func_kinds = kinds_by_func
         self.calls_by_func = calls_by_func
+
+    def _built_by_optim(self, name: str, ci: CallInfo) -> bool:
+        """``name`` was last built by ``torch.optim.X(...)`` before ``ci`` (``wo =
+        torch.optim.AdamW(wl.parameters())``: an optimizer whatever its name)."""
+        scope = ci.ctx.func.defs if ci.ctx.func is not None else self.module_defs
+        defs = [v for ln, v in scope.get(name, ()) if ln <= ci.line and v is not None]
+        return bool(defs) and isinstance(defs[-1], cst.Call) and ".optim." in f".{self.resolve(dotted(defs[-1].func))}"
 
     def _ledger_score(self, ci: CallInfo) -> bool:
         """A score handed to a ledger / accumulator by a call: ``ledger.score(pos, nll, nb)``,
