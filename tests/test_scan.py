@@ -275,6 +275,8 @@ def test_cli_usage_errors(tmp_path, prs):
 
 
 def test_a_record_that_hangs_is_timed_out_and_the_scan_goes_on(tmp_path, monkeypatch):
+    """The limit is CPU time (a loaded machine does not time out a healthy record);
+    a record that waits without computing is stopped at WALL_FACTOR times it."""
     import time
 
     import auditor.audit
@@ -283,20 +285,26 @@ def test_a_record_that_hangs_is_timed_out_and_the_scan_goes_on(tmp_path, monkeyp
     root = tmp_path / "checkout"
     write_record(root / "records", name="2026-05-01_a")
     write_record(root / "records", name="2026-05-02_stuck")
+    write_record(root / "records", name="2026-05-03_spins")
     real = auditor.audit.audit_path
 
     def hang(path, opts=None):
         if "stuck" in str(path):
             time.sleep(30)
+        if "spins" in str(path):
+            while True:
+                pass
         return real(path, opts)
 
     monkeypatch.setattr(auditor.audit, "audit_path", hang)
+    monkeypatch.setattr(scan_mod, "WALL_FACTOR", 4)
     started = time.perf_counter()
     result = scan(root, ScanOptions(workers=1, cache_dir=None, record_timeout_s=0.5, progress=False))
     assert time.perf_counter() - started < 20
     verdicts = {e.record.rsplit("/", 1)[-1]: (e.verdict, e.internal_error) for e in result.entries}
     assert verdicts["2026-05-01_a"][0] == "PASS"
-    assert "took more than 0.5 s" in verdicts["2026-05-02_stuck"][1]
+    assert "took more than 2 s" in verdicts["2026-05-02_stuck"][1]
+    assert "used more than 0.5 s of CPU" in verdicts["2026-05-03_spins"][1]
 
 
 # --------------------------------------------------------------------------- what a PR adds, odd trees
