@@ -6,7 +6,8 @@ import libcst as cst
 
 from auditor.findings import Severity
 
-from ._common import assigned_names, has_hash_op, realized_subscripts, stored_subscripts, target_exprs_in
+from ._common import (assigned_names, has_hash_op, is_target_name, realized_subscripts, stored_subscripts,
+                      target_exprs_in)
 from .engine import Hit, Rule, register
 from .facts import Facts, base_name
 
@@ -52,6 +53,21 @@ class NgramTargetInKey(Rule):
     techniques = ("n-gram cache", "ngram eval", "n-gram mixing", "n-gram blend", "hashed n-gram", "backoff cache")
 
     INVALID = [
+        # the target converted to numpy first, the counts kept per order on the object
+        '''
+import numpy as np
+class Backoff:
+    def __init__(self, orders, buckets):
+        self.full_counts = [np.zeros(buckets, dtype=np.uint32) for _ in orders]
+        self.ctx_counts = [np.zeros(buckets, dtype=np.uint32) for _ in orders]
+        self.mask = np.uint64(buckets - 1)
+    def prob(self, ctx_hash, y_batch, order):
+        y_np = y_batch.cpu().numpy().astype(np.uint64)
+        full_key = ((ctx_hash ^ (y_np * np.uint64(2654435761))) & self.mask).astype(np.int64)
+        hits = self.full_counts[order][full_key]
+        seen = self.ctx_counts[order][(ctx_hash & self.mask).astype(np.int64)]
+        return hits / np.maximum(seen, 1)
+''',
         # scalar loop: context hash xor target, read, blend, then update
         '''
 import math
@@ -140,10 +156,14 @@ def update(table, ctx_hash, targets):
             realized = realized_subscripts(facts, func)
             target_vars: set[str] = set()
             for ai in assigns:
-                if ai.op == "=" and ai.value is not None and not has_hash_op(ai.value):
-                    if isinstance(ai.value, (cst.Subscript, cst.Name)) and target_exprs_in(
-                            facts, ai.value, func, set(), realized):
-                        target_vars.update(assigned_names(ai))
+                if ai.op != "=" or ai.value is None or has_hash_op(ai.value):
+                    continue
+                if isinstance(ai.value, (cst.Subscript, cst.Name)) and target_exprs_in(
+                        facts, ai.value, func, target_vars, realized):
+                    target_vars.update(assigned_names(ai))
+                elif _converted(ai.value) and (base_name(ai.value) in target_vars
+                                               or is_target_name(base_name(ai.value))):
+                    target_vars.update(assigned_names(ai))  # y_np = y_batch.cpu().numpy()
             keys: dict[str, tuple[int, str]] = {}
             for _ in range(2):
                 for ai in assigns:
@@ -170,9 +190,9 @@ def update(table, ctx_hash, targets):
                 hit_keys = [k for k in slice_names if k in keys]
                 if not hit_keys:
                     continue
-                table = base_name(sub.value)
-                if _is_update(facts, updates, table, line):
+                if _is_update(facts, updates, base_name(sub.value), line):
                     continue
+                table = facts.code(sub.value).strip()  # `self.full_counts[order]`, not `self`
                 yield self._hit(facts, sub, line, ctx, table, hit_keys[0], keys[hit_keys[0]])
             for ci in facts.calls:
                 if ci.ctx.func is not func or ci.attr not in ("get", "gather", "take", "index_select"):
@@ -204,6 +224,21 @@ def update(table, ctx_hash, targets):
             evidence=facts.line_text(kline) + facts.line_text(line),
             lines=(lo, hi), ctx=ctx, key=f"read {table}[{key}] keyed by {tgt}",
         )
+
+
+_CONVERSIONS = {"cpu", "cuda", "numpy", "astype", "to", "long", "int", "view", "reshape", "flatten",
+                "contiguous", "clone", "detach", "squeeze", "unsqueeze", "tolist", "type"}
+
+
+def _converted(node: cst.CSTNode) -> bool:
+    """``node`` is a chain of dtype/device/shape conversions of one value
+    (``y.cpu().numpy().astype(np.int64)``): the same tokens, another container."""
+    seen = False
+    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        if node.func.attr.value not in _CONVERSIONS:
+            return False
+        node, seen = node.func.value, True
+    return seen and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript))
 
 
 def _names(facts: Facts, node: cst.CSTNode) -> set[str]:

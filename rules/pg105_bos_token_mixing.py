@@ -177,13 +177,16 @@ def doc_starts(val_tokens, bos_id):
     def check(self, facts: Facts) -> Iterator[Hit]:
         if not _ISOLATION_RE.search(_code_only(facts.text)):  # "# no cu_seqlens here" is not isolation
             return
-        shifted_names: dict[str, str] = {}  # prev = cat([.., h[:, :-1]]) -> h
+        # prev = cat([.., h[:, :-1]]) in a function -> (line, h); `x = cat(.., x[:, :-1])` rebinds
+        # x to the mixed result, which is not the previous position
+        shifted_names: dict[tuple, tuple[int, str]] = {}
         for ai in facts.assigns:
             if ai.op == "=" and ai.value is not None and isinstance(ai.value, cst.Call):
                 bases = _shift_bases(facts, ai.value)
                 if bases and facts.resolve(dotted(ai.value.func)) in _SHIFT_FUNCS:
                     for t in ai.targets:
-                        shifted_names[dotted(t)] = bases[0]
+                        if dotted(t) != bases[0]:
+                            shifted_names[(ai.ctx.func, dotted(t))] = (ai.line, bases[0])
         seen: set = set()
         for b, line, ctx in facts.binops:
             if not isinstance(b.operator, (cst.Add, cst.Subtract, cst.Multiply)):
@@ -193,15 +196,14 @@ def doc_starts(val_tokens, bos_id):
                 continue  # hashing / scaling by a constant, not a blend
             names = facts.names(b)
             bases = [x for x in _shift_bases(facts, b) if x and x in names]
-            bases += [shifted_names[n] for n in names if n in shifted_names and shifted_names[n] in names]
+            shifted = [shifted_names.get((ctx.func, n)) for n in names]
+            bases += [base for sh in shifted if sh and sh[0] < line and (base := sh[1]) in names]
             bases = [x for x in bases if not _IDS_RE.search(x)]
             if not bases:
                 continue
-            region = self._region(facts, ctx)
-            text = "\n".join(facts.lines[region[0] - 1:region[1]])
-            if _MASK_RE.search(_code_only(text)):
+            if _masked(facts, b, line, ctx):
                 continue
-            key = (region, bases[0])
+            key = (ctx.cls, ctx.func, bases[0])
             if key in seen:
                 continue
             seen.add(key)
@@ -210,11 +212,34 @@ def doc_starts(val_tokens, bos_id):
                       f"document's last token leaks into each BOS position (C1)", ctx=ctx,
                       key=f"bos smear {bases[0]}")
 
-    @staticmethod
-    def _region(facts: Facts, ctx) -> tuple[int, int]:
-        if ctx.cls and ctx.cls in facts.classes:
-            _node, a, b, _c = facts.classes[ctx.cls]
-            return a, b
-        if ctx.func is not None:
-            return ctx.func.start, ctx.func.end
-        return 1, len(facts.lines)
+
+
+def _masked(facts: Facts, mix: cst.BinaryOperation, line: int, ctx) -> bool:
+    """A BOS / boundary mask reaches the mix: in its own statement's code, or in a value it
+    reads, followed through the function's assignments (``g = g * bos_mask``; ``keep =
+    (ids[:, 1:] != self.bos_id)``). A mask elsewhere in the class (``cu_seqlens`` handed to
+    attention) does not stop this mix from leaking."""
+    a, b = facts.span(mix)
+    if _MASK_RE.search(_code_only("\n".join(facts.lines[a - 1:b]))):
+        return True
+    func = ctx.func
+    if func is None:
+        return bool(_MASK_RE.search(_code_only(facts.text)))
+    todo, seen = list(facts.names(mix)), set()
+    for ai in facts.assigns:  # the whole statement: `(g * x[:, :-1]) * keep`
+        if ai.ctx.func is func and ai.value is not None and ai.line <= a and b <= ai.end:
+            todo.extend(facts.names(ai.value))
+    while todo and len(seen) < 50:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if _MASK_RE.search(name):
+            return True
+        for dline, value in func.defs.get(name, ()):
+            if value is None or dline > line:
+                continue
+            if _MASK_RE.search(_code_only(facts.code(value))):
+                return True
+            todo.extend(facts.names(value))
+    return False

@@ -10,12 +10,14 @@ unpacked and linted with the folder's evidence (logs, README.md,
 submission.json), exactly as ``pgolf check`` does; illegal findings are printed
 per file, then totals.
 
-``--pr N --expect CODE`` (repeatable, in pairs) reads ``refs/pull/N/head``: the
+``--pr N --expect CODE`` (repeatable, in pairs) reads ``refs/pull/N/head`` (``N~1``: the
+commit before its head): the
 record folders whose ``train_gpt.py`` that ref adds or changes against
 ``--ref`` are extracted the way ``pgolf scan`` does (one ``git ls-tree``, blobs
 through ``git cat-file --batch``; symlinks are not written) and linted; the check passes
 when CODE is reported as illegal. ``--rulings`` adds the ruling PRs named in
-RULEBOOK.md: #779 PG101, #568 PG103, #1797 PG105. The PR refs must have been
+RULEBOOK.md, each at the line the ruling is about: #779 PG101, #568 PG103, and
+#1797 PG105 before its fix (``1797~1``). The PR refs must have been
 fetched (``git fetch origin '+refs/pull/*/head:refs/pull/*/head'``).
 
 Exit status: 1 when an expectation fails (or, with ``--strict``, when a merged
@@ -40,7 +42,9 @@ from auditor.record import SCRIPT_NAME as SCRIPT
 # The same ls-tree listing and cat-file extraction `pgolf scan` uses for git record folders.
 from auditor.scan import Blobs, git_target, ls_tree, materialize
 
-RULINGS = (("779", "PG101"), ("568", "PG103"), ("1797", "PG105"))
+# (PR, rule, a line the illegal finding must cover). A PR may carry a git revision suffix:
+# #1797's head ends with its BOS-mask fix, and the ruling is about the code before it.
+RULINGS = (("779", "PG101", 115), ("568", "PG103", 830), ("1797~1", "PG105", 1335))
 
 
 def _fmt(f: Finding) -> str:
@@ -110,8 +114,11 @@ def extract(repo: Path, ref: str, commit: str, folders: dict, scripts: list[str]
         blobs.close()
 
 
-def check_pr(repo: Path, base: str, pr: str, expect: str, out) -> bool:
-    ref = f"refs/pull/{pr}/head"
+def check_pr(repo: Path, base: str, pr: str, expect: str, out, line: int | None = None) -> bool:
+    """``pr`` is a number, optionally with a revision suffix (``1797~1``). With ``line``, the
+    illegal ``expect`` finding must cover that line of the script."""
+    num, _, rev = pr.partition("~")
+    ref = f"refs/pull/{num}/head" + (f"~{rev}" if rev else "")
     try:
         commit = rev_parse(repo, ref)
         folders = ls_tree(repo, commit, "records")  # record folder -> [(path inside, blob, mode)]
@@ -127,15 +134,23 @@ def check_pr(repo: Path, base: str, pr: str, expect: str, out) -> bool:
     with tempfile.TemporaryDirectory(prefix="pgolf-pr-") as tmp:
         for script, local in zip(scripts, extract(repo, ref, commit, folders, scripts, Path(tmp))):
             findings = lint_folder(local)
-            hits = [f for f in findings if f.code == expect and f.severity == Severity.ILLEGAL]
+            illegal = [f for f in findings if f.code == expect and f.severity == Severity.ILLEGAL]
+            hits = [f for f in illegal if line is None or _covers(f, line)]
             others = [f for f in findings if f.severity == Severity.ILLEGAL and f.code != expect]
-            near = [f for f in findings if f.code == expect and f.severity != Severity.ILLEGAL]
-            status = "OK" if hits else "MISSING"
+            near = [f for f in findings if f.code == expect and f not in hits]
+            status = "OK" if hits else ("WRONG LINES" if illegal else "MISSING")
             ok = ok or bool(hits)
-            print(f"PR #{pr} {script}: expect {expect}: {status}", file=out)
+            at = f" at line {line}" if line is not None else ""
+            print(f"PR #{pr} {script}: expect {expect}{at}: {status}", file=out)
             for f in hits + near + others:
                 print(f"  {f.severity.value}: {_fmt(f)}", file=out)
     return ok
+
+
+def _covers(f: Finding, line: int) -> bool:
+    loc = f.location
+    return loc is not None and loc.line_start is not None and \
+        loc.line_start <= line <= (loc.line_end or loc.line_start)
 
 
 def main(argv: list[str] | None = None, out=None) -> int:
@@ -152,7 +167,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
     args = parser.parse_args(argv)
     if len(args.pr) != len(args.expect):
         parser.error("give one --expect CODE per --pr N")
-    pairs = list(zip(args.pr, args.expect)) + (list(RULINGS) if args.rulings else [])
+    pairs = [(pr, code, None) for pr, code in zip(args.pr, args.expect)] + (list(RULINGS) if args.rulings else [])
     status = 0
     if not args.no_merged:
         try:
@@ -163,8 +178,8 @@ def main(argv: list[str] | None = None, out=None) -> int:
         if args.strict and flagged:
             status = 1
     results = []
-    for pr, expect in pairs:
-        results.append(check_pr(args.path, args.ref, pr.lstrip("#"), expect.upper(), out))
+    for pr, expect, line in pairs:
+        results.append(check_pr(args.path, args.ref, pr.lstrip("#"), expect.upper(), out, line))
     if pairs:
         print(f"ruling PRs flagged as expected: {sum(results)}/{len(results)}", file=out)
         if not all(results):

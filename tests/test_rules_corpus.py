@@ -79,6 +79,26 @@ def test_bare_mirror_reads_records_and_pr_refs(repo, tmp_path):
     assert "expect PG101: OK" in out
 
 
+def test_a_revision_before_the_pr_head_and_the_line_the_ruling_is_about(repo):
+    # PR 9 adds the illegal cache, then its last commit switches it off for good (the fix)
+    ngram_on = (FIX / "gated_ngram.py").read_text().replace('"NGRAM_EVAL_ORDER", "0"', '"NGRAM_EVAL_ORDER", "5"')
+    git(repo, "checkout", "-q", "-b", "pr9", "main")
+    write_folder(repo, "2026-04-24_fixed_later", ngram_on)
+    commit_all(repo, "PR 9")
+    script = repo / "records" / "track_10min_16mb" / "2026-04-24_fixed_later" / "train_gpt.py"
+    script.write_text((FIX / "legal_record.py").read_text())
+    git(repo, "update-ref", "refs/pull/9/head", commit_all(repo, "PR 9: the fix"))
+    git(repo, "checkout", "-q", "main")
+    code, out = run(repo, "--no-merged", "--pr", "9", "--expect", "PG101")
+    assert code == 1 and "expect PG101: MISSING" in out
+    code, out = run(repo, "--no-merged", "--pr", "9~1", "--expect", "PG101")
+    assert code == 0 and "PR #9~1 records/track_10min_16mb/2026-04-24_fixed_later/train_gpt.py: expect PG101: OK" in out
+    buf = io.StringIO()
+    assert corpus_rules.check_pr(repo, "main", "9~1", "PG101", buf, line=23)
+    assert not corpus_rules.check_pr(repo, "main", "9~1", "PG101", buf, line=2)
+    assert "expect PG101 at line 2: WRONG LINES" in buf.getvalue()
+
+
 def test_usage_errors():
     with pytest.raises(SystemExit):
         corpus_rules.main(["x", "--pr", "7"], out=io.StringIO())
