@@ -120,7 +120,7 @@ def later_score(facts: Facts, func: FuncInfo | None, line: int, depth: int = 0, 
     seen.add(func)
     results = []
     for ci in facts.calls:
-        if func not in facts.callees(ci) or ci.ctx.func is func:
+        if ci.attr != func.name or func not in facts.callees(ci) or ci.ctx.func is func:
             continue
         cf = ci.ctx.func
         if interleaved(facts, cf, ci.line):

@@ -83,7 +83,7 @@ class _Train:
         if fi.cls is not None and idx >= 0:
             idx -= 1
         for ci in self.f.calls:
-            if fi not in self.f.callees(ci):
+            if ci.attr != fi.name or fi not in self.f.callees(ci):
                 continue
             pos = [a for a in ci.node.args if a.keyword is None and not a.star]
             arg = next((a.value for a in ci.node.args if a.keyword is not None and a.keyword.value == param), None)

@@ -126,7 +126,7 @@ class FlowFacts:
         if fi.cls is not None and idx >= 0:
             idx -= 1  # self
         for ci in self.calls:
-            if fi not in self.callees(ci):
+            if ci.attr != fi.name or fi not in self.callees(ci):
                 continue
             arg = None
             pos = [a for a in ci.node.args if a.keyword is None and not a.star]
