@@ -59,7 +59,8 @@ class Run:
     eval_ms: int = 95_321
     model_bytes: int = 15_800_000
     code_bytes: int | None = None  # what the log prints; None: the shipped size
-    val_tokens: int = 47_851_520
+    val_tokens: int = 40_540_160
+    tokenizer: str = "fineweb_8192_bpe"  # its canonical stream: 40,540,160 tokens (auditor.challenge)
     metric: str = "final_int6_sliding_window"
     filename: str | None = None
 
@@ -80,6 +81,7 @@ def log_text(run: Run, code_bytes: int) -> str:
         f"seed:{run.seed}",
         "world_size:8 grad_accum_steps:1",
         "train_loader:dataset:fineweb10B_sp8192 train_shards:80",
+        f"tokenizer_path: ./data/tokenizers/{run.tokenizer}.model",
         f"val_tokens:{run.val_tokens}",
         "step:0/20000 val_loss:9.0108 val_bpb:5.3321 train_time:0ms step_avg:0.01ms",
     ]
@@ -115,10 +117,11 @@ def default_submission(spec: RecordSpec, code_bytes: int) -> dict:
     }
 
 
-def write_record(root: Path, spec: RecordSpec | None = None, name: str = "2026-05-01_synthetic") -> Path:
-    """Write a record folder under root/track_10min_16mb/name and return it."""
+def write_record(root: Path, spec: RecordSpec | None = None, name: str = "2026-05-01_synthetic",
+                 track: str = "track_10min_16mb") -> Path:
+    """Write a record folder under root/track/name and return it."""
     spec = spec or RecordSpec()
-    folder = root / "track_10min_16mb" / name
+    folder = root / track / name
     folder.mkdir(parents=True)
     script = spec.script.encode() if isinstance(spec.script, str) else spec.script
     files: dict[str, str | bytes] = {"train_gpt.py": script}

@@ -214,6 +214,30 @@ def test_validation_subset_is_flagged(tmp_path):
     assert any(f.key == "differ" for f in tokens)
 
 
+def test_the_canonical_count_is_the_tokenizers_own(tmp_path):
+    # the case-ops SP8192 model makes more tokens of the same documents than the plain one
+    caseops = "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved"
+    runs = [Run(s, tokenizer=caseops, val_tokens=47_851_520) for s in (1, 2, 3)]
+    assert not by_code(audit(tmp_path / "a", RecordSpec(runs=runs)), "PG412")
+    assert not by_code(audit(tmp_path / "b", RecordSpec()), "PG412")  # plain SP8192: 40,540,160
+    runs = [Run(s, tokenizer=caseops, val_tokens=40_540_160) for s in (1, 2, 3)]
+    wrong = by_code(audit(tmp_path / "c", RecordSpec(runs=runs)), "PG412")
+    assert [f.severity for f in wrong] == [Severity.ILLEGAL] * 3 and f"{caseops}.model" in wrong[0].message
+    runs = [Run(s, tokenizer="my_own_tokenizer", val_tokens=123) for s in (1, 2, 3)]
+    assert not by_code(audit(tmp_path / "d", RecordSpec(runs=runs)), "PG412")  # unknown: no claim
+
+
+def test_non_record_track_notes_the_leaderboard_limits_but_keeps_the_size_limit(tmp_path):
+    spec = RecordSpec(runs=[Run(1, train_ms=14_400_000, eval_ms=700_000, model_bytes=16_100_000)])
+    for track, expected in (("track_10min_16mb", Severity.ILLEGAL), ("track_non_record_16mb", Severity.INFO)):
+        result = audit_path(write_record(tmp_path / track, spec, track=track), FOLDER_ONLY)
+        for code in ("PG404", "PG410", "PG411"):
+            found = by_code(result, code)
+            assert [f.severity for f in found] == [expected], (track, code, found)
+        assert any(f.severity == Severity.ILLEGAL for f in by_code(result, "PG407"))  # 16 MB holds on both
+    assert "non-record track" in by_code(result, "PG410")[0].message
+
+
 def test_missing_required_files(tmp_path):
     result = audit(tmp_path, RecordSpec(drop=("README.md",), readme=None))
     assert [f.key for f in by_code(result, "PG401")] == ["README.md"]

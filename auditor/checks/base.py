@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from auditor.challenge import NON_RECORD_TRACK
 from auditor.findings import Finding, Location, Severity
 
 
@@ -46,3 +47,11 @@ def cite(log: str, cited) -> str:
     if not getattr(cited, "line", 0):
         return f"{log}: (from the file name)"
     return f"{log}:{cited.line}: {cited.text}"
+
+
+def leaderboard_severity(record, severity: Severity) -> tuple[Severity, str]:
+    """A leaderboard-only rule's severity for this record, and what to add to the message:
+    on the non-record track the 10-minute limits and the seed count are only noted."""
+    if record.track == NON_RECORD_TRACK and severity != Severity.INFO:
+        return Severity.INFO, " (non-record track: it does not apply there)"
+    return severity, ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 from auditor.challenge import CANONICAL_VAL_TOKENS
 from auditor.checks.base import CheckRule, cite, log_location
@@ -18,16 +17,24 @@ VAL_TOKENS = CheckRule(
 )
 HARDWARE = CheckRule("PG415", "hardware", "The logs show the run on 8xH100.", "README: 8xH100 SXM")
 
-TOKENIZER_RE = re.compile(r"(?:\bsp|_sp|fineweb10B_sp|vocab[_ ]?size[\"'=:, ]+)(\d{3,6})\b", re.IGNORECASE)
+# `tokenizer_path: ./data/tokenizers/fineweb_8192_bpe.model` in a log, or the script's default
+TOKENIZER_RE = re.compile(r"([\w.-]+)\.model\b")
 
 
-def tokenizer_vocab(record: Record) -> int | None:
-    """Vocabulary size the record says it uses (sp8192, VOCAB_SIZE=8192...)."""
-    texts = [record.readme or "", str(record.submission or "")]
+def tokenizer_name(record: Record, run) -> str | None:
+    """The tokenizer model a run used: the one its log names, else the one the record's
+    script names; None when neither names exactly one known model."""
+    for _n, text in run.context:
+        if "tokenizer" in text.lower():
+            found = [m.group(1) for m in TOKENIZER_RE.finditer(text)]
+            if found:
+                return found[-1]
+    names = set()
     if record.script is not None:
-        texts += [layer.text[:200_000] for layer in record.script.effective_layers]
-    votes = Counter(int(m.group(1)) for text in texts for m in TOKENIZER_RE.finditer(text))
-    return votes.most_common(1)[0][0] if votes else None
+        for layer in record.script.effective_layers:
+            names |= {m.group(1) for m in TOKENIZER_RE.finditer(layer.text[:400_000])}
+    known = names & set(CANONICAL_VAL_TOKENS)
+    return known.pop() if len(known) == 1 else None
 
 
 def check(record: Record) -> list[Finding]:
@@ -43,10 +50,12 @@ def check(record: Record) -> list[Finding]:
                 key="differ",
             )
         )
-    vocab = tokenizer_vocab(record) if counted else None
-    canonical = CANONICAL_VAL_TOKENS.get(vocab) if vocab else None
     for run in record.logs:
-        if canonical is None or run.val_tokens is None:
+        if run.val_tokens is None:
+            continue
+        tokenizer = tokenizer_name(record, run)
+        canonical = CANONICAL_VAL_TOKENS.get(tokenizer or "")
+        if canonical is None:
             continue
         n = int(run.val_tokens.value)
         # Evaluators drop the tail that does not fill a window; allow the last
@@ -55,7 +64,8 @@ def check(record: Record) -> list[Finding]:
             findings.append(
                 VAL_TOKENS.finding(
                     Severity.ILLEGAL if n < canonical else Severity.WARNING,
-                    f"{run.log}: val_tokens {n:,} but the canonical SP{vocab} validation stream has {canonical:,} tokens",
+                    f"{run.log}: val_tokens {n:,} but the canonical validation stream has {canonical:,} tokens "
+                    f"with {tokenizer}.model",
                     log_location(run.log, run.val_tokens),
                     evidence=[cite(run.log, run.val_tokens)],
                     key=f"count:{run.log}",

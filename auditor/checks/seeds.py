@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from auditor.challenge import MIN_SEEDS
-from auditor.checks.base import CheckRule, cite
+from auditor.checks.base import CheckRule, cite, leaderboard_severity
 from auditor.checks.metadata import json_location
 from auditor.declared import declared
 from auditor.findings import Finding, Location, Severity
@@ -45,10 +45,12 @@ def check(record: Record) -> list[Finding]:
                 )
             )
     if record.logs and len(seeds) < MIN_SEEDS:
+        severity, note = leaderboard_severity(record, Severity.ILLEGAL)
         findings.append(
             SEED_COUNT.finding(
-                Severity.ILLEGAL,
-                f"{len(seeds)} distinct seed(s) in the logs ({_list(seeds)}); at least {MIN_SEEDS} are required",
+                severity,
+                f"{len(seeds)} distinct seed(s) in the logs ({_list(seeds)}); at least {MIN_SEEDS} are required"
+                + note,
                 None,
                 key="count",
             )

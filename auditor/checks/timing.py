@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auditor.challenge import EVAL_LIMIT_S, TRAIN_LIMIT_S, TRAIN_OVERRUN_GRACE_S
-from auditor.checks.base import CheckRule, cite, log_location
+from auditor.checks.base import CheckRule, cite, leaderboard_severity, log_location
 from auditor.findings import Finding, Severity
 from auditor.record import Record
 
@@ -17,6 +17,7 @@ EVAL_TIME = CheckRule(
 
 def check(record: Record) -> list[Finding]:
     findings: list[Finding] = []
+    over_limit, note = leaderboard_severity(record, Severity.ILLEGAL)
     for run in record.logs:
         if run.train_time_ms is not None:
             seconds = float(run.train_time_ms.value) / 1000
@@ -24,8 +25,9 @@ def check(record: Record) -> list[Finding]:
             if over > TRAIN_OVERRUN_GRACE_S:
                 findings.append(
                     TRAIN_TIME.finding(
-                        Severity.ILLEGAL,
-                        f"{run.log}: training ran {seconds:.1f} s, over the {TRAIN_LIMIT_S:.0f} s limit by {over:.1f} s",
+                        over_limit,
+                        f"{run.log}: training ran {seconds:.1f} s, over the {TRAIN_LIMIT_S:.0f} s limit by {over:.1f} s"
+                        + note,
                         log_location(run.log, run.train_time_ms),
                         evidence=[cite(run.log, run.train_time_ms)],
                         key=f"train:{run.log}",
@@ -48,8 +50,8 @@ def check(record: Record) -> list[Finding]:
                 how = "sum of the phases" if run.eval_time_summed else "as printed"
                 findings.append(
                     EVAL_TIME.finding(
-                        Severity.ILLEGAL,
-                        f"{run.log}: evaluation took {seconds:.1f} s ({how}), over the {EVAL_LIMIT_S:.0f} s limit",
+                        over_limit,
+                        f"{run.log}: evaluation took {seconds:.1f} s ({how}), over the {EVAL_LIMIT_S:.0f} s limit" + note,
                         log_location(run.log, run.eval_time_ms),
                         evidence=[f"{phase}: {float(c.value) / 1000:.1f} s ({run.log}:{c.line})" for phase, c in run.eval_phases.items()],
                         key=f"eval:{run.log}",
