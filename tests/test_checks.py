@@ -238,6 +238,21 @@ def test_non_record_track_notes_the_leaderboard_limits_but_keeps_the_size_limit(
     assert "non-record track" in by_code(result, "PG410")[0].message
 
 
+def test_a_claim_of_an_earlier_evaluation_than_the_last_is_a_warning(tmp_path):
+    # seed 1's log ends with a TTT evaluation that came out worse; the record reports the
+    # sliding-window score above it
+    folder = write_record(tmp_path, RecordSpec(runs=[Run(1), Run(2), Run(3)]))
+    log = folder / "train_seed1.log"
+    log.write_text(log.read_text() + "final_int6_ttt val_loss:3.07421378 val_bpb:1.33603200 eval_time:40541ms\n")
+    found = by_code(audit_path(folder, FOLDER_ONLY), "PG406")
+    assert [f.severity for f in found] == [Severity.WARNING]
+    assert "final_int6_sliding_window" in found[0].message and "final_int6_ttt (1.336032)" in found[0].message
+    submission = json.loads((folder / "submission.json").read_text())
+    submission["seed_results"]["1"]["val_bpb"] = 1.0  # a claim no line shows
+    (folder / "submission.json").write_text(json.dumps(submission))
+    assert Severity.ILLEGAL in [f.severity for f in by_code(audit_path(folder, FOLDER_ONLY), "PG406")]
+
+
 def test_missing_required_files(tmp_path):
     result = audit(tmp_path, RecordSpec(drop=("README.md",), readme=None))
     assert [f.key for f in by_code(result, "PG401")] == ["README.md"]

@@ -41,12 +41,27 @@ def check(record: Record) -> list[Finding]:
         return []
     findings: list[Finding] = []
     by_seed = {int(run.seed.value): run for run in runs if run.seed is not None}
+    reported: dict[int, float] = {}  # run -> the logged value its claim names, when not the headline
     for seed, seed_claim in sorted(claim.per_seed.items()):
         run = by_seed.get(seed)
         if run is None or seed_claim.val_bpb is None:
             continue
         logged = run.headline.val_bpb
-        if not matches(seed_claim.val_bpb, logged):
+        other = None if matches(seed_claim.val_bpb, logged) else _other_metric(run, seed_claim.val_bpb)
+        if other is not None:
+            reported[id(run)] = other.val_bpb
+            findings.append(
+                CLAIM_MISMATCH.finding(
+                    Severity.WARNING,
+                    f"seed {seed}: submission.json claims val_bpb {seed_claim.val_bpb}, the log's {other.name} "
+                    f"(line {other.line}), not its last evaluation {run.headline.name} ({logged:.8g}): "
+                    f"say which evaluation the record reports, and why",
+                    json_location(record, "seed_results"),
+                    evidence=[f"{run.log}:{other.line}: {other.text}", f"{run.log}:{run.headline.line}: {run.headline.text}"],
+                    key=f"seed:{seed}",
+                )
+            )
+        elif not matches(seed_claim.val_bpb, logged):
             severity = Severity.ILLEGAL if seed_claim.val_bpb < logged else Severity.WARNING
             findings.append(
                 CLAIM_MISMATCH.finding(
@@ -59,12 +74,19 @@ def check(record: Record) -> list[Finding]:
                 )
             )
     if claim.val_bpb is not None:
-        findings += _check_mean(record, claim.val_bpb, runs)
+        findings += _check_mean(record, claim.val_bpb, runs, reported)
     return findings
 
 
-def _check_mean(record: Record, claimed: float, runs) -> list[Finding]:
-    logged = [run.headline.val_bpb for run in runs]
+def _other_metric(run, claimed: float):
+    """Another final metric of the run that the claim equals (a sliding-window score
+    reported while a later TTT evaluation came out worse), or None."""
+    return next((m for m in reversed(run.metrics)
+                 if m is not run.headline and m.val_bpb is not None and matches(claimed, m.val_bpb)), None)
+
+
+def _check_mean(record: Record, claimed: float, runs, reported: dict) -> list[Finding]:
+    logged = [reported.get(id(run), run.headline.val_bpb) for run in runs]
     logged_mean = mean(logged)
     tol = tolerance(claimed)
     evidence = [f"{run.log}:{run.headline.line}: {run.headline.text}" for run in runs]
