@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import ast
-import base64
 import datetime
 import json
-import lzma
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+
+from auditor.packing import packed_wrapper
 
 MODULES = ["config", "data", "synthetic", "bytes", "compress", "model", "optim", "quant", "ledger", "evaluate",
            "ttt", "train"]
@@ -79,11 +79,6 @@ def build_source() -> str:
     source = "\n".join(out) + "\n"
     compile(source, "train_gpt.py", "exec")
     return source
-
-
-def packed_wrapper(source: str) -> str:
-    blob = base64.b85encode(lzma.compress(source.encode("utf-8"), preset=9 | lzma.PRESET_EXTREME)).decode()
-    return f'import lzma,base64\nexec(lzma.decompress(base64.b85decode("{blob}")))\n'
 
 
 def write_script(path: str, packed: bool = False) -> int:

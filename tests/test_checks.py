@@ -253,6 +253,15 @@ def test_a_claim_of_an_earlier_evaluation_than_the_last_is_a_warning(tmp_path):
     assert Severity.ILLEGAL in [f.severity for f in by_code(audit_path(folder, FOLDER_ONLY), "PG406")]
 
 
+def test_an_unpacked_script_that_fits_once_packed_is_a_warning(tmp_path):
+    script = LEGAL_SCRIPT + "# " + "padding " * 25_000 + "\n"  # 200 kB that lzma packs to little
+    fits = audit(tmp_path / "a", RecordSpec(script=script, runs=[Run(s, model_bytes=15_900_000) for s in (1, 2, 3)]))
+    found = [f for f in by_code(fits, "PG407") if f.key.startswith("limit:")]
+    assert [f.severity for f in found] == [Severity.WARNING] * 3 and "ship it packed" in found[0].message
+    over = audit(tmp_path / "b", RecordSpec(script=script, runs=[Run(s, model_bytes=15_999_000) for s in (1, 2, 3)]))
+    assert [f.severity for f in by_code(over, "PG407") if f.key.startswith("limit:")] == [Severity.ILLEGAL] * 3
+
+
 def test_missing_required_files(tmp_path):
     result = audit(tmp_path, RecordSpec(drop=("README.md",), readme=None))
     assert [f.key for f in by_code(result, "PG401")] == ["README.md"]
