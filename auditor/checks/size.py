@@ -122,9 +122,12 @@ def _declared(record: Record, shipped: int, measured_totals: list[int]) -> list[
                 )
             )
         if measured_totals and claim.bytes_total < max(measured_totals):
+            # an understated total that still fits is a wrong claim; one that hides an
+            # artifact over the limit is illegal (PG407 reports the limit itself)
+            over = max(measured_totals) > ARTIFACT_LIMIT_BYTES
             findings.append(
                 SIZE_CLAIM.finding(
-                    Severity.ILLEGAL,
+                    Severity.ILLEGAL if over else Severity.WARNING,
                     f"submission.json declares bytes_total {claim.bytes_total:,} but the largest measured total is "
                     f"{max(measured_totals):,} (shipped code {shipped:,} + logged model bytes)",
                     json_location(record, "bytes_total"),
@@ -132,7 +135,8 @@ def _declared(record: Record, shipped: int, measured_totals: list[int]) -> list[
                 )
             )
     if claim.bytes_code is not None and claim.bytes_code != shipped:
-        severity = Severity.ILLEGAL if claim.bytes_code < shipped else Severity.WARNING
+        hides_excess = claim.bytes_code < shipped and any(t > ARTIFACT_LIMIT_BYTES for t in measured_totals)
+        severity = Severity.ILLEGAL if hides_excess else Severity.WARNING
         findings.append(
             SIZE_CLAIM.finding(
                 severity,
