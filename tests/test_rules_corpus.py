@@ -1,13 +1,13 @@
-"""scripts/corpus_rules.py over a synthetic git checkout with a fake PR ref.
-
-The real openai/parameter-golf checkout is not available here, so this is the
-script's only test: merged records at --ref, and refs/pull/N/head read with
-`git show`, from a work tree and from a bare mirror.
+"""scripts/corpus_rules.py over a synthetic git checkout with fake PR refs, and
+optionally over the real one (PGOLF_CORPUS, a checkout or bare mirror of
+openai/parameter-golf with its PR heads; PGOLF_CORPUS_REF, default HEAD): merged
+records at --ref, and refs/pull/N/head read with `git show`.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -102,3 +102,12 @@ def test_a_revision_before_the_pr_head_and_the_line_the_ruling_is_about(repo):
 def test_usage_errors():
     with pytest.raises(SystemExit):
         corpus_rules.main(["x", "--pr", "7"], out=io.StringIO())
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not os.environ.get("PGOLF_CORPUS"), reason="set PGOLF_CORPUS to a checkout of openai/parameter-golf")
+def test_real_ruling_prs_are_flagged_at_their_lines():
+    # needs the PR heads: git fetch origin '+refs/pull/*/head:refs/pull/*/head'
+    code, out = run(os.environ["PGOLF_CORPUS"], "--ref", os.environ.get("PGOLF_CORPUS_REF", "HEAD"),
+                    "--no-merged", "--rulings")
+    assert code == 0 and "ruling PRs flagged as expected: 3/3" in out, out
