@@ -11,7 +11,7 @@ from auditor.findings import Severity
 from ._common import carried_objective, enclosing_loops, interleaved, later_score
 from .engine import Hit, Rule, register
 from .facts.names import CALIBRATION_NAME_RE
-from .facts import Facts, FuncInfo, Site, dotted
+from .facts import VAL_STRING, Facts, FuncInfo, Site, dotted
 
 _LOADER_TARGET_RE = re.compile(r"train.*(loader|files|tokens|data|stream|shards|pattern|ds|iter)", re.I)
 
@@ -485,7 +485,7 @@ def slot_lagged(model, val_tokens, batches, steps, totals):
             tn = " ".join(dotted(t) for t in ai.targets)
             if not _LOADER_TARGET_RE.search(tn):
                 continue
-            if not isinstance(ai.value, cst.Call) and "__VAL_STRING__" not in facts.names(ai.value):
+            if not isinstance(ai.value, cst.Call) and VAL_STRING not in facts.names(ai.value):
                 continue
             if facts.expr_tainted(ai.value, ai.ctx.func, ai.line):
                 yield Hit(

@@ -42,15 +42,15 @@ import libcst as cst
 from .collect import Collector, positions
 from .config import UNKNOWN, ConfigFacts, ConfigVar
 from .flow import FlowFacts
-from .names import is_loss_name, is_train_name, is_val_name
-from .nodes import base_name, bound_names, dotted, iter_nodes, target_names
+from .names import VAL_STRING, is_loss_name, is_train_name, is_val_name, is_val_string
+from .nodes import base_name, bound_names, dotted, iter_nodes, literal_text, target_names
 from .reach import Reach, ReachFacts, Switch
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 from .sites import Site, SiteFacts
 
 __all__ = [
     "UNKNOWN", "AssignInfo", "CallInfo", "ConfigVar", "Ctx", "Facts", "FuncInfo", "Gate",
-    "LoopInfo", "Reach", "Site", "Switch", "base_name", "bound_names", "dotted", "is_loss_name",
+    "VAL_STRING", "LoopInfo", "Reach", "Site", "Switch", "base_name", "bound_names", "dotted", "is_loss_name",
     "is_train_name", "is_val_name", "iter_nodes", "target_names",
 ]
 
@@ -163,7 +163,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
         for n in iter_nodes(node):
             if isinstance(n, cst.Name):
                 out.add(n.value)
-            elif isinstance(n, cst.SimpleString) and "fineweb_val" in n.value:
-                out.add("__VAL_STRING__")
+            elif is_val_string(literal_text(n) or ""):
+                out.add(VAL_STRING)
         self.names_in[node] = out
         return out

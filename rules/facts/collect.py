@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from .names import VAL_STRING, is_val_string
 from .nodes import dotted, target_names
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 
@@ -119,16 +120,15 @@ class Collector(cst.CSTVisitor):
             return
         if isinstance(val, bytes):
             val = val.decode("latin-1")
-        if "fineweb_val" in val or "val_" in val and "*" in val:
-            for s in self.open_sets:
-                s.add("__VAL_STRING__")
-        self.f.strings.append((self.pos(node)[0], val, self.ctx()))
+        self._literal(node, val)
 
     def visit_FormattedString(self, node: cst.FormattedString) -> None:
-        text = "".join(p.value if isinstance(p, cst.FormattedStringText) else "{}" for p in node.parts)
-        if "fineweb_val" in text:
+        self._literal(node, "".join(p.value if isinstance(p, cst.FormattedStringText) else "{}" for p in node.parts))
+
+    def _literal(self, node: cst.CSTNode, text: str) -> None:
+        if is_val_string(text):
             for s in self.open_sets:
-                s.add("__VAL_STRING__")
+                s.add(VAL_STRING)
         self.f.strings.append((self.pos(node)[0], text, self.ctx()))
 
     # -- scopes

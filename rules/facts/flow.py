@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import libcst as cst
 
-from .names import is_val_name
-from .nodes import bound_names, children
+from .names import VAL_STRING, is_val_name, is_val_string
+from .nodes import bound_names, children, literal_text
 from .records import FuncInfo
 
 
@@ -75,8 +75,8 @@ class FlowFacts:
             n = stack.pop()
             if isinstance(n, cst.Name):
                 out.add(n.value)
-            elif isinstance(n, cst.SimpleString) and "fineweb_val" in n.value:
-                out.add("__VAL_STRING__")
+            elif is_val_string(literal_text(n) or ""):
+                out.add(VAL_STRING)
             if isinstance(n, cst.Call) and self.callees_of(n):
                 stack.append(n.func)
                 continue
@@ -88,7 +88,7 @@ class FlowFacts:
     def expr_tainted(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None = None,
                      _depth: int = 0) -> bool:
         names = self.flow_names(node)
-        if "__VAL_STRING__" in names:
+        if VAL_STRING in names:
             return True
         for n in names:
             if n in self.funcs_by_name:

@@ -23,6 +23,15 @@ _VAL_DATA_HEADS = {"x", "y", "tok", "toks", "token", "tokens", "data", "ids", "d
                    "stream", "seq", "seqs", "batch", "inputs", "targets", "shard", "shards", "fineweb", "all"}
 
 
+# The pseudo-name a validation-data path literal adds to the names of the node holding it.
+VAL_STRING = "__VAL_STRING__"
+
+
+def is_val_string(text: str) -> bool:
+    """A literal naming validation data: ``fineweb_val_*.bin``, a ``val_*`` glob."""
+    return "fineweb_val" in text or ("val_" in text and "*" in text)
+
+
 def is_val_name(name: str) -> bool:
     parts = [p for p in _SPLIT.split(name.lower()) if p]
     hits = [i for i, p in enumerate(parts) if p in _VAL_PARTS]

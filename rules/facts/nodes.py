@@ -66,6 +66,13 @@ def iter_nodes(node: cst.CSTNode):
         stack.extend(reversed(children(n)))
 
 
+def literal_text(node: cst.CSTNode) -> str | None:
+    """The text of a string literal or of an f-string's literal part, else None."""
+    if isinstance(node, (cst.SimpleString, cst.FormattedStringText)):
+        return node.value
+    return None
+
+
 def bound_names(node: cst.CSTNode) -> set[str]:
     """Names bound inside ``node`` by a comprehension's ``for`` or a lambda's parameters:
     in ``sorted(d.items(), key=lambda x: x[1])`` the ``x`` is not the enclosing
