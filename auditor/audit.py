@@ -69,7 +69,7 @@ def audit_path(path: Path, options: Options | None = None) -> Audit:
     try:
         findings = run_checks(audit.record)
         if options.static_rules:
-            findings = merge_uncounted(findings, lint_record(audit.record, options.env))
+            findings = merge_uncounted(findings, lint_record(audit.record, options.env), audit.record)
         if options.against is not None or options.against_losses is not None:
             findings += _significance(audit.record, options, audit)
         audit.findings = sort_findings(findings)
@@ -97,9 +97,11 @@ def lint_record(record: Record, env: dict[str, str]) -> list[Finding]:
     return findings
 
 
-def merge_uncounted(checks: list[Finding], static: list[Finding]) -> list[Finding]:
+def merge_uncounted(checks: list[Finding], static: list[Finding], record: Record | None = None) -> list[Finding]:
     """Keep one uncounted-code finding per line: the folder's, which resolved
-    the link against the files actually there, over the one-file guess."""
+    the link against the files actually there, over the one-file guess. The
+    rule's guess that an unknown import (``import python_minifier``) may be a
+    sibling file is dropped when the folder holds no such file: it is a package."""
     resolved = {
         (f.location.file, f.location.layer, f.location.line_start)
         for f in checks
@@ -110,11 +112,20 @@ def merge_uncounted(checks: list[Finding], static: list[Finding]) -> list[Findin
         for f in static
         if not (
             f.code == UNCOUNTED_CODE.code
-            and f.location is not None
-            and (f.location.file, f.location.layer, f.location.line_start) in resolved
+            and (f.location is not None
+                 and (f.location.file, f.location.layer, f.location.line_start) in resolved
+                 or record is not None and _not_a_sibling(f, record))
         )
     ]
     return checks + kept
+
+
+def _not_a_sibling(finding: Finding, record: Record) -> bool:
+    """A PG302 unknown-import guess whose module is no file of the folder."""
+    if record.code_only or not finding.key.startswith("import "):
+        return False
+    top = finding.key.removeprefix("import ").split(".")[0]
+    return not any(f == f"{top}.py" or f.startswith(f"{top}/") for f in record.files)
 
 
 def evidence_lines(record: Record) -> list[tuple[str, int, str]]:

@@ -312,6 +312,14 @@ def test_uncounted_code_is_reported_once_with_static_rules_on(tmp_path):
     assert f"{len(helper)} bytes of code" in uncounted[0].message  # the folder's resolved finding won
 
 
+def test_an_unknown_import_is_a_package_when_the_folder_has_no_such_file(tmp_path):
+    script = "import python_minifier\nimport helpers_local\n" + LEGAL_SCRIPT
+    spec = RecordSpec(script=script, extra_files={"helpers_local.py": "x = 1\n"})
+    uncounted = by_code(audit(tmp_path / "a", spec, options=Options()), "PG302")
+    assert not [f for f in uncounted if "python_minifier" in f.message]  # no python_minifier.py here
+    assert [f for f in uncounted if "helpers_local" in f.message]        # a file of the folder
+
+
 def test_link_in_a_layer_that_never_runs_is_only_info(tmp_path):
     inner = 'exec(open("helpers.py").read())\nprint("hi")\n'
     payload = base64.b85encode(lzma.compress(inner.encode())).decode()
