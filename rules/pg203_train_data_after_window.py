@@ -10,6 +10,7 @@ from auditor.findings import Severity
 from .engine import Hit, Rule, register
 from .facts.names import CALIBRATION_NAME_RE
 from .facts import CallInfo, Facts, FuncInfo, base_name, bound_names, dotted, iter_nodes, target_names
+from .facts.nodes import literal_text
 
 _SPLIT = re.compile(r"[_\W]+")
 _DATA_PARTS = {"files", "file", "loader", "loaders", "tokens", "toks", "data", "stream", "shards", "shard",
@@ -52,8 +53,7 @@ class _Train:
         names = self.f.names(node) - bound_names(node)
         res = any(is_train_data_name(n) for n in names)
         if not res and self.any_literal:  # a "fineweb_train_*" literal inside the node
-            res = any(isinstance(n, (cst.SimpleString, cst.FormattedStringText)) and "fineweb_train" in n.value
-                      for n in iter_nodes(node))
+            res = any("fineweb_train" in (literal_text(n) or "") for n in iter_nodes(node))
         if not res and depth < 4:
             for n in names:
                 if self._name(n, func, line, depth + 1):
