@@ -16,7 +16,7 @@ _START_RE = re.compile(r"^(s|s0|st|\w*start\w*|\w*begin\w*|scored_from|score_fro
 _LOSS_CALL_RE = re.compile(r"(cross_entropy|nll_loss|log_softmax|logsumexp|\bnll\b|\bloss\b)")
 
 
-def _slices(facts: Facts, node: cst.CSTNode):
+def _slices(node: cst.CSTNode):
     out = []
     for s in iter_nodes(node):
         if isinstance(s, cst.Subscript):
@@ -26,27 +26,41 @@ def _slices(facts: Facts, node: cst.CSTNode):
     return out
 
 
-def _start_like(facts: Facts, node) -> bool:
-    if node is None:
-        return False
-    text = facts.code(node).strip()
-    # s, start, s + 1, ctx_len - 1 ...
-    head = re.split(r"[\s+\-*]", text)[0]
-    return bool(_START_RE.match(head))
+def _head(facts: Facts, node) -> str:
+    """``s`` of ``s``, ``s + 1``, ``s - 1``, ``s * 2``."""
+    return re.split(r"[\s+\-*]", facts.code(node).strip())[0] if node is not None else ""
 
 
-def _coverage(facts: Facts, nodes: list[cst.CSTNode]) -> tuple[str, str]:
+def _scoring_starts(facts: Facts, func: FuncInfo, after: int) -> set[str]:
+    """Where the scoring after line ``after`` starts: the lower bounds of the slices its
+    score sites take (``nll_sum += nll[:, k0:wlen].sum()`` -> ``k0``), directly or through
+    one definition (``scored = nll[:, k0:]``)."""
+    nodes = [s.node for s in facts.sites if s.kind == "score" and s.ctx.func is func and s.line > after]
+    for n in list(nodes):
+        for name in facts.names(n):
+            nodes += [v for line, v in func.defs.get(name, ()) if v is not None and line > after]
+    heads = {_head(facts, sl.lower) for n in nodes for sl in _slices(n) if sl.lower is not None}
+    return {h for h in heads if h.isidentifier()}  # `0` or `-1` is no scoring start
+
+
+def _start_like(facts: Facts, node, starts: set[str]) -> bool:
+    """``node`` is the scoring start: the one the scoring itself uses, or one named like it."""
+    head = _head(facts, node)
+    return bool(head) and (head in starts or bool(_START_RE.match(head)))
+
+
+def _coverage(facts: Facts, nodes: list[cst.CSTNode], starts: set[str]) -> tuple[str, str]:
     """'scored' | 'context' | 'all', with the text that decided it."""
     context_hint = ""
     for n in nodes:
-        for sl in _slices(facts, n):
-            if _start_like(facts, sl.lower):
+        for sl in _slices(n):
+            if _start_like(facts, sl.lower, starts):
                 return "scored", facts.code(n).strip()
-            if sl.lower is None and _start_like(facts, sl.upper):
+            if sl.lower is None and _start_like(facts, sl.upper, starts):
                 context_hint = facts.code(n).strip()
 
         found = [type(ct.operator).__name__ for c in iter_nodes(n) if isinstance(c, cst.Comparison)
-                 for ct in c.comparisons if _start_like(facts, ct.comparator)]
+                 for ct in c.comparisons if _start_like(facts, ct.comparator, starts)]
         if any(op in ("GreaterThanEqual", "GreaterThan") for op in found):
             return "scored", facts.code(n).strip()
         if any(op in ("LessThan", "LessThanEqual") for op in found):
@@ -89,8 +103,9 @@ class SlotScoredRegion(Rule):
         batches only; then score ``[s:wlen]`` with it.
 
     Known limits:
-        The scoring start is recognised by name (``s``, ``start``, ``first``,
-        ``ctx_len``, ``prefix_len``…); carried-over state is followed through local
+        The scoring start is the lower bound of the slices the scoring after the fit
+        takes (``nll_sum += nll[:, k0:].sum()`` -> ``k0``), or a name that reads like
+        one (``s``, ``start``, ``first``, ``ctx_len``, ``prefix_len``…); carried-over state is followed through local
         assignments of the function, not through attributes or containers mutated
         in place; a mask built in another function is treated as "all
         positions" only if no slice or comparison is seen. Logit-bias variants are
@@ -105,6 +120,27 @@ class SlotScoredRegion(Rule):
     techniques = ("SLOT", "SLOT delta", "per-window delta", "logit bias optimization")
 
     INVALID = [
+        # the start has no telling name: the scoring slice `[:, k0:]` shows where scoring begins
+        '''
+import torch
+import torch.nn.functional as F
+def eval_slot(model, windows, steps, nll_sum):
+    for x, y, k0 in windows:
+        with torch.no_grad():
+            h = model.hidden(x)
+        delta = torch.zeros(1, 1, h.size(-1), requires_grad=True)
+        opt = torch.optim.AdamW([delta], lr=1e-2)
+        for _ in range(steps):
+            per_tok = F.cross_entropy(model.head(h + delta).transpose(1, 2), y, reduction="none")
+            loss = per_tok[:, k0:].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(h + delta).transpose(1, 2), y, reduction="none")
+        nll_sum += nll[:, k0:].sum()
+    return nll_sum
+''',
         # delta fitted on the scored slice [s:wlen]
         '''
 import torch
@@ -236,6 +272,28 @@ def slot_prefetch(model, batches, steps, lr):
 ''',
     ]
     VALID = [
+        # context-only with an untelling name: fitted on `[:, :k0]`, the positions before where the
+        # scoring slice `[:, k0:]` begins
+        '''
+import torch
+import torch.nn.functional as F
+def eval_slot(model, windows, steps, nll_sum):
+    for x, y, k0 in windows:
+        with torch.no_grad():
+            h = model.hidden(x)
+        delta = torch.zeros(1, 1, h.size(-1), requires_grad=True)
+        opt = torch.optim.AdamW([delta], lr=1e-2)
+        for _ in range(steps):
+            per_tok = F.cross_entropy(model.head(h + delta).transpose(1, 2), y, reduction="none")
+            loss = per_tok[:, :k0].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            nll = F.cross_entropy(model.head(h + delta).transpose(1, 2), y, reduction="none")
+        nll_sum += nll[:, k0:].sum()
+    return nll_sum
+''',
         # context-only, one delta per window
         '''
 import torch
@@ -342,6 +400,10 @@ def sliding(model, val_tokens, seq_len, stride):
         if outers and _carried_objective(facts, func, fit, max(outers, key=lambda li: li.start), delta, losses):
             return  # fitted on an earlier iteration's (already scored) state
         nodes: list[cst.CSTNode] = [a.value for a in losses]
+        # what the fit loop makes of them (`loss = per_tok[:, :k0].mean()`)
+        loss_names = {n for a in losses for t in a.targets for n in target_names(t)}
+        nodes += [a.value for a in facts.assigns if a.ctx.func is func and fit.start <= a.line <= fit.end
+                  and a.value is not None and a not in losses and facts.names(a.value) & loss_names]
         # one level of definitions behind the loss (masks, weights, sliced logits)
         used = set().union(*(facts.names(n) for n in nodes))
         for name in used:
@@ -352,7 +414,7 @@ def sliding(model, val_tokens, seq_len, stride):
             if a.ctx.func is func and a.line < fit.end and any(
                     isinstance(t, cst.Subscript) and base_name(t) in used for t in a.targets):
                 nodes.extend(t for t in a.targets if isinstance(t, cst.Subscript))
-        cover, text = _coverage(facts, nodes)
+        cover, text = _coverage(facts, nodes, _scoring_starts(facts, func, fit.end))
         loss_line = losses[0].line
         where = dict(lines=(fit.start, fit.end), ctx=losses[0].ctx)
         if cover == "scored":
