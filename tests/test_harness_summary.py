@@ -112,3 +112,14 @@ def test_killed_run_is_over_budget(tmp_path):
     audit = _audit(tmp_path, {1: dict(bpb=None, killed=True, wall=1380.2)}, {})
     finding = next(f for f in audit.findings if f.code == "PG423")
     assert finding.severity.value == "illegal" and "killed at the wall-clock limit of 1380 s" in finding.message
+
+
+def test_run_json_keeps_the_settings_but_not_credentials(tmp_path):
+    rec = _record(tmp_path, {1: 1.10})
+    plan = batch.Plan(record_dir=rec, seeds=[1], nproc=1, runs_dir=tmp_path / "runs",
+                      user_env={"HF_TOKEN": "hf_abc", "WANDB_API_KEY": "k", "TTT_LR": "0.01"})
+    _seed, data, _reused = _simulate(plan, 1, bpb=1.10)
+    env = json.loads((plan.run_dir(1) / "run.json").read_text())["env"]
+    assert env["HF_TOKEN"] == env["WANDB_API_KEY"] == "<redacted>"
+    assert env["TTT_LR"] == "0.01" and env["SEED"] == "1"
+    assert "hf_abc" in plan.describe(1)  # the dry-run line is the user's own, to copy and run

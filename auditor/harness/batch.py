@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -217,6 +218,16 @@ def run_seed(
     return data, ev
 
 
+_SECRET_KEY_RE = re.compile(r"(TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|CREDENTIAL|AUTH)", re.I)
+
+
+def redact(env: dict[str, str]) -> dict[str, str]:
+    """The run's environment as run.json keeps it: run.json travels with the evidence,
+    so values of variables named like credentials (``HF_TOKEN``, ``WANDB_API_KEY``)
+    are left out; every other setting stays, to rerun with."""
+    return {k: "<redacted>" if _SECRET_KEY_RE.search(k) else v for k, v in env.items()}
+
+
 def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, started_at: str,
                   ev: RunEvidence | None = None) -> dict:
     """``run.json`` data for a finished run; ``ev`` is its parsed log (parsed here when not given)."""
@@ -237,7 +248,7 @@ def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, sta
         "run_dir": str(run_dir.resolve()),
         "smoke": plan.smoke,
         "command": plan.command(seed),
-        "env": plan.seed_env(seed),
+        "env": redact(plan.seed_env(seed)),
         "nproc_per_node": plan.nproc,
         "nnodes": plan.nnodes,
         "rdzv_endpoint": plan.rdzv_endpoint,
