@@ -88,7 +88,8 @@ class Finding:
             self.location.layer if self.location else "",
             self.key or self.message,
         ]
-        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+        # a file name that is not UTF-8 reaches here with surrogate escapes (os.listdir)
+        return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
     @property
     def rule(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import lzma
+import os
 
 import pytest
 
@@ -265,6 +266,16 @@ def test_an_unpacked_script_that_fits_once_packed_is_a_warning(tmp_path):
     assert [f.severity for f in found] == [Severity.WARNING] * 3 and "ship it packed" in found[0].message
     over = audit(tmp_path / "b", RecordSpec(script=script, runs=[Run(s, model_bytes=15_999_000) for s in (1, 2, 3)]))
     assert [f.severity for f in by_code(over, "PG407") if f.key.startswith("limit:")] == [Severity.ILLEGAL] * 3
+
+
+def test_a_file_name_that_is_not_utf8_gets_a_verdict_and_fingerprints(tmp_path):
+    folder = write_record(tmp_path, RecordSpec())
+    with open(os.path.join(os.fsencode(folder), b"train_\xff\xfe.log"), "wb") as f:
+        f.write(b"seed:7\n")
+    result = audit_path(folder, Options())
+    assert result.error is None
+    assert all(len(f.fingerprint) == 16 for f in result.findings)
+    assert any("\udcff" in (f.location.file if f.location else "") for f in result.findings)
 
 
 def test_missing_required_files(tmp_path):
