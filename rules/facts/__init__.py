@@ -49,8 +49,8 @@ from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 from .sites import Site, SiteFacts
 
 __all__ = [
-    "UNKNOWN", "AssignInfo", "CallInfo", "ConfigVar", "Ctx", "Facts", "FuncInfo", "Gate",
-    "VAL_STRING", "LoopInfo", "Reach", "Site", "Switch", "base_name", "bound_names", "dotted", "is_loss_name",
+    "UNKNOWN", "VAL_STRING", "AssignInfo", "CallInfo", "ConfigVar", "Ctx", "Facts", "FuncInfo", "Gate",
+    "LoopInfo", "Reach", "Site", "Switch", "base_name", "bound_names", "dotted", "is_loss_name",
     "is_train_name", "is_val_name", "iter_nodes", "target_names",
 ]
 
@@ -149,6 +149,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
         return self.callees_of(ci.node, ci.attr)
 
     def callees_of(self, call: cst.Call, attr: str | None = None) -> list[FuncInfo]:
+        """``callees`` for a call node that has no ``CallInfo`` at hand."""
         func = call.func
         method = isinstance(func, cst.Attribute)
         if attr is None:
