@@ -16,7 +16,9 @@ the verdict ERROR).
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator
 
@@ -290,6 +292,20 @@ PARSE_ERROR_CODE = "PG000"
 PARSE_ERROR_SLUG = "parse-error"
 
 
+@contextlib.contextmanager
+def _deep_recursion(limit: int = 20_000):
+    """libcst's code generation recurses once per nesting level, and a packed payload
+    written as 800 implicitly joined string pieces is 800 levels of
+    ``ConcatenatedString``; CPython's parser (run first) has already bounded real
+    nesting, so a higher Python recursion limit is safe while the facts are built."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def lint_source(text: str, *, file: str, layer: str = "shipped",
                 config: LintConfig | None = None,
                 rules: Iterable[type[Rule]] | None = None) -> list[Finding]:
@@ -312,7 +328,8 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
             confidence="high", key="parse-error",
         )]
     try:
-        facts = Facts(module, text, env=config.env)
+        with _deep_recursion():
+            facts = Facts(module, text, env=config.env)
     except RecursionError:
         return [Finding(
             code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,

@@ -3,6 +3,7 @@ layers, parse errors, catalog."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -425,3 +426,15 @@ def test_fact_builder_or_reporting_failure_is_an_info_finding(monkeypatch):
 def test_validation_names(name, is_val):
     from rules.facts import is_val_name
     assert is_val_name(name) is is_val
+
+
+def test_a_payload_of_many_joined_string_pieces_is_analysed():
+    # packers split a base85 payload into hundreds of implicitly joined literals: libcst
+    # nests them one ConcatenatedString per piece, deeper than Python's default limit
+    pieces = "\n".join(f"    'abcdefghij{i}'" for i in range(1200))
+    src = f"_DATA = (\n{pieces}\n)\nexec(open('helpers.py').read())\n"
+    before = sys.getrecursionlimit()
+    findings = lint_source(src, file="train_gpt.py")
+    assert not [f for f in findings if f.code == "PG000"]
+    assert [f.code for f in findings if f.code == "PG302"] == ["PG302"]
+    assert sys.getrecursionlimit() == before  # raised only while the facts are built
