@@ -105,9 +105,9 @@ class SlotScoredRegion(Rule):
     Known limits:
         The scoring start is the lower bound of the slices the scoring after the fit
         takes (``nll_sum += nll[:, k0:].sum()`` -> ``k0``), or a name that reads like
-        one (``s``, ``start``, ``first``, ``ctx_len``, ``prefix_len``…); carried-over state is followed through local
-        assignments of the function, not through attributes or containers mutated
-        in place; a mask built in another function is treated as "all
+        one (``s``, ``start``, ``first``, ``ctx_len``, ``prefix_len``…); carried-over
+        state is followed through local assignments of the function, not through
+        attributes or containers mutated in place; a mask built in another function is treated as "all
         positions" only if no slice or comparison is seen. Logit-bias variants are
         covered when the bias is the optimized tensor.
     """
