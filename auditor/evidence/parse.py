@@ -258,24 +258,11 @@ class _Scan:
 
         # sizes
         if "bytes" in low:
-            sm2 = SER_RE.search(line)
-            if sm2:
-                n = to_int(sm2.group(2))
+            for regex, comp, raw in ((SER_RE, "model_comp", "model_raw"), (TOTAL_RE, "total_comp", "total_raw")):
+                m = regex.search(line)  # "Serialized model int6+lzma: N bytes", "Total submission size ...: N"
+                n = to_int(m.group(2)) if m else None
                 if n is not None:
-                    c = Cited(n, i, clip(line))
-                    if is_compressed(sm2.group(1)):
-                        self.model_comp = c
-                    else:
-                        self.model_raw = c
-            tm = TOTAL_RE.search(line)
-            if tm:
-                n = to_int(tm.group(2))
-                if n is not None:
-                    c = Cited(n, i, clip(line))
-                    if is_compressed(tm.group(1)):
-                        self.total_comp = c
-                    else:
-                        self.total_raw = c
+                    setattr(self, comp if is_compressed(m.group(1)) else raw, Cited(n, i, clip(line)))
             cm = CODE_RE.search(line)
             if cm:
                 n = to_int(cm.group(2))
