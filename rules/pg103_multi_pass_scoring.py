@@ -1,35 +1,13 @@
 from __future__ import annotations
 
-import re
 from typing import Iterator
-
-import libcst as cst
 
 from auditor.findings import Severity
 
 from ._common import UPDATE_KINDS, enclosing_loops, interleaved, later_score
 from .engine import Hit, Rule, register
-from .facts import Facts, LoopInfo, dotted
-
-_LAST_RE = re.compile(r"(-\s*1\b|last|final|\bn_?ep|epochs?\b)", re.I)
-_FIRST_RE = re.compile(r"(==\s*0\b|^not\s)")
-
-
-def _is_epoch_loop(facts: Facts, li: LoopInfo) -> bool:
-    """A loop whose variable is not used to pick data: passes over the same tokens."""
-    if not isinstance(li.node, cst.For) or len(li.targets) != 1:
-        return False
-    var = li.targets[0]
-    if var == "_":
-        return True
-    body_lines = facts.lines[li.start:li.end]  # lines after the header
-    pat = re.compile(rf"\b{re.escape(var)}\b")
-    for ln in body_lines:
-        s = ln.strip()
-        if s.startswith(("if ", "elif ", "print", "log")) or not pat.search(s):
-            continue
-        return False
-    return True
+from .facts import Facts
+from .facts.iteration import FIRST, LAST, guard_iteration, picks_data, resets_in
 
 
 @register
@@ -37,11 +15,16 @@ class MultiPassScoring(Rule):
     """Scores counted from a later pass over the same tokens, or two-pass rescoring.
 
     What it flags:
-        (1) A loss accumulated into the reported totals only on the last epoch of an
-        adaptation loop (``if epoch == n_epochs - 1: nll_sum += ...``) while the
-        loop also updates weights. (2) An "epoch" loop (its variable does not pick
-        the data) that both scores and updates: every epoch re-scores the same
-        tokens with a state that has seen them. (3) Two-pass evaluation: a cache or
+        (1) A loss accumulated into the reported totals only on the last pass of a
+        loop that also updates weights. The guard is read as a value: inline
+        (``if epoch == n_epochs - 1``), stored (``is_final = ep + 1 == n``), returned
+        by a small function, or an early exit (``if ep < n - 1: continue``).
+        (2) A pass loop (it counts with ``range`` and its variable, or anything
+        assigned from it, never indexes, slices or iterates data) that both scores
+        and updates: every pass re-scores the same tokens with a state that has seen
+        them; when the total is reset inside the loop (rebound, ``.zero_()``,
+        element-wise included) the last pass is what counts.
+        (3) Two-pass evaluation: a cache or
         statistic (non-gradient update) built over validation tokens in a loop that
         scores nothing, followed by a scoring pass (``TWO_PASS_ENABLED`` shape).
 
@@ -56,9 +39,10 @@ class MultiPassScoring(Rule):
         incrementally in the single scoring pass, updating after each score.
 
     Known limits:
-        Epoch loops are recognised by a loop variable that is unused except in
-        ``if`` tests; a loop that picks different data per epoch by other means is
-        not treated as an epoch loop. Min-over-passes is reported by PG102.
+        A pass whose variable indexes a schedule (``lrs[ep]``) looks like a loop
+        that picks data and is not judged. Which accumulations are scores comes
+        from the shared sites (``facts/sites.py``). Min-over-passes is reported
+        by PG102.
     """
 
     code = "PG103"
@@ -70,6 +54,21 @@ class MultiPassScoring(Rule):
                   "last epoch", "final epoch")
 
     INVALID = [
+        # the last-epoch guard stored in a variable first
+        '''
+import torch
+def doc_ttt(model, lora, opt, docs, n_epochs):
+    nll_sum = 0.0
+    for x, y in docs:
+        for ep in range(n_epochs):
+            is_final = ep == n_epochs - 1
+            nll = model(x, y, lora)
+            if is_final:
+                nll_sum += nll.sum().item()
+            nll.mean().backward()
+            opt.step()
+    return nll_sum
+''',
         # count only the last epoch of per-document adaptation
         '''
 import torch
@@ -172,46 +171,39 @@ def per_doc(model, lora, opt, docs):
         for s in scores:
             func = s.ctx.func
             updates = facts.occurrences(func, UPDATE_KINDS - {"cache"})
-            # (1) last-epoch gate
-            for g in s.ctx.gates:
-                test = facts.code(g.test)
-                for li in s.ctx.loops:
-                    if not li.targets or not any(re.search(rf"\b{re.escape(t)}\b", test) for t in li.targets):
-                        continue
-                    if not g.polarity or not _LAST_RE.search(test) or _FIRST_RE.search(test.strip()):
-                        continue
-                    if not any(li.start <= u[0] <= li.end for u in updates):
-                        continue
-                    seen_loops.add(li)
-                    yield Hit(
-                        s.node,
-                        f"`{s.target}` is accumulated only when `{test.strip()}` (line {g.line}) in a "
-                        f"loop that also updates the model: the counted score comes from a later pass "
-                        f"over tokens already trained on (C3, C4)",
-                        evidence=facts.line_text(li.start) + facts.line_text(g.line) + facts.line_text(s.line),
-                        lines=(li.start, s.end), ctx=s.ctx, key=f"last-epoch {s.target}")
-            # (2) epoch loop that scores and updates
-            for li in s.ctx.loops:
-                if li in seen_loops or not _is_epoch_loop(facts, li):
+            passes = [li for li in s.ctx.loops if not picks_data(facts, li)
+                      and any(li.start <= u[0] <= li.end for u in updates)]
+            # (1) counted only on the last pass
+            for li in passes:
+                g = next((g for g in s.ctx.gates if guard_iteration(facts, g, li) == LAST), None)
+                if g is None:
                     continue
-                ups = [u for u in updates if li.start <= u[0] <= li.end]
-                if not ups:
+                seen_loops.add(li)
+                test = facts.code(g.test).strip()
+                yield Hit(
+                    s.node,
+                    f"`{s.target}` is accumulated only on the last pass of `for {li.targets[0]} ...` "
+                    f"(`{test}`, line {g.line}), a loop that also updates the model: the counted score "
+                    f"comes from a later pass over tokens already trained on (C3, C4)",
+                    evidence=facts.line_text(li.start) + facts.line_text(g.line) + facts.line_text(s.line),
+                    lines=(li.start, s.end), ctx=s.ctx, key=f"last-epoch {s.target}")
+            # (2) every pass scores and updates
+            for li in passes:
+                if li in seen_loops:
                     continue
                 if not (s.ctx.no_grad or facts.is_counted(s.target, func)):
                     continue
-                if any(_FIRST_RE.search(facts.code(g.test).strip()) and g.polarity for g in s.ctx.gates):
-                    continue
+                if any(guard_iteration(facts, g, li) == FIRST for g in s.ctx.gates):
+                    continue  # scored on the first pass only: a first score
                 seen_loops.add(li)
-                reset = any(
-                    ai.op == "=" and ai.ctx.func is func and li.start <= ai.line <= li.end
-                    and s.target in [dotted(t) for t in ai.targets]
-                    for ai in facts.assigns)
-                how = ("the total is reset every pass, so the last pass is what counts" if reset
-                       else "every pass adds its score again")
+                ups = [u for u in updates if li.start <= u[0] <= li.end]
+                resets = resets_in(facts, s.target, li)
+                how = (f"the total is reset every pass (line {resets[0]}), so the last pass is what counts"
+                       if resets else "every pass adds its score again")
                 yield Hit(
                     li.node,
-                    f"loop `for {li.targets[0]} ...` (line {li.start}) re-scores the same tokens on every "
-                    f"pass while updating the model (line {ups[0][0]}): {how} (C3, C4)",
+                    f"loop `for {li.targets[0] if li.targets else '_'} ...` (line {li.start}) re-scores the "
+                    f"same tokens on every pass while updating the model (line {ups[0][0]}): {how} (C3, C4)",
                     evidence=facts.line_text(li.start) + facts.line_text(s.line) + facts.line_text(ups[0][0]),
                     lines=(li.start, li.end), ctx=s.ctx, key=f"epoch loop rescoring {s.target}")
         # (3) two-pass: cache built over validation data, then scored
