@@ -187,10 +187,10 @@ class SiteFacts:
         return out
 
     def is_counted(self, acc: str, func: FuncInfo | None) -> bool:
-        """Does total ``acc`` reach what ``func`` reports: its return values (through the
-        assignments that derive from it: ``val_loss = loss_sum / n``), or an
-        ``all_reduce`` across ranks? A running training loss that only feeds a log line
-        is not counted."""
+        """Does total ``acc`` reach what ``func`` reports, its return values (through the
+        assignments that derive from it: ``val_loss = loss_sum / n``)? A running
+        training loss that only feeds a log line (all-reduced for it or not) is not
+        counted."""
         if func is None:
             return True
         reached = {acc}
@@ -205,7 +205,4 @@ class SiteFacts:
                         if n and n not in reached:
                             reached.add(n)
                             changed = True
-        if any(self.names(r) & reached for r in func.returns):
-            return True
-        return any("all_reduce" in ci.attr and acc in self.names(ci.node)
-                   for ci in self.calls_by_func.get(func, ()))
+        return any(self.names(r) & reached for r in func.returns)
