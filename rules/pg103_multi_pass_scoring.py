@@ -42,8 +42,13 @@ class MultiPassScoring(Rule):
         loop also updates weights. (2) An "epoch" loop (its variable does not pick
         the data) that both scores and updates: every epoch re-scores the same
         tokens with a state that has seen them. (3) Two-pass evaluation: a cache or
-        statistic (non-gradient update) built over validation tokens in a loop that
-        scores nothing, followed by a scoring pass (``TWO_PASS_ENABLED`` shape).
+        statistic (a non-gradient, in-place accumulation: ``t[k] += 1``,
+        ``scatter_add_``, ``np.add.at``, or a call whose method / local function /
+        nested closure does so to that object) is filled with validation tokens, and
+        after the pass that fills it has ended, the same object is read again by a
+        score (a scoring site, a ``log`` of the value, a scoring function) whose value
+        flows into what the function returns: it replaces the first-pass scores or
+        is added to the totals (PR #846, #870 shapes).
 
     Why: the ruling:
         PR #568: each counted score must be the first score of that token, taken
@@ -59,6 +64,15 @@ class MultiPassScoring(Rule):
         Epoch loops are recognised by a loop variable that is unused except in
         ``if`` tests; a loop that picks different data per epoch by other means is
         not treated as an epoch loop. Min-over-passes is reported by PG102.
+        Two-pass: "validation tokens" is the shared taint (seeded partly by names);
+        the reported result is what the evaluating function *returns* (a second
+        pass that only reaches a ``print`` in a function that returns nothing, such
+        as ``main``, is not seen); "a score" falls back on the facts layer's
+        loss-named accumulators or a ``log``/``cross_entropy`` call; a method call
+        is resolved by its name to every local class defining it; an object any of
+        whose methods accumulate (e.g. a model with a running statistic) counts as
+        filled, so a second evaluation of the same model object in one function
+        after such a method ran on validation tokens would be reported.
     """
 
     code = "PG103"
@@ -108,6 +122,22 @@ def two_pass(val_tokens, counts, model_p):
     for i in range(2, len(val_tokens)):
         nll += -math.log(mix(model_p[i], counts, val_tokens[i - 2:i]))
     return nll
+''',
+        # two-pass by method: the table absorbs the whole validation stream, then
+        # every stored model probability is rescored against it
+        '''
+import numpy as np
+def evaluate(model_p, val_tokens, table):
+    table.absorb(val_tokens)
+    nll = -np.log(0.8 * model_p + 0.2 * table.prob(val_tokens))
+    return float(nll.sum())
+class Table:
+    def __init__(self):
+        self.hits = np.zeros(4096)
+    def absorb(self, toks):
+        np.add.at(self.hits, toks % 4096, 1)
+    def prob(self, toks):
+        return self.hits[toks % 4096] / (1 + self.hits.sum())
 ''',
     ]
     VALID = [
@@ -164,6 +194,21 @@ def per_doc(model, lora, opt, docs):
         total += doc_nll
     return total
 ''',
+        # the same table filled from training tokens, then used to score validation
+        '''
+import numpy as np
+def evaluate(model_p, train_tokens, val_tokens, table):
+    table.absorb(train_tokens)
+    nll = -np.log(0.8 * model_p + 0.2 * table.prob(val_tokens))
+    return float(nll.sum())
+class Table:
+    def __init__(self):
+        self.hits = np.zeros(4096)
+    def absorb(self, toks):
+        np.add.at(self.hits, toks % 4096, 1)
+    def prob(self, toks):
+        return self.hits[toks % 4096] / (1 + self.hits.sum())
+''',
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
@@ -214,25 +259,15 @@ def per_doc(model, lora, opt, docs):
                     f"pass while updating the model (line {ups[0][0]}): {how} (C3, C4)",
                     evidence=facts.line_text(li.start) + facts.line_text(s.line) + facts.line_text(ups[0][0]),
                     lines=(li.start, li.end), ctx=s.ctx, key=f"epoch loop rescoring {s.target}")
-        # (3) two-pass: cache built over validation data, then scored
-        for s in facts.sites:
-            if s.kind != "cache" or not facts.expr_tainted(s.node, s.ctx.func, s.line):
-                continue
-            func = s.ctx.func
-            loops = enclosing_loops(facts, func, s.line)
-            if not loops or loops[0] in seen_loops or interleaved(facts, func, s.line):
-                continue
-            outer = loops[0]
-            if any(outer.start <= o[0] <= outer.end for o in facts.occurrences(func, {"score"})):
-                continue
-            status, where = later_score(facts, func, outer.end)
-            if status != "after":
-                continue
-            seen_loops.add(outer)
+        # (3) two-pass: state filled with validation tokens, read again by a reported score
+        from ._twopass import two_pass_findings
+        for tp in two_pass_findings(facts):
+            fl = tp.fill
             yield Hit(
-                outer.node,
-                f"two-pass evaluation: `{s.target}` is filled from validation tokens in a loop that scores "
-                f"nothing (line {outer.start}), and tokens are scored afterwards (line {where[0]}) with "
-                f"a cache that has already seen them (C1, C4)",
-                evidence=facts.line_text(outer.start) + facts.line_text(s.line) + facts.line_text(where[0]),
-                lines=(outer.start, outer.end), ctx=s.ctx, key=f"two-pass {s.target}")
+                tp.read_node,
+                f"two-pass evaluation: `{fl.root}` accumulates validation tokens (line {fl.line}, a pass "
+                f"that ends at line {tp.outer_end}); afterwards line {tp.read_line} scores tokens against "
+                f"it, and that score reaches the reported result (line {tp.ret_line}): tokens are scored "
+                f"by a state that has already seen them (C1, C3, C4)",
+                evidence=facts.line_text(fl.line) + facts.line_text(tp.read_line) + facts.line_text(tp.ret_line),
+                lines=(tp.read_line, tp.read_end), ctx=tp.ctx, key=f"two-pass {fl.root} {tp.read_line}")
