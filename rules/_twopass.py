@@ -42,6 +42,27 @@ class Fill:
     ctx: object
 
 
+@dataclass
+class Read:
+    node: cst.CSTNode
+    line: int
+    end: int
+    ctx: object  # None for a return statement
+    targets: set  # names the read's value is stored in
+    value: cst.CSTNode
+    is_return: bool = False
+
+
+_COLLECT_METHODS = {"append", "extend", "insert", "add_", "copy_"}
+
+
+def _collects(ci) -> str:
+    """``acc.append(v)`` / ``acc.add_(v)``: the receiver name that collects the argument."""
+    if ci.attr in _COLLECT_METHODS and isinstance(ci.node.func, cst.Attribute):
+        return base_name(ci.node.func.value)
+    return ""
+
+
 def _params(fi: FuncInfo) -> list[str]:
     return [p.name.value for p in fi.node.params.params]
 
@@ -74,8 +95,11 @@ class TwoPass:
                 continue
             if ai.op == "AddAssign":
                 yield _key(t), ai.line, ai.end, ai.node, isinstance(t, cst.Name), ai.ctx
-            elif ai.op == "=" and isinstance(t, cst.Subscript) and root in f.names(ai.value):
+            elif ai.op == "=" and isinstance(t, cst.Subscript) and _mentions(ai.value, _key(t), f.names(ai.value)):
                 yield _key(t), ai.line, ai.end, ai.node, False, ai.ctx  # read-modify-write
+            elif ai.op == "=" and isinstance(t, cst.Attribute) and _mentions(ai.value, _key(t), f.names(ai.value)) \
+                    and isinstance(ai.value, cst.BinaryOperation):
+                yield _key(t), ai.line, ai.end, ai.node, False, ai.ctx  # ``self.c = self.c + x``
         for ci in f.calls_by_func.get(fi, ()):
             func = ci.node.func
             if isinstance(func, cst.Attribute) and ci.attr in _ACC_METHODS and not f.callees(ci):
@@ -182,21 +206,32 @@ class TwoPass:
 
     # --------------------------------------------------------------- reads in F
     def reads(self, fi: FuncInfo, root: str, after: int):
-        """Assignments / returns of ``fi`` after line ``after`` that read ``root``."""
+        """Statements of ``fi`` after line ``after`` that read ``root``: assignments,
+        returns, and ``acc.append(..)``-style calls."""
         f = self.f
         closures = [g for g in f.funcs if g.parent is fi and _head(root) in f.names(g.node.body)
                     and not _local(g, _head(root))]
+
+        def reads_root(node) -> bool:
+            names = f.names(node)
+            return _mentions(node, root, names) or any(g.name in names for g in closures)
+
+        out: list[Read] = []
         for ai in self.assigns_of.get(fi, ()):
-            if ai.line <= after or ai.value is None:
-                continue
-            names = f.names(ai.value)
-            if _mentions(ai.value, root, names) or any(g.name in names for g in closures):
-                yield ai
+            if ai.line > after and ai.value is not None and reads_root(ai.value):
+                targets = {n for t in ai.targets for n in _all_names(t)}
+                out.append(Read(ai.node, ai.line, ai.end, ai.ctx, targets, ai.value))
         for r in fi.returns:
             if isinstance(r, cst.Return) and r.value is not None:
-                line = f.span(r)[0]
-                if line > after and _mentions(r.value, root, f.names(r.value)):
-                    yield r
+                line, end = f.span(r)
+                if line > after and reads_root(r.value):
+                    out.append(Read(r, line, end, None, set(), r.value, is_return=True))
+        for ci in f.calls_by_func.get(fi, ()):
+            recv = _collects(ci)
+            if recv and ci.line > after and any(reads_root(a.value) for a in ci.node.args):
+                out.append(Read(ci.node, ci.line, ci.end, ci.ctx, {recv}, ci.node))
+        out.sort(key=lambda r: r.line)
+        return out
 
     def _scoring_call(self, node: cst.CSTNode, fi: FuncInfo) -> bool:
         f = self.f
@@ -223,26 +258,25 @@ class TwoPass:
             self._log_funcs[g] = v
         return v
 
-    def reaches_report(self, fi: FuncInfo, read) -> tuple[int, bool] | None:
-        """Follow the read's value forward through ``fi``; ``(return line, scored)``
-        when it reaches a return."""
+    def reaches_report(self, fi: FuncInfo, read: "Read") -> tuple[int, bool] | None:
+        """Follow the read's value forward through ``fi``: ``(line, scored)`` when it
+        reaches a return (or, in a function that returns nothing, a print / log call)."""
         f = self.f
         score_nodes = {s.node for s in f.sites if s.kind == "score" and s.ctx.func is fi}
-        if isinstance(read, cst.Return):
-            return f.span(read)[0], self._scoring_call(read, fi)
-        start = read.line
-        chain = set()
-        for t in read.targets:
-            chain |= set(_all_names(t))
         scored = read.node in score_nodes or self._scoring_call(read.value, fi) or self._logs_chain(read.value, set())
+        if read.is_return:
+            return read.line, scored
+        start = read.line
+        chain = set(read.targets)
         later = sorted((ai for ai in self.assigns_of.get(fi, ()) if ai.line > start and ai.value is not None),
                        key=lambda a: a.line)
-        loops = [(li, li.start) for li, _c in f.loops if li.func is fi and li.start > start]
+        collects = [(ci, recv) for ci in f.calls_by_func.get(fi, ()) if ci.line > start
+                    for recv in [_collects(ci)] if recv]
+        loops = [li for li, _c in f.loops if li.func is fi and li.start > start]
         for _ in range(4):
             grew = False
             for ai in later:
-                names = f.names(ai.value)
-                if not names & chain:
+                if not f.names(ai.value) & chain:
                     continue
                 if ai.node in score_nodes or self._logs_chain(ai.value, chain):
                     scored = True
@@ -251,17 +285,28 @@ class TwoPass:
                     if new:
                         chain |= new
                         grew = True
-            for li, _ln in loops:
+            for ci, recv in collects:
+                if recv not in chain and any(f.names(a.value) & chain for a in ci.node.args):
+                    if ci.node in score_nodes or self._logs_chain(ci.node, chain):
+                        scored = True
+                    chain.add(recv)
+                    grew = True
+            for li in loops:
                 if li.iter is not None and f.names(li.iter) & chain and set(li.targets) - chain:
                     chain |= set(li.targets)
                     grew = True
             if not grew:
                 break
-        for r in fi.returns:
-            if isinstance(r, cst.Return) and r.value is not None:
-                line = f.span(r)[0]
-                if line > start and f.names(r.value) & chain:
-                    return line, scored
+        value_returns = [r for r in fi.returns if isinstance(r, cst.Return) and r.value is not None]
+        for r in value_returns:
+            line = f.span(r)[0]
+            if line > start and f.names(r.value) & chain:
+                return line, scored
+        if not value_returns:
+            # a function that returns nothing (``main``) reports by printing / logging
+            for ci in f.calls_by_func.get(fi, ()):
+                if ci.line > start and _is_report_call(ci) and f.names(ci.node) & chain:
+                    return ci.line, scored
         return None
 
     def _logs_chain(self, node: cst.CSTNode, chain: set[str]) -> bool:
@@ -303,6 +348,15 @@ def _mentions(node: cst.CSTNode, key: str, names: set[str]) -> bool:
     if _head(key) not in names:
         return False
     return any(isinstance(n, cst.Attribute) and dotted(n) == key for n in iter_nodes(node))
+
+
+def _is_report_call(ci) -> bool:
+    """``print(..)``, ``log0(..)``, ``logger.info(..)``: where a function without a return
+    value reports its metric."""
+    a = ci.attr or ""
+    if a == "print" or (a.startswith("log") and a not in _LOG_CALLS):
+        return True
+    return isinstance(ci.node.func, cst.Attribute) and base_name(ci.node.func.value) in ("logger", "logging", "log")
 
 
 def _all_names(t: cst.CSTNode) -> list[str]:
@@ -420,12 +474,10 @@ def two_pass_findings(facts: Facts):
             loops = [li for li, _c in facts.loops if li.func is fi and li.start <= fl.line <= li.end]
             outer_end = max([fl.end] + [li.end for li in loops])
             for rd in tp.reads(fi, fl.root, outer_end):
-                rctx = rd.ctx if not isinstance(rd, cst.Return) else None
-                if rctx is not None and _exclusive(rctx, fl.ctx):
+                if rd.ctx is not None and _exclusive(rd.ctx, fl.ctx):
                     continue
-                r0, r1 = facts.span(rd.node if rctx is not None else rd)
-                rloops = [li for li, _c in facts.loops if li.func is fi and li.start <= r0 <= li.end]
-                a, b = (min(li.start for li in rloops), max(li.end for li in rloops)) if rloops else (r0, r1)
+                rloops = [li for li, _c in facts.loops if li.func is fi and li.start <= rd.line <= li.end]
+                a, b = (min(li.start for li in rloops), max(li.end for li in rloops)) if rloops else (rd.line, rd.end)
                 if any(f2.root == fl.root and a <= f2.line <= b and f2.line > outer_end for f2 in every):
                     # the later pass keeps adding what it scores: one score-first pass that
                     # started from a warm state (a prefix, another rank's tokens), not a rescoring
@@ -433,16 +485,11 @@ def two_pass_findings(facts: Facts):
                 res = tp.reaches_report(fi, rd)
                 if res is None or not res[1]:
                     continue
-                gates = tuple(rctx.gates) if rctx is not None else ()
+                gates = tuple(rd.ctx.gates) if rd.ctx is not None else ()
                 key = (fl.root, tuple(id(g.test) for g in gates))
                 if key in done:
                     continue
                 done.add(key)
                 extra = tuple(g for g in fl.ctx.gates if g not in gates)
-                ctx = replace(rctx, gates=gates + extra) if rctx is not None else fl.ctx
-                if isinstance(rd, cst.Return):
-                    rl, re_ = facts.span(rd)
-                    node = rd
-                else:
-                    rl, re_, node = rd.line, rd.end, rd.node
-                yield TwoPassFinding(fl, rl, re_, node, res[0], ctx, outer_end)
+                ctx = replace(rd.ctx, gates=gates + extra) if rd.ctx is not None else fl.ctx
+                yield TwoPassFinding(fl, rd.line, rd.end, rd.node, res[0], ctx, outer_end)

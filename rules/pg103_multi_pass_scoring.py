@@ -65,14 +65,17 @@ class MultiPassScoring(Rule):
         ``if`` tests; a loop that picks different data per epoch by other means is
         not treated as an epoch loop. Min-over-passes is reported by PG102.
         Two-pass: "validation tokens" is the shared taint (seeded partly by names);
-        the reported result is what the evaluating function *returns* (a second
-        pass that only reaches a ``print`` in a function that returns nothing, such
-        as ``main``, is not seen); "a score" falls back on the facts layer's
-        loss-named accumulators or a ``log``/``cross_entropy`` call; a method call
-        is resolved by its name to every local class defining it; an object any of
-        whose methods accumulate (e.g. a model with a running statistic) counts as
-        filled, so a second evaluation of the same model object in one function
-        after such a method ran on validation tokens would be reported.
+        "a score" falls back on the facts layer's loss-named accumulators, a
+        ``log``/``cross_entropy`` call or a function with a scoring site; the
+        reported result is what the function returns, or in a function returning
+        nothing (``main``) what it prints / logs (so a diagnostic second score
+        printed there counts). Accumulation is recognised by in-place forms
+        (``+=``, read-modify-write, ``add_``/``index_add_``/``scatter_add_``/
+        ``np.add.at``/``update``); a method call is resolved by name to every
+        local class defining it, and an object any of whose methods accumulate
+        counts as filled. A later pass that keeps adding to the state inside its
+        own loop is taken as one score-first pass from a warm start (a prefix
+        scored by other ranks), even if the warm start held the whole stream.
     """
 
     code = "PG103"

@@ -124,8 +124,48 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.parametrize("code", [_METHOD_TABLE, _REPLACE_CHUNKS, _CLOSURE],
-                         ids=["method-table", "replace-chunks", "closure"])
+_MAIN_PRINTS = '''
+import math
+
+class Stats:
+    def __init__(self):
+        self.seen = {}
+        self.n = 0
+    def feed(self, toks):
+        for t in toks:
+            self.seen[t] = self.seen.get(t, 0) + 1
+        self.n = self.n + len(toks)
+    def p(self, t):
+        return (self.seen.get(t, 0) + 1) / (self.n + 50000)
+
+def main():
+    val_tokens = load_validation_tokens()
+    st = Stats()
+    st.feed(val_tokens)
+    nll = sum(-math.log(st.p(t)) for t in val_tokens)
+    print(f"final val_nll:{nll / len(val_tokens):.4f}")
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+_COLLECTED = '''
+import numpy as np
+
+def evaluate(val_tokens, model_p, chunks):
+    hits = np.zeros(4096)
+    np.add.at(hits, val_tokens % 4096, 1)
+    per_chunk = []
+    for a, b in chunks:
+        q = hits[val_tokens[a:b] % 4096] / hits.sum()
+        per_chunk.append(float(-np.log(0.9 * model_p[a:b] + 0.1 * q).sum()))
+    return sum(per_chunk)
+'''
+
+
+@pytest.mark.parametrize("code", [_METHOD_TABLE, _REPLACE_CHUNKS, _CLOSURE, _MAIN_PRINTS, _COLLECTED],
+                         ids=["method-table", "replace-chunks", "closure", "main-prints", "collected"])
 def test_two_pass_shapes_are_flagged(code):
     found = _pg103(code)
     assert found, code
