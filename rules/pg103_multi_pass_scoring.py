@@ -4,7 +4,8 @@ from typing import Iterator
 
 from auditor.findings import Severity
 
-from ._common import UPDATE_KINDS, enclosing_loops, interleaved, later_score
+from ._common import UPDATE_KINDS
+from ._twopass import two_pass_findings
 from .engine import Hit, Rule, register
 from .facts import Facts
 from .facts.iteration import FIRST, LAST, guard_iteration, picks_data, resets_in
@@ -24,9 +25,13 @@ class MultiPassScoring(Rule):
         and updates: every pass re-scores the same tokens with a state that has seen
         them; when the total is reset inside the loop (rebound, ``.zero_()``,
         element-wise included) the last pass is what counts.
-        (3) Two-pass evaluation: a cache or
-        statistic (non-gradient update) built over validation tokens in a loop that
-        scores nothing, followed by a scoring pass (``TWO_PASS_ENABLED`` shape).
+        (3) Two-pass evaluation: a cache or statistic (a non-gradient, in-place accumulation: ``t[k] += 1``,
+        ``scatter_add_``, ``np.add.at``, or a call whose method / local function /
+        nested closure does so to that object) is filled with validation tokens, and
+        after the pass that fills it has ended, the same object is read again by a
+        score (a scoring site, a ``log`` of the value, a scoring function) whose value
+        flows into what the function returns: it replaces the first-pass scores or
+        is added to the totals (PR #846, #870 shapes).
 
     Why: the ruling:
         PR #568: each counted score must be the first score of that token, taken
@@ -43,6 +48,18 @@ class MultiPassScoring(Rule):
         that picks data and is not judged. Which accumulations are scores comes
         from the shared sites (``facts/sites.py``). Min-over-passes is reported
         by PG102.
+        Two-pass: "validation tokens" is the shared taint (seeded partly by names);
+        "a score" falls back on the facts layer's loss-named accumulators, a
+        ``log``/``cross_entropy`` call or a function with a scoring site; the
+        reported result is what the function returns, or in a function returning
+        nothing (``main``) what it prints / logs (so a diagnostic second score
+        printed there counts). Accumulation is recognised by in-place forms
+        (``+=``, read-modify-write, ``add_``/``index_add_``/``scatter_add_``/
+        ``np.add.at``/``update``); a method call is resolved by name to every
+        local class defining it, and an object any of whose methods accumulate
+        counts as filled. A later pass that keeps adding to the state inside its
+        own loop is taken as one score-first pass from a warm start (a prefix
+        scored by other ranks), even if the warm start held the whole stream.
     """
 
     code = "PG103"
@@ -108,6 +125,22 @@ def two_pass(val_tokens, counts, model_p):
         nll += -math.log(mix(model_p[i], counts, val_tokens[i - 2:i]))
     return nll
 ''',
+        # two-pass by method: the table absorbs the whole validation stream, then
+        # every stored model probability is rescored against it
+        '''
+import numpy as np
+def evaluate(model_p, val_tokens, table):
+    table.absorb(val_tokens)
+    nll = -np.log(0.8 * model_p + 0.2 * table.prob(val_tokens))
+    return float(nll.sum())
+class Table:
+    def __init__(self):
+        self.hits = np.zeros(4096)
+    def absorb(self, toks):
+        np.add.at(self.hits, toks % 4096, 1)
+    def prob(self, toks):
+        return self.hits[toks % 4096] / (1 + self.hits.sum())
+''',
     ]
     VALID = [
         # score-first: score each chunk once, then several training epochs on it
@@ -163,6 +196,21 @@ def per_doc(model, lora, opt, docs):
         total += doc_nll
     return total
 ''',
+        # the same table filled from training tokens, then used to score validation
+        '''
+import numpy as np
+def evaluate(model_p, train_tokens, val_tokens, table):
+    table.absorb(train_tokens)
+    nll = -np.log(0.8 * model_p + 0.2 * table.prob(val_tokens))
+    return float(nll.sum())
+class Table:
+    def __init__(self):
+        self.hits = np.zeros(4096)
+    def absorb(self, toks):
+        np.add.at(self.hits, toks % 4096, 1)
+    def prob(self, toks):
+        return self.hits[toks % 4096] / (1 + self.hits.sum())
+''',
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
@@ -206,25 +254,14 @@ def per_doc(model, lora, opt, docs):
                     f"same tokens on every pass while updating the model (line {ups[0][0]}): {how} (C3, C4)",
                     evidence=facts.line_text(li.start) + facts.line_text(s.line) + facts.line_text(ups[0][0]),
                     lines=(li.start, li.end), ctx=s.ctx, key=f"epoch loop rescoring {s.target}")
-        # (3) two-pass: cache built over validation data, then scored
-        for s in facts.sites:
-            if s.kind != "cache" or not facts.expr_tainted(s.node, s.ctx.func, s.line):
-                continue
-            func = s.ctx.func
-            loops = enclosing_loops(facts, func, s.line)
-            if not loops or loops[0] in seen_loops or interleaved(facts, func, s.line):
-                continue
-            outer = loops[0]
-            if any(outer.start <= o[0] <= outer.end for o in facts.occurrences(func, {"score"})):
-                continue
-            status, where = later_score(facts, func, outer.end)
-            if status != "after":
-                continue
-            seen_loops.add(outer)
+        # (3) two-pass: state filled with validation tokens, read again by a reported score
+        for tp in two_pass_findings(facts):
+            fl = tp.fill
             yield Hit(
-                outer.node,
-                f"two-pass evaluation: `{s.target}` is filled from validation tokens in a loop that scores "
-                f"nothing (line {outer.start}), and tokens are scored afterwards (line {where[0]}) with "
-                f"a cache that has already seen them (C1, C4)",
-                evidence=facts.line_text(outer.start) + facts.line_text(s.line) + facts.line_text(where[0]),
-                lines=(outer.start, outer.end), ctx=s.ctx, key=f"two-pass {s.target}")
+                tp.read_node,
+                f"two-pass evaluation: `{fl.root}` accumulates validation tokens (line {fl.line}, a pass "
+                f"that ends at line {tp.outer_end}); afterwards line {tp.read_line} scores tokens against "
+                f"it, and that score reaches the reported result (line {tp.ret_line}): tokens are scored "
+                f"by a state that has already seen them (C1, C3, C4)",
+                evidence=facts.line_text(fl.line) + facts.line_text(tp.read_line) + facts.line_text(tp.ret_line),
+                lines=(tp.read_line, tp.read_end), ctx=tp.ctx, key=f"two-pass {fl.root} {tp.read_line}")
