@@ -1,0 +1,304 @@
+"""Document structure of the evaluation: can one row hold the end of one document and
+the start of the next while the model keeps documents apart?
+
+A row holds several documents, isolated from each other, when the evaluation hands the
+model a *boundary descriptor* built from where the row's own validation tokens equal a
+token id (``cu_seqlens`` from ``(x == BOS).nonzero()``, document ids from
+``cumsum(x == BOS)``, a block mask) next to the row. Rows that each start inside one
+document (spans found at BOS, one per row, padded) are built *from* such positions but
+hand the model no descriptor: the positions chose the row, they do not split it.
+
+Facts here (plain functions over a ``Facts``, memoised on it):
+
+* ``token_data(facts, expr, func, line)``: ``expr`` is validation token values (a row),
+  following the value path through slices, dtype/shape methods, ``torch.where``,
+  ``torch.cat`` and assignments; positions, masks and counts are not token data;
+* ``boundary_descriptor(facts, expr, func, line)``: ``expr`` is not token data and is
+  derived, through assignments, helper returns and ``for`` targets, from an equality
+  comparison of validation token data with a value;
+* ``packed_calls(facts)``: calls that pass a validation row and a boundary descriptor;
+* ``reaching(facts, func)``: the functions whose call can run ``func`` (callers by name,
+  methods of ``self``, and module instances: ``self.smear = SmearGate(..)`` makes
+  ``self.smear(x)`` a call of ``SmearGate.forward``).
+
+Known limits: calls are resolved by name (the facts' call graph), so a model held in a
+variable is linked to its forward through the descriptor's keyword or position, not
+through the variable's type; token-data methods are a fixed list of tensor methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from .nodes import dotted, iter_nodes
+from .records import CallInfo, FuncInfo
+
+# tensor methods and functions whose result holds the same token values (a row stays a row)
+_KEEP_METHODS = {
+    "to", "long", "int", "cuda", "cpu", "contiguous", "view", "reshape", "unsqueeze", "squeeze",
+    "clone", "flatten", "pin_memory", "type", "detach", "narrow", "expand", "view_as", "reshape_as",
+    "numpy", "tolist", "masked_fill", "index_select", "gather", "roll", "T",
+}
+_KEEP_FUNCS = {"torch.as_tensor", "torch.tensor", "torch.from_numpy", "np.asarray", "np.array",
+               "numpy.asarray", "numpy.array", "torch.stack", "torch.cat", "torch.concat",
+               "torch.nn.functional.pad", "F.pad"}
+_TENSOR_META = {"device", "shape", "dtype", "ndim", "is_cuda", "layout", "requires_grad"}
+_MAX_DEPTH = 8
+
+
+@dataclass(eq=False)
+class PackedCall:
+    """A call handing the model a validation row and a boundary descriptor."""
+
+    call: CallInfo
+    keyword: str | None  # the descriptor's keyword, or None when positional
+    position: int  # its position among the positional arguments (-1 for a keyword)
+    arg: cst.BaseExpression
+
+
+def _cache(facts) -> dict:
+    c = getattr(facts, "_documents_cache", None)
+    if c is None:
+        c = {}
+        facts._documents_cache = c
+    return c
+
+
+def _defs_before(func: FuncInfo | None, facts, name: str, line: int | None):
+    scope = func.defs if func is not None else facts.module_defs
+    defs = scope.get(name)
+    if defs is None and func is not None and func.parent is not None:
+        return _defs_before(func.parent, facts, name, None)
+    if not defs:
+        return [], func
+    if line is None:
+        return list(defs), func
+    before = [d for d in defs if d[0] <= line]
+    return ([before[-1]] if before else list(defs)), func
+
+
+def token_data(facts, expr: cst.CSTNode | None, func: FuncInfo | None, line: int | None,
+               _depth: int = 0) -> bool:
+    """``expr`` holds validation token values (a row, or the stream it is cut from)."""
+    if expr is None or _depth > _MAX_DEPTH:
+        return False
+    key = ("tok", id(expr), id(func), line, _depth)
+    cache = _cache(facts)
+    if key in cache:
+        return cache[key]
+    cache[key] = False
+    res = _token_data(facts, expr, func, line, _depth)
+    cache[key] = res
+    return res
+
+
+def _token_data(facts, n, func, line, depth) -> bool:
+    nxt = depth + 1
+    if isinstance(n, cst.Subscript):
+        return token_data(facts, n.value, func, line, nxt)
+    if isinstance(n, cst.Name):
+        defs, scope = _defs_before(func, facts, n.value, line)
+        if not defs:
+            return facts.tainted(n.value, func, line)
+        for dline, value in defs:
+            if value is None:  # a parameter: what the callers pass
+                if facts.tainted(n.value, scope, dline):
+                    return True
+            elif isinstance(value, (cst.Assign, cst.AugAssign)):
+                continue
+            elif token_data(facts, value, scope, dline, nxt):
+                return True
+        return False
+    if isinstance(n, cst.Attribute):
+        # ``x.device`` / ``x.shape`` of a row describe it; ``val_data.val_tokens`` holds tokens
+        return n.attr.value not in _TENSOR_META and facts.expr_tainted(n, func, line)
+    if isinstance(n, cst.Call):
+        name = facts.resolve(dotted(n.func))
+        if isinstance(n.func, cst.Attribute) and n.func.attr.value in _KEEP_METHODS \
+                and name not in _KEEP_FUNCS and not name.startswith(("torch.", "np.", "numpy.")):
+            return token_data(facts, n.func.value, func, line, nxt)
+        if name == "torch.where" and len(n.args) >= 3:
+            return any(token_data(facts, a.value, func, line, nxt) for a in n.args[1:3])
+        if name in _KEEP_FUNCS and n.args:
+            return token_data(facts, n.args[0].value, func, line, nxt)
+        return False
+    if isinstance(n, (cst.List, cst.Tuple)):
+        return any(token_data(facts, el.value, func, line, nxt) for el in n.elements)
+    if isinstance(n, (cst.ListComp, cst.GeneratorExp)):
+        return token_data(facts, n.elt, func, line, nxt)
+    return False
+
+
+def _equality_on_tokens(facts, node: cst.CSTNode, func, line) -> bool:
+    for c in iter_nodes(node):
+        if not isinstance(c, cst.Comparison):
+            continue
+        if not any(isinstance(t.operator, (cst.Equal, cst.NotEqual)) for t in c.comparisons):
+            continue
+        sides = [c.left] + [t.comparator for t in c.comparisons]
+        if any(token_data(facts, s, func, line) for s in sides):
+            return True
+    return False
+
+
+def boundary_descriptor(facts, expr: cst.CSTNode, func: FuncInfo | None, line: int | None) -> bool:
+    """``expr`` is positions, lengths, ids or masks of documents: derived from where validation
+    tokens equal a value, and not itself token data."""
+    if token_data(facts, expr, func, line):
+        return False
+    key = ("desc", id(expr), id(func), line)
+    cache = _cache(facts)
+    if key in cache:
+        return cache[key]
+    res = _derived_from_equality(facts, expr, func, line)
+    cache[key] = res
+    return res
+
+
+def _derived_from_equality(facts, expr, func, line) -> bool:
+    todo: list[tuple[cst.CSTNode, FuncInfo | None, int | None, int]] = [(expr, func, line, 0)]
+    seen: set = set()
+    while todo:
+        node, fn, ln, depth = todo.pop()
+        if id(node) in seen or depth > _MAX_DEPTH:
+            continue
+        seen.add(id(node))
+        if _equality_on_tokens(facts, node, fn, ln):
+            return True
+        for c in iter_nodes(node):
+            if isinstance(c, cst.Call):
+                callee = dotted(c.func)
+                if callee in facts.classes:  # building a module object is not a descriptor
+                    continue
+                for fi in facts.callees_of(c) if facts.defined_here(callee) or isinstance(c.func, cst.Attribute) \
+                        else ():
+                    for r in fi.returns:
+                        if r.value is not None:
+                            todo.append((r.value, fi, None, depth + 1))
+        for name in facts.names(node):
+            defs, scope = _defs_before(fn, facts, name, ln)
+            for dline, value in defs:
+                if value is None:
+                    continue
+                if isinstance(value, cst.Call) and dotted(value.func) in facts.classes:
+                    continue
+                todo.append((value, scope, dline, depth + 1))
+    return False
+
+
+def packed_calls(facts) -> list[PackedCall]:
+    """Calls that hand a callee a validation row together with a boundary descriptor."""
+    cache = _cache(facts)
+    if "packed" in cache:
+        return cache["packed"]
+    out: list[PackedCall] = []
+    for ci in facts.calls:
+        func = ci.ctx.func
+        if func is None or len(ci.node.args) < 2 or dotted(ci.node.func) in facts.classes:
+            continue
+        args = [a for a in ci.node.args if not a.star]
+        if not any(token_data(facts, a.value, func, ci.line) for a in args):
+            continue
+        pos = 0
+        for a in args:
+            kw = a.keyword.value if a.keyword is not None else None
+            if not (isinstance(a.value, cst.Name) and a.value.value == "None") and \
+                    boundary_descriptor(facts, a.value, func, ci.line):
+                out.append(PackedCall(ci, kw, -1 if kw else pos, a.value))
+            if kw is None:
+                pos += 1
+    cache["packed"] = out
+    return out
+
+
+def _instance_classes(facts) -> dict[str, set[str]]:
+    """``attr or name -> classes``: ``self.smear = SmearGate(..)``, ``smear = SmearGate(..)``."""
+    cache = _cache(facts)
+    if "inst" in cache:
+        return cache["inst"]
+    out: dict[str, set[str]] = {}
+    for ai in facts.assigns:
+        if ai.op != "=" or not isinstance(ai.value, cst.Call):
+            continue
+        cls = dotted(ai.value.func)
+        if cls not in facts.classes:
+            continue
+        for t in ai.targets:
+            d = dotted(t)
+            if d:
+                out.setdefault(d.rsplit(".", 1)[-1], set()).add(cls)
+    cache["inst"] = out
+    return out
+
+
+def callers_of(facts, fi: FuncInfo) -> set[FuncInfo]:
+    """Functions with a call that may run ``fi``."""
+    inst = _instance_classes(facts)
+    out: set[FuncInfo] = set()
+    for ci in facts.calls:
+        caller = ci.ctx.func
+        if caller is None or caller is fi:
+            continue
+        if fi in facts.callees(ci):
+            out.add(caller)
+        elif fi.cls is not None and fi.name in ("forward", "__call__") and fi.cls in inst.get(ci.attr, ()):
+            out.add(caller)
+    return out
+
+
+def reaching(facts, fi: FuncInfo) -> set[FuncInfo]:
+    """``fi`` and every function whose call may run it (up the call graph), with the
+    functions ``fi`` is nested in."""
+    cache = _cache(facts)
+    key = ("reach", id(fi))
+    if key in cache:
+        return cache[key]
+    out: set[FuncInfo] = set()
+    todo = [fi]
+    while todo and len(out) < 200:
+        f = todo.pop()
+        if f in out:
+            continue
+        out.add(f)
+        if f.parent is not None:
+            todo.append(f.parent)
+        todo.extend(callers_of(facts, f) - out)
+    cache[key] = out
+    return out
+
+
+def _own_params(fi: FuncInfo) -> list[str]:
+    ps = [p.name.value for p in fi.node.params.params]
+    return ps[1:] if fi.cls is not None and ps and ps[0] in ("self", "cls") else ps
+
+
+def feeds(facts, pc: PackedCall, funcs: set[FuncInfo]) -> FuncInfo | None:
+    """The function of ``funcs`` that receives ``pc``'s descriptor, if any: the call's own
+    callee when it is defined here, else any function of ``funcs`` with a parameter of the
+    descriptor's keyword (or position) that it reads."""
+    callees = facts.callees(pc.call)
+    cands = [f for f in callees if f in funcs] if callees else list(funcs)
+    for f in cands:
+        params = _own_params(f) + [p.name.value for p in f.node.params.kwonly_params]
+        if pc.keyword is not None:
+            if pc.keyword not in params:
+                continue
+            name = pc.keyword
+        else:
+            own = _own_params(f)
+            if pc.position <= 0 or pc.position >= len(own):
+                continue
+            name = own[pc.position]
+        if any(name in facts.names(v) for defs in f.defs.values() for _l, v in defs if v is not None) or \
+                _param_read(facts, f, name):
+            return f
+    return None
+
+
+def _param_read(facts, f: FuncInfo, name: str) -> bool:
+    for ci in facts.calls:
+        if ci.ctx.func is f and name in facts.names(ci.node):
+            return True
+    return False
