@@ -199,13 +199,15 @@ def smear(x, g):
             seen.add(key)
             call = pc.call
             desc = f"`{pc.keyword}=`" if pc.keyword else f"argument {pc.position + 1}"
+            how = (f"hands `{fed.qualname}` their boundaries ({desc}, from the positions where the row's "
+                   f"tokens equal a token id)" if pc.position != -2 else
+                   f"hands the model windows of the flat stream, while `{fed.qualname}` splits each row "
+                   f"at its own document starts")
             use_ctx = ctx if not facts.reach_ctx(ctx).reachable or facts.reach_ctx(call.ctx).reachable \
                 else call.ctx
             yield Hit(b, f"`{facts.code(b).strip()[:70]}` mixes position t-1 of `{base}` into position t "
                       f"with no BOS mask, while line {call.line} packs several validation documents in one "
-                      f"row and hands `{fed.qualname}` their boundaries ({desc}, from the positions where "
-                      f"the row's tokens equal a token id): the previous document's last token leaks "
-                      f"into each BOS position (C1)", ctx=use_ctx,
+                      f"row and {how}: the previous document's last token leaks into each BOS position (C1)", ctx=use_ctx,
                       evidence=facts.line_text(*facts.span(b)) + facts.line_text(call.line, call.end, 3),
                       key=f"bos smear {base}")
 
@@ -267,7 +269,16 @@ def _packed_feed(facts: Facts, func):
         if fed is not None:
             found.append((pc, fed))
     found.sort(key=lambda pf: not facts.reach_ctx(pf[0].call.ctx).reachable)
-    return found[0] if found else None
+    if found:
+        return found[0]
+    # the model finds the documents in its row itself, and the evaluation feeds it windows
+    # of the flat stream
+    split = documents.splits_rows_itself(facts, funcs)
+    if split is None:
+        return None
+    calls = documents.stream_row_calls(facts, funcs)
+    calls.sort(key=lambda c: not facts.reach_ctx(c.ctx).reachable)
+    return (documents.PackedCall(calls[0], None, -2, calls[0].node), split[0]) if calls else None
 
 
 def _masked(facts: Facts, mix: cst.BinaryOperation, line: int, ctx) -> bool:

@@ -216,3 +216,37 @@ def eval_docs(model, val_tokens, bos_id):
     return [model(val_tokens[a:b]) for a, b in zip(starts, starts[1:])]
 '''
     assert not _pg105(src)
+
+
+# the model finds the document starts in its own row (a block mask from ``ids == BOS``)
+SELF_SPLITTING = '''
+import torch
+class GPT(torch.nn.Module):
+    def forward(self, ids):
+        docs = (ids == 1).cumsum(dim=-1)
+        h = self.emb(ids)
+        h = torch.cat([h[:, :1], h[:, 1:] + self.lam * h[:, :-1]], dim=1)
+        return self.trunk(h, docs[..., :, None] == docs[..., None, :])
+'''
+
+
+def test_self_splitting_model_fed_windows_of_the_flat_stream():
+    src = SELF_SPLITTING + '''
+def evaluate(model, val_tokens, width):
+    for pos in range(0, val_tokens.numel() - width, width):
+        window = val_tokens[pos:pos + width]
+        model(window[None])
+'''
+    fs = _pg105(src)
+    assert [f.location.line_start for f in fs] == [_line(src, "h = torch.cat")]
+    assert "flat stream" in fs[0].message
+
+
+def test_self_splitting_model_fed_one_document_per_row_is_clean():
+    src = SELF_SPLITTING + '''
+def evaluate(model, val_tokens):
+    starts = (val_tokens == 1).nonzero().flatten().tolist() + [val_tokens.numel()]
+    for a, b in zip(starts, starts[1:]):
+        model(val_tokens[a:b][None])
+'''
+    assert not _pg105(src)

@@ -279,7 +279,7 @@ def feeds(facts, pc: PackedCall, funcs: set[FuncInfo]) -> FuncInfo | None:
     callee when it is defined here, else any function of ``funcs`` with a parameter of the
     descriptor's keyword (or position) that it reads."""
     callees = facts.callees(pc.call)
-    cands = [f for f in callees if f in funcs] if callees else list(funcs)
+    cands = sorted([f for f in callees if f in funcs] if callees else funcs, key=lambda f: (f.start, f.qualname))
     for f in cands:
         params = _own_params(f) + [p.name.value for p in f.node.params.kwonly_params]
         if pc.keyword is not None:
@@ -301,4 +301,77 @@ def _param_read(facts, f: FuncInfo, name: str) -> bool:
     for ci in facts.calls:
         if ci.ctx.func is f and name in facts.names(ci.node):
             return True
+    return False
+
+
+def splits_rows_itself(facts, funcs: set[FuncInfo]) -> tuple[FuncInfo, int] | None:
+    """A function of ``funcs`` that finds document starts inside the row it receives: an
+    equality test of its token-id parameter (``docs = (ids == BOS).cumsum(-1)`` for a block
+    mask, ``cu = (ids == BOS).nonzero()`` for varlen attention). ``(fn, line)``."""
+    for f in sorted(funcs, key=lambda f: (f.start, f.qualname)):
+        own = _own_params(f)
+        if not own:
+            continue
+        ids = own[0]
+        for c in iter_nodes(f.node):
+            if isinstance(c, cst.Comparison) and any(
+                    isinstance(t.operator, (cst.Equal, cst.NotEqual)) for t in c.comparisons):
+                sides = [c.left] + [t.comparator for t in c.comparisons]
+                # the row itself, not a shifted view (``ids[:, 1:] != BOS`` is a mix's mask)
+                if any(isinstance(s, cst.Name) and s.value == ids or
+                       isinstance(s, cst.Call) and isinstance(s.func, cst.Attribute)
+                       and isinstance(s.func.value, cst.Name) and s.func.value.value == ids for s in sides):
+                    pos = facts.span(c)[0]
+                    return f, pos
+    return None
+
+
+def stream_row_calls(facts, funcs: set[FuncInfo]) -> list[CallInfo]:
+    """Calls that hand a model (a callee not resolved to another function of this file nor
+    to a library) a row cut from the validation stream at positions that are not document
+    starts: fixed windows of the flat stream, which hold several documents."""
+    cache = _cache(facts)
+    key = ("stream", tuple(sorted(id(f) for f in funcs)))
+    if key in cache:
+        return cache[key]
+    out = []
+    for ci in facts.calls:
+        if ci.ctx.func is None or ci.ctx.func in funcs or not ci.node.args:
+            continue
+        callees = facts.callees(ci)
+        if callees and not any(f in funcs for f in callees):
+            continue
+        name = facts.resolve(dotted(ci.node.func))
+        if not callees and (name.split(".", 1)[0] in facts.import_aliases or name.startswith(
+                ("torch.", "F.", "np.", "numpy.", "math.")) or dotted(ci.node.func) in facts.classes
+                or facts.defined_here(name)):
+            continue
+        first = ci.node.args[0]
+        if first.keyword is None and not first.star and _flat_window(facts, first.value, ci.ctx.func, ci.line):
+            out.append(ci)
+    cache[key] = out
+    return out
+
+
+def _flat_window(facts, expr, func, line, _depth: int = 0) -> bool:
+    """``expr`` is validation tokens sliced at positions not derived from document starts."""
+    if _depth > _MAX_DEPTH or not token_data(facts, expr, func, line):
+        return False
+    n = expr
+    if isinstance(n, cst.Subscript):
+        bounds = [el.slice for el in n.slice]
+        if any(_derived_from_equality(facts, b, func, line) for b in bounds):
+            return False
+        inner = n.value
+        if token_data(facts, inner, func, line) and _flat_window(facts, inner, func, line, _depth + 1):
+            return True
+        return any(isinstance(b, cst.Slice) and (b.lower is not None or b.upper is not None) for b in bounds)
+    if isinstance(n, cst.Call):
+        if isinstance(n.func, cst.Attribute) and n.func.attr.value in _KEEP_METHODS:
+            return _flat_window(facts, n.func.value, func, line, _depth + 1)
+        return False
+    if isinstance(n, cst.Name):
+        defs, scope = _defs_before(func, facts, n.value, line)
+        return any(v is not None and not isinstance(v, (cst.Assign, cst.AugAssign))
+                   and _flat_window(facts, v, scope, dl, _depth + 1) for dl, v in defs)
     return False
