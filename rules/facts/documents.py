@@ -158,34 +158,75 @@ def boundary_descriptor(facts, expr: cst.CSTNode, func: FuncInfo | None, line: i
 
 
 def _derived_from_equality(facts, expr, func, line) -> bool:
-    todo: list[tuple[cst.CSTNode, FuncInfo | None, int | None, int]] = [(expr, func, line, 0)]
-    seen: set = set()
-    while todo:
-        node, fn, ln, depth = todo.pop()
-        if id(node) in seen or depth > _MAX_DEPTH:
-            continue
-        seen.add(id(node))
-        if _equality_on_tokens(facts, node, fn, ln):
+    """``expr`` holds an equality test of token data, or reads a name (of ``func``) or a helper's
+    return value derived from one (flow-insensitive, see ``_derived``)."""
+    names, returns = _derived(facts)
+    if _equality_on_tokens(facts, expr, func, line):
+        return True
+    own = names.get(id(func), set()) | names.get(id(None), set())
+    if func is not None and func.parent is not None:
+        own = own | names.get(id(func.parent), set())
+    for n in facts.names(expr):
+        if n in own or n in returns:
             return True
-        for c in iter_nodes(node):
-            if isinstance(c, cst.Call):
-                callee = dotted(c.func)
-                if callee in facts.classes:  # building a module object is not a descriptor
-                    continue
-                for fi in facts.callees_of(c) if facts.defined_here(callee) or isinstance(c.func, cst.Attribute) \
-                        else ():
-                    for r in fi.returns:
-                        if r.value is not None:
-                            todo.append((r.value, fi, None, depth + 1))
-        for name in facts.names(node):
-            defs, scope = _defs_before(fn, facts, name, ln)
-            for dline, value in defs:
-                if value is None:
-                    continue
-                if isinstance(value, cst.Call) and dotted(value.func) in facts.classes:
-                    continue
-                todo.append((value, scope, dline, depth + 1))
     return False
+
+
+def _derived(facts) -> tuple[dict[int, set[str]], set[str]]:
+    """Per function, the names assigned (or bound by ``for``) from an equality test of token
+    data, or from such names, or from a file-local function returning one; and the names of
+    the functions whose return value is so derived. Built once, to a fixpoint."""
+    cache = _cache(facts)
+    if "derived" in cache:
+        return cache["derived"]
+    names: dict[int, set[str]] = {}
+    returns: set[str] = set()
+    binds = []  # (func, target names, value)
+    for ai in facts.assigns:
+        if ai.value is not None and ai.op == "=":
+            tn = [n for t in ai.targets for n in _target_names(t)]
+            if tn:
+                binds.append((ai.ctx.func, tn, ai.value, ai.line))
+    for li, _ctx in facts.loops:
+        if li.iter is not None and li.targets:
+            binds.append((li.func, list(li.targets), li.iter, li.start))
+    seeds = [(f, tn, v) for f, tn, v, ln in binds
+             if any(isinstance(c, cst.Comparison) for c in iter_nodes(v)) and _equality_on_tokens(facts, v, f, ln)]
+    for f, tn, _v in seeds:
+        names.setdefault(id(f), set()).update(tn)
+    rets = [(fi, r.value) for fi in facts.funcs for r in fi.returns if r.value is not None]
+    changed = True
+    while changed:
+        changed = False
+        for f, tn, v in [(f, tn, v) for f, tn, v, _l in binds]:
+            own = names.setdefault(id(f), set())
+            if set(tn) <= own:
+                continue
+            vn = facts.names(v)
+            if vn & own or vn & returns:
+                own.update(tn)
+                changed = True
+        for fi, v in rets:
+            if fi.name in returns:
+                continue
+            vn = facts.names(v)
+            if vn & names.get(id(fi), set()) or vn & returns or _equality_on_tokens(facts, v, fi, None):
+                returns.add(fi.name)
+                changed = True
+    cache["derived"] = (names, returns)
+    return names, returns
+
+
+def _target_names(t) -> list[str]:
+    """Names an assignment (re)defines, a container filled by item assignment included
+    (``starts[b] = doc_start + off``)."""
+    if isinstance(t, cst.Name):
+        return [t.value]
+    if isinstance(t, cst.Subscript):
+        return _target_names(t.value)
+    if isinstance(t, (cst.Tuple, cst.List)):
+        return [n for el in t.elements for n in _target_names(el.value)]
+    return []
 
 
 def packed_calls(facts) -> list[PackedCall]:
@@ -199,16 +240,18 @@ def packed_calls(facts) -> list[PackedCall]:
         if func is None or len(ci.node.args) < 2 or dotted(ci.node.func) in facts.classes:
             continue
         args = [a for a in ci.node.args if not a.star]
-        if not any(token_data(facts, a.value, func, ci.line) for a in args):
-            continue
-        pos = 0
+        found, pos = [], 0
         for a in args:
             kw = a.keyword.value if a.keyword is not None else None
             if not (isinstance(a.value, cst.Name) and a.value.value == "None") and \
-                    boundary_descriptor(facts, a.value, func, ci.line):
-                out.append(PackedCall(ci, kw, -1 if kw else pos, a.value))
+                    _derived_from_equality(facts, a.value, func, ci.line):
+                found.append((a, kw, -1 if kw else pos))
             if kw is None:
                 pos += 1
+        if not found or not any(token_data(facts, a.value, func, ci.line) for a in args):
+            continue
+        out += [PackedCall(ci, kw, p, a.value) for a, kw, p in found
+                if not token_data(facts, a.value, func, ci.line)]
     cache["packed"] = out
     return out
 
