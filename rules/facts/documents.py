@@ -15,11 +15,17 @@ Facts here (plain functions over a ``Facts``, memoised on it):
   ``torch.cat`` and assignments; positions, masks and counts are not token data;
 * ``boundary_descriptor(facts, expr, func, line)``: ``expr`` is not token data and is
   derived, through assignments, helper returns and ``for`` targets, from an equality
-  comparison of validation token data with a value;
+  comparison of validation token data with a value (one flow-insensitive fixpoint per
+  file over assignments, ``for`` targets, item assignments and helper returns);
 * ``packed_calls(facts)``: calls that pass a validation row and a boundary descriptor;
 * ``reaching(facts, func)``: the functions whose call can run ``func`` (callers by name,
   methods of ``self``, and module instances: ``self.smear = SmearGate(..)`` makes
-  ``self.smear(x)`` a call of ``SmearGate.forward``).
+  ``self.smear(x)`` a call of ``SmearGate.forward``); ``feeds`` links a packed call to
+  the one of them taking its descriptor (by keyword or position);
+* ``splits_rows_itself(facts, funcs)``: a model that finds document starts in the row it
+  receives (an equality test of its token-id parameter), and ``stream_row_calls``: calls
+  handing a model windows of the flat validation stream (slice bounds not derived from
+  document starts), which then hold several documents.
 
 Known limits: calls are resolved by name (the facts' call graph), so a model held in a
 variable is linked to its forward through the descriptor's keyword or position, not
@@ -146,15 +152,7 @@ def _equality_on_tokens(facts, node: cst.CSTNode, func, line) -> bool:
 def boundary_descriptor(facts, expr: cst.CSTNode, func: FuncInfo | None, line: int | None) -> bool:
     """``expr`` is positions, lengths, ids or masks of documents: derived from where validation
     tokens equal a value, and not itself token data."""
-    if token_data(facts, expr, func, line):
-        return False
-    key = ("desc", id(expr), id(func), line)
-    cache = _cache(facts)
-    if key in cache:
-        return cache[key]
-    res = _derived_from_equality(facts, expr, func, line)
-    cache[key] = res
-    return res
+    return not token_data(facts, expr, func, line) and _derived_from_equality(facts, expr, func, line)
 
 
 def _derived_from_equality(facts, expr, func, line) -> bool:
@@ -251,7 +249,7 @@ def packed_calls(facts) -> list[PackedCall]:
         if not found or not any(token_data(facts, a.value, func, ci.line) for a in args):
             continue
         out += [PackedCall(ci, kw, p, a.value) for a, kw, p in found
-                if not token_data(facts, a.value, func, ci.line)]
+                if boundary_descriptor(facts, a.value, func, ci.line)]
     cache["packed"] = out
     return out
 
