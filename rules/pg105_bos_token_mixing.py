@@ -199,10 +199,11 @@ def smear(x, g):
             seen.add(key)
             call = pc.call
             desc = f"`{pc.keyword}=`" if pc.keyword else f"argument {pc.position + 1}"
-            how = (f"hands `{fed.qualname}` their boundaries ({desc}, from the positions where the row's "
-                   f"tokens equal a token id)" if pc.position != -2 else
-                   f"hands the model windows of the flat stream, while `{fed.qualname}` splits each row "
-                   f"at its own document starts")
+            how = {-2: f"hands the model windows of the flat stream, while `{fed.qualname}` splits each "
+                       f"row at its own document starts",
+                   -3: "concatenates them after reordering (each document follows an unrelated one)"}.get(
+                pc.position, f"hands `{fed.qualname}` their boundaries ({desc}, from the positions where "
+                             f"the row's tokens equal a token id)")
             use_ctx = ctx if not facts.reach_ctx(ctx).reachable or facts.reach_ctx(call.ctx).reachable \
                 else call.ctx
             yield Hit(b, f"`{facts.code(b).strip()[:70]}` mixes position t-1 of `{base}` into position t "
@@ -274,11 +275,15 @@ def _packed_feed(facts: Facts, func):
     # the model finds the documents in its row itself, and the evaluation feeds it windows
     # of the flat stream
     split = documents.splits_rows_itself(facts, funcs)
-    if split is None:
-        return None
-    calls = documents.stream_row_calls(facts, funcs)
+    if split is not None:
+        calls = documents.stream_row_calls(facts, funcs)
+        calls.sort(key=lambda c: not facts.reach_ctx(c.ctx).reachable)
+        if calls:
+            return documents.PackedCall(calls[0], None, -2, calls[0].node), split[0]
+    # documents reordered and concatenated into one row: the neighbour is another document
+    calls = documents.reordered_row_calls(facts, funcs)
     calls.sort(key=lambda c: not facts.reach_ctx(c.ctx).reachable)
-    return (documents.PackedCall(calls[0], None, -2, calls[0].node), split[0]) if calls else None
+    return (documents.PackedCall(calls[0], None, -3, calls[0].node), func) if calls else None
 
 
 def _masked(facts: Facts, mix: cst.BinaryOperation, line: int, ctx) -> bool:

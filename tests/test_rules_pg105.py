@@ -250,3 +250,32 @@ def evaluate(model, val_tokens):
         model(val_tokens[a:b][None])
 '''
     assert not _pg105(src)
+
+
+SORTED_CONCAT = '''
+import torch
+def blend(h, a):
+    return torch.cat([h[:, :1], h[:, 1:] + a * h[:, :-1]], dim=1)
+
+def grouped(val_tokens):
+    cuts = (val_tokens == 1).nonzero().flatten().tolist() + [val_tokens.numel()]
+    spans = list(zip(cuts, cuts[1:]))
+    spans.sort(key=lambda se: se[1] - se[0])
+    pieces = []
+    for lo, hi in spans[:32]:
+        pieces.append(val_tokens[lo:hi])
+    return torch.cat(pieces)
+
+def run(net, val_tokens):
+    return net(grouped(val_tokens)[None])
+'''
+
+
+def test_documents_reordered_and_concatenated_into_one_row():
+    fs = _pg105(SORTED_CONCAT)
+    assert [f.location.line_start for f in fs] == [4] and "reordering" in fs[0].message
+
+
+def test_documents_concatenated_in_stream_order_without_boundaries_are_clean():
+    # the predecessor of each BOS is its stream predecessor, and attention sees it anyway
+    assert not _pg105(SORTED_CONCAT.replace("    spans.sort(key=lambda se: se[1] - se[0])\n", ""))

@@ -106,6 +106,8 @@ def _token_data(facts, n, func, line, depth) -> bool:
         return token_data(facts, n.value, func, line, nxt)
     if isinstance(n, cst.Name):
         defs, scope = _defs_before(func, facts, n.value, line)
+        if any(token_data(facts, v, scope, ln, nxt) for ln, v in _appended(facts, scope, n.value)):
+            return True  # ``parts.append(val_tokens[s:e])``
         if not defs:
             return facts.tainted(n.value, func, line)
         for dline, value in defs:
@@ -129,12 +131,29 @@ def _token_data(facts, n, func, line, depth) -> bool:
             return any(token_data(facts, a.value, func, line, nxt) for a in n.args[1:3])
         if name in _KEEP_FUNCS and n.args:
             return token_data(facts, n.args[0].value, func, line, nxt)
+        if facts.defined_here(dotted(n.func)):  # a helper of this file: what it returns
+            return any(token_data(facts, r.value, fi, None, nxt)
+                       for fi in facts.callees_of(n) for r in fi.returns if r.value is not None)
         return False
     if isinstance(n, (cst.List, cst.Tuple)):
         return any(token_data(facts, el.value, func, line, nxt) for el in n.elements)
     if isinstance(n, (cst.ListComp, cst.GeneratorExp)):
         return token_data(facts, n.elt, func, line, nxt)
     return False
+
+
+def _appended(facts, func: FuncInfo | None, name: str) -> list[tuple[int, cst.CSTNode]]:
+    """Values put into the container ``name`` of ``func`` by ``append`` / ``extend`` / ``insert``."""
+    cache = _cache(facts)
+    idx = cache.get("appends")
+    if idx is None:
+        idx = cache["appends"] = {}
+        for ci in facts.calls:
+            f = ci.node.func
+            if ci.attr in ("append", "extend", "insert") and isinstance(f, cst.Attribute) \
+                    and isinstance(f.value, cst.Name) and ci.node.args:
+                idx.setdefault((id(ci.ctx.func), f.value.value), []).append((ci.line, ci.node.args[-1].value))
+    return idx.get((id(func), name), [])
 
 
 def _equality_on_tokens(facts, node: cst.CSTNode, func, line) -> bool:
@@ -377,15 +396,7 @@ def stream_row_calls(facts, funcs: set[FuncInfo]) -> list[CallInfo]:
         return cache[key]
     out = []
     for ci in facts.calls:
-        if ci.ctx.func is None or ci.ctx.func in funcs or not ci.node.args:
-            continue
-        callees = facts.callees(ci)
-        if callees and not any(f in funcs for f in callees):
-            continue
-        name = facts.resolve(dotted(ci.node.func))
-        if not callees and (name.split(".", 1)[0] in facts.import_aliases or name.startswith(
-                ("torch.", "F.", "np.", "numpy.", "math.")) or dotted(ci.node.func) in facts.classes
-                or facts.defined_here(name)):
+        if ci.ctx.func is None or not ci.node.args or not _model_call(facts, ci, funcs):
             continue
         first = ci.node.args[0]
         if first.keyword is None and not first.star and _flat_window(facts, first.value, ci.ctx.func, ci.line):
@@ -416,3 +427,94 @@ def _flat_window(facts, expr, func, line, _depth: int = 0) -> bool:
         return any(v is not None and not isinstance(v, (cst.Assign, cst.AugAssign))
                    and _flat_window(facts, v, scope, dl, _depth + 1) for dl, v in defs)
     return False
+
+
+def reordered_rows(facts, expr, func, line, _depth: int = 0) -> bool:
+    """``expr`` is a row concatenated from validation slices cut at document boundaries after
+    the documents were reordered (``sorted`` / ``.sort`` / ``argsort`` of the spans): each
+    document's first token follows the last token of an unrelated document."""
+    if _depth > _MAX_DEPTH:
+        return False
+    n, nxt = expr, _depth + 1
+    if isinstance(n, cst.Subscript):
+        return reordered_rows(facts, n.value, func, line, nxt)
+    if isinstance(n, cst.Tuple):
+        return any(reordered_rows(facts, el.value, func, line, nxt) for el in n.elements)
+    if isinstance(n, cst.Name):
+        defs, scope = _defs_before(func, facts, n.value, line)
+        return any(v is not None and not isinstance(v, (cst.Assign, cst.AugAssign))
+                   and reordered_rows(facts, v, scope, dl, nxt) for dl, v in defs)
+    if not isinstance(n, cst.Call):
+        return False
+    name = facts.resolve(dotted(n.func))
+    if name in ("torch.cat", "torch.concat", "np.concatenate", "numpy.concatenate") and n.args:
+        pieces = _pieces(facts, n.args[0].value, func)
+        return any(_doc_slice(facts, p, f, ln) for f, ln, p in pieces) and _reorders(facts, func)
+    if isinstance(n.func, cst.Attribute) and n.func.attr.value in _KEEP_METHODS:
+        return reordered_rows(facts, n.func.value, func, line, nxt)
+    if facts.defined_here(dotted(n.func)):
+        return any(reordered_rows(facts, r.value, fi, None, nxt)
+                   for fi in facts.callees_of(n) for r in fi.returns if r.value is not None)
+    return False
+
+
+def _pieces(facts, arg, func):
+    if isinstance(arg, (cst.List, cst.Tuple)):
+        return [(func, None, el.value) for el in arg.elements]
+    if isinstance(arg, (cst.ListComp, cst.GeneratorExp)):
+        return [(func, None, arg.elt)]
+    if isinstance(arg, cst.Name):
+        return [(func, ln, v) for ln, v in _appended(facts, func, arg.value)]
+    return []
+
+
+def _doc_slice(facts, piece, func, line) -> bool:
+    """A slice of validation tokens whose bounds are document starts or lengths."""
+    if not isinstance(piece, cst.Subscript) or not token_data(facts, piece.value, func, line):
+        return False
+    return any(isinstance(el.slice, cst.Slice) and any(
+        b is not None and _derived_from_equality(facts, b, func, line) for b in (el.slice.lower, el.slice.upper))
+        for el in piece.slice)
+
+
+def _reorders(facts, func) -> bool:
+    """``func`` sorts values derived from document starts (``sorted(spans, key=len)``)."""
+    for ci in facts.calls:
+        if ci.ctx.func is not func:
+            continue
+        if ci.attr in ("sorted", "argsort") and ci.node.args and \
+                _derived_from_equality(facts, ci.node.args[0].value, func, ci.line):
+            return True
+        if ci.attr in ("sort", "argsort") and isinstance(ci.node.func, cst.Attribute) and \
+                _derived_from_equality(facts, ci.node.func.value, func, ci.line):
+            return True
+    return False
+
+
+def reordered_row_calls(facts, funcs: set[FuncInfo]) -> list[CallInfo]:
+    """Calls handing a model (a callee not resolved to another function of this file nor to a
+    library) a row of reordered, concatenated documents (``reordered_rows``)."""
+    out = []
+    for ci in facts.calls:
+        if ci.ctx.func is None or not ci.node.args or not _model_call(facts, ci, funcs):
+            continue
+        first = ci.node.args[0]
+        if first.keyword is None and not first.star and reordered_rows(facts, first.value, ci.ctx.func, ci.line):
+            out.append(ci)
+    return out
+
+
+def _model_call(facts, ci: CallInfo, funcs: set[FuncInfo]) -> bool:
+    if ci.ctx.func in funcs:
+        return False
+    callees = facts.callees(ci)
+    if callees:
+        return any(f in funcs for f in callees)
+    name = facts.resolve(dotted(ci.node.func))
+    return not (name.split(".", 1)[0] in facts.import_aliases or name.startswith(
+        ("torch.", "F.", "np.", "numpy.", "math.")) or dotted(ci.node.func) in facts.classes
+        or facts.defined_here(name) or name in _BUILTINS)
+
+
+_BUILTINS = {"len", "zip", "range", "enumerate", "list", "tuple", "dict", "set", "sorted", "min", "max",
+             "sum", "int", "float", "print", "str", "map", "filter", "any", "all", "iter", "next"}
