@@ -45,6 +45,10 @@ class BosTokenMixing(Rule):
         together with boundaries derived from where the row's tokens equal a token
         id (``cu_seqlens`` for varlen attention, document ids, a block mask), and
         that descriptor reaches the mixing function or a function that runs it.
+        Also: a model that splits its own rows at BOS (an equality test of its
+        token-id parameter) fed windows of the flat validation stream; and rows
+        concatenated from documents after sorting them (length-sorted packing),
+        where each document follows an unrelated one.
         Rows that each hold one document (spans found at BOS, one per row, padded,
         position 0 kept or zero-padded) get no finding, nor does a flat stream
         scored without boundaries (the predecessor is legal context). A shift built
@@ -70,9 +74,15 @@ class BosTokenMixing(Rule):
         parameter is recognised by its name (bos, boundary, doc_mask, keep...).
         Shifts of tensors whose names say token ids (``ids``, ``tok``, ``idx``,
         ``input``) are taken as input/target splits or token hashes, not mixing.
-        Packing without a descriptor (documents concatenated in a row and scored
-        with full attention) is not flagged: attention sees the same neighbours.
-        Recurrent state and convolutions are not analysed.
+        Documents concatenated in stream order with no descriptor (full attention)
+        are not flagged: the neighbour is the stream predecessor, which attention
+        sees too. A model held in a variable is taken to run the mix when the call
+        resolves to no function of this file nor to a library. Rows filled item by
+        item into a zero tensor are not followed as rows. The data-flow facts are
+        flow-insensitive within a function. Whether the packed evaluation is the
+        one behind the headline is left to reachability (a diagnostic evaluation
+        that runs by default counts). Recurrent state and convolutions are not
+        analysed.
     """
 
     code = "PG105"
