@@ -112,10 +112,14 @@ class TrainDataAfterWindow(Rule):
 
     Known limits:
         The training loop is recognised as a loop that steps an optimizer and
-        reads training data; training data by names (``train_*`` plus
-        files/loader/tokens/shards…) and ``fineweb_train`` strings followed
-        through assignments and arguments, not through object attributes set
-        elsewhere (``self.loader``). Whether calibration fits the window is
+        reads training data. Training data is the shared flow's ``TRAIN`` label
+        (``facts/flow.py``: values from ``fineweb_train_*`` / ``train_*`` shard
+        literals through assignments, config fields, calls and parameters); a read
+        in a function called after the loop counts when that call chain passes it
+        training data. By name only: a parameter of a function no call in the file
+        reaches (``train_loader``, ``train_files``), and a value defined by a call
+        whose callee does not look like loading (``names.TRAIN_CARRY_RE``) is a
+        statistic of the data, not the data (``calib = collect_hessians(..)``). Whether calibration fits the window is
         judged from the code's shape (a reserve setting, a training-time
         measurement after it), not from logged times.
     """

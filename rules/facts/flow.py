@@ -425,14 +425,17 @@ class FlowFacts:
                     stack.extend(el.value for el in t.elements)
                 elif isinstance(t, cst.StarredElement):
                     stack.append(t.value)
-                elif isinstance(t, cst.Attribute):
+                elif isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name):
                     on_self = (func is not None and func.cls is not None and bool(func.params)
-                               and isinstance(t.value, cst.Name) and t.value.value == func.params[0])
-                    idx.setdefault(t.attr.value, []).append((ai.value, func, ai.line, on_self))
-        classes = set(self.classes)
+                               and t.value.value == func.params[0])
+                    if on_self or self._config_object(t.value.value, func):
+                        idx.setdefault(t.attr.value, []).append((ai.value, func, ai.line, on_self))
+        with_init = {fi.cls for fi in self.funcs_by_name.get("__init__", ())}
         for ci in self.calls:
             callee = ci.attr or ""
-            if callee in classes or callee in _CTOR_FACTORIES:  # ``Hyperparameters(val_files=...)``
+            # ``Hyperparameters(val_files=...)`` for a class without its own ``__init__`` (a
+            # dataclass-like config); an ``__init__``'s parameters stay with the instance
+            if (callee in self.classes and callee not in with_init) or callee in _CTOR_FACTORIES:
                 for a in ci.node.args:
                     if a.keyword is not None:
                         idx.setdefault(a.keyword.value, []).append((a.value, ci.ctx.func, ci.line, False))
@@ -448,6 +451,19 @@ class FlowFacts:
                     idx.setdefault(field, []).append((dest, ci.ctx.func, ci.line, False))
         self._fields_idx = idx
         return idx
+
+    def _config_object(self, name: str, func: FuncInfo | None) -> bool:
+        """``name`` (in ``func``, else at module level) is bound to an instance of a class
+        of this file or a namespace: ``args = Hyperparameters()``, ``cfg = SimpleNamespace()``.
+        Attributes set on other objects (``param.data = ..``) are not fields."""
+        for scope in ((func.defs,) if func is not None else ()) + (self.module_defs,):
+            for _ln, v in scope.get(name, ()):
+                if isinstance(v, cst.Call):
+                    f = v.func
+                    callee = f.attr.value if isinstance(f, cst.Attribute) else getattr(f, "value", "")
+                    if callee in self.classes or callee in _CTOR_FACTORIES:
+                        return True
+        return False
 
     def _imported_roots(self) -> set[str]:
         roots = getattr(self, "_imported", None)
