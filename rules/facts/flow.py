@@ -25,7 +25,14 @@ From there a label follows:
 * parameters: inside a function, a parameter carries what every call in the file
   passes for it (or its default).
 
-Fallback by name (the one place identifiers decide): a parameter of a function
+Training data stops at a statistic: a name defined by a call whose callee does not
+look like loading or converting data (``names.TRAIN_CARRY_RE``: ``calib =
+collect_hessians(..)``, ``n = count(..)``) holds something computed from the data,
+which code after the training window may use; it keeps ``VAL`` (a statistic of
+validation tokens is still fitted on them). Tuple unpacking ``a, b = f(..)`` takes
+the matching element of the returned tuple.
+
+Fallback by name (the one place identifiers decide, besides the statistic cut): a parameter of a function
 that no call in this file reaches (an entry point called from outside the file,
 a function only passed as a value, a snippet), or an attribute no assignment in
 the file defines, is labelled by its name (``names.is_val_name`` /
