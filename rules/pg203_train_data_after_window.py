@@ -8,129 +8,59 @@ import libcst as cst
 from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
-from .facts.names import CALIBRATION_NAME_RE
+from .facts.names import CALIBRATION_NAME_RE, TRAIN, is_train_string
 from .facts import CallInfo, Facts, FuncInfo, base_name, bound_names, dotted, iter_nodes, target_names
-from .facts.nodes import literal_text
 
-_SPLIT = re.compile(r"[_\W]+")
-_DATA_PARTS = {"files", "file", "loader", "loaders", "tokens", "toks", "data", "stream", "shards", "shard",
-               "pattern", "ds", "dataset", "iter", "iterator", "glob", "paths", "bins"}
-_NOT_DATA = {"size", "len", "seq", "steps", "step", "every", "frac", "count", "max", "min", "time", "ms",
-             "seconds", "lr", "loss", "bpb", "batch", "log", "num", "n", "per", "bytes"}
 _LOG_RE = re.compile(r"(log|print)")
 _EVAL_ENTRY_RE = re.compile(r"(^|_)(eval|evaluate|score|scoring|slot|ttt|test_time)(_|$)", re.I)
 _NOT_READ = {"print", "len", "str", "repr", "format", "int", "float", "isinstance", "info", "debug", "warning",
              "log", "log0", "print0", "sorted", "glob_count", "exists", "isfile", "join", "write"}
-# calls through which a value still *is* training data (a loader, a shard, a batch)
-_CARRY_RE = re.compile(r"(load|read|shard|loader|stream|batch|token|glob|sorted|list|iter|next|from_numpy|"
-                       r"memmap|fromfile|open|tensor|to|cuda|long|int|view|reshape|cat|stack|dataset)", re.I)
 _CLOCK_RE = re.compile(r"(^|\.)(perf_counter|perf_counter_ns|time|monotonic|monotonic_ns)$")
 _TIMER_RE = re.compile(r"(train(ing)?_time|train_ms|training_ms|elapsed_train)", re.I)
-
-
-def is_train_data_name(name: str) -> bool:
-    parts = [p for p in _SPLIT.split(name.lower()) if p]
-    if "train" not in parts and "training" not in parts:
-        return False
-    if any(p in _NOT_DATA for p in parts):
-        return False
-    return any(p in _DATA_PARTS for p in parts)
-
-
-class _Train:
-    """Which expressions hold training data (names, ``fineweb_train_*`` strings,
-    followed through assignments and function arguments)."""
-
-    def __init__(self, facts: Facts) -> None:
-        self.f = facts
-        self.cache: dict = {}
-        self.any_literal = any("fineweb_train" in text for _ln, text, _ctx in facts.strings)
-
-    def expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int, depth: int = 0) -> bool:
-        key = (node, func, line, depth)  # the full query: see FlowFacts on why no cycle guard
-        if key in self.cache:
-            return self.cache[key]
-        names = self.f.names(node) - bound_names(node)
-        res = any(is_train_data_name(n) for n in names)
-        if not res and self.any_literal:  # a "fineweb_train_*" literal inside the node
-            res = any("fineweb_train" in (literal_text(n) or "") for n in iter_nodes(node))
-        if not res and depth < 4:
-            for n in names:
-                if self._name(n, func, line, depth + 1):
-                    res = True
-                    break
-        self.cache[key] = res
-        return res
-
-    def _name(self, name: str, func: FuncInfo | None, line: int, depth: int) -> bool:
-        scope = func.defs if func is not None else self.f.module_defs
-        defs = scope.get(name)
-        if not defs:
-            return False
-        before = [d for d in defs if d[0] <= line] or defs
-        dline, value = before[-1]
-        if value is None:  # a parameter: what do callers pass?
-            return func is not None and self._param(func, name, depth)
-        if isinstance(value, cst.Call) and not _CARRY_RE.search(_callee(value)):
-            return False  # a statistic computed from the data is not the data
-        return self.expr(value, func, dline, depth)
-
-    def _param(self, fi: FuncInfo, param: str, depth: int) -> bool:
-        try:
-            idx = [p.name.value for p in fi.node.params.params].index(param)
-        except ValueError:
-            idx = -1
-        if fi.cls is not None and idx >= 0:
-            idx -= 1
-        for ci in self.f.calls:
-            if ci.attr != fi.name or fi not in self.f.callees(ci):
-                continue
-            pos = [a for a in ci.node.args if a.keyword is None and not a.star]
-            arg = next((a.value for a in ci.node.args if a.keyword is not None and a.keyword.value == param), None)
-            if arg is None and 0 <= idx < len(pos):
-                arg = pos[idx].value
-            if arg is not None and self.expr(arg, ci.ctx.func, ci.line, depth):
-                return True
-        return False
 
 
 def _call_info(facts: Facts, node: cst.Call) -> CallInfo:
     return next(ci for ci in facts.calls if ci.node is node)
 
 
-def _callee(call: cst.Call) -> str:
-    f = call.func
-    if isinstance(f, cst.Attribute):
-        return f.attr.value
-    return f.value if isinstance(f, cst.Name) else ""
-
-
-def _reads(facts: Facts, tr: _Train, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, object, str]]:
-    """(line, node, ctx, text) of training-data reads directly in ``func``."""
+def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, object, str, frozenset]]:
+    """(line, node, ctx, text, labels) of the calls and loops directly in ``func`` whose
+    receiver, arguments or iterable may carry training data: ``labels`` is what they carry
+    with ``func``'s parameters left open (``@p``, see ``Facts.summary``), so that a caller
+    can say whether the call it makes passes training data."""
     out = []
     seen: set[int] = set()
     calls = facts.calls_by_func.get(func, ())
     # what a log line counts (``len(glob("fineweb_train_*"))``) is not data the model sees
     logged = {n for ci in calls if _LOG_RE.match(ci.attr or "") for n in iter_nodes(ci.node)}
     scoped = _comprehension_scopes(func.node if func is not None else facts.module) if calls else {}
+
+    def carried(labels: frozenset) -> bool:
+        return any(x == TRAIN or x.startswith("@") for x in labels)
+
     for ci in calls:
         if ci.line in seen or ci.attr in _NOT_READ or ci.node in logged:
             continue
         local = scoped.get(ci.node, set())  # `x` in `(int(x) for x in spec.split(","))`
         recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
-        hit = recv is not None and base_name(recv) not in local and tr.expr(recv, func, ci.line)
-        if not hit:
-            hit = any(tr.expr(a.value, func, ci.line) for a in ci.node.args
-                      if not (local and facts.names(a.value) <= local)
-                      and (not isinstance(a.value, (cst.FormattedString, cst.SimpleString))
-                           or "fineweb_train" in facts.code(a.value)))
-        if hit:
+        labels: set = set()
+        if recv is not None and base_name(recv) not in local:
+            labels |= facts.summary(recv, func, ci.line)
+        for a in ci.node.args:
+            if (local and facts.names(a.value) <= local) or (
+                    isinstance(a.value, (cst.FormattedString, cst.SimpleString))
+                    and not is_train_string(facts.code(a.value))):
+                continue
+            labels |= facts.summary(a.value, func, ci.line)
+        if carried(frozenset(labels)):
             seen.add(ci.line)
-            out.append((ci.line, ci.node, ci.ctx, facts.code(ci.node).strip()))
+            out.append((ci.line, ci.node, ci.ctx, facts.code(ci.node).strip(), frozenset(labels)))
     for li, ctx in facts.loops:
-        if li.func is func and li.iter is not None and li.start not in seen and tr.expr(li.iter, func, li.start):
-            seen.add(li.start)
-            out.append((li.start, li.node, ctx, "for ... in " + facts.code(li.iter).strip()))
+        if li.func is func and li.iter is not None and li.start not in seen:
+            labels = facts.summary(li.iter, func, li.start)
+            if carried(labels):
+                seen.add(li.start)
+                out.append((li.start, li.node, ctx, "for ... in " + facts.code(li.iter).strip(), labels))
     return out
 
 
@@ -182,10 +112,14 @@ class TrainDataAfterWindow(Rule):
 
     Known limits:
         The training loop is recognised as a loop that steps an optimizer and
-        reads training data; training data by names (``train_*`` plus
-        files/loader/tokens/shards…) and ``fineweb_train`` strings followed
-        through assignments and arguments, not through object attributes set
-        elsewhere (``self.loader``). Whether calibration fits the window is
+        reads training data. Training data is the shared flow's ``TRAIN`` label
+        (``facts/flow.py``: values from ``fineweb_train_*`` / ``train_*`` shard
+        literals through assignments, config fields, calls and parameters); a read
+        in a function called after the loop counts when that call chain passes it
+        training data. By name only: a parameter of a function no call in the file
+        reaches (``train_loader``, ``train_files``), and a value defined by a call
+        whose callee does not look like loading (``names.TRAIN_CARRY_RE``) is a
+        statistic of the data, not the data (``calib = collect_hessians(..)``). Whether calibration fits the window is
         judged from the code's shape (a reserve setting, a training-time
         measurement after it), not from logged times.
     """
@@ -263,7 +197,7 @@ def main(args, model, opt, train_loader):
     hessians = collect_hessians(model, train_loader, 64)  # expect: warning
     return model.quantize(hessians)
 if __name__ == "__main__":
-    main(None, None, None, None)
+    main(None, None, None, TokenLoader("data/fineweb_train_*.bin"))
 ''',
         # calibration batches drawn in a comprehension after the loop, but the training time is
         # measured before them and nothing is reserved
@@ -279,7 +213,7 @@ def train(cfg, model, opt, train_loader):
     stats = collect_calibration(model, [(x.cuda(), y) for x, y in batches])
     return elapsed_ms, stats
 if __name__ == "__main__":
-    train(None, None, None, None)
+    train(None, None, None, TokenLoader("data/fineweb_train_*.bin"))
 ''',
         # a non-calibration read after the loop is not excused by a later time measurement
         '''
@@ -293,7 +227,7 @@ def train(cfg, model, opt, train_loader):
     model.distill(extra)
     return 1000 * (time.perf_counter() - t0)
 if __name__ == "__main__":
-    train(None, None, None, None)
+    train(None, None, None, TokenLoader("data/fineweb_train_*.bin"))
 ''',
         # training reads in an evaluation entry point (never called from the training code)
         '''
@@ -313,7 +247,7 @@ def main(model, opt, train_loader, args):
     int4_layers = set(int(x) for x in args.int4_layers.split(",") if x.strip())
     return model.quantize(int4_layers)
 if __name__ == "__main__":
-    main(None, None, None, None)
+    main(None, None, TokenLoader("data/fineweb_train_*.bin"), None)
 ''',
         # a function that runs training then evaluation (`train_and_eval`): it logs the shard
         # count before the training call, and a lambda's `x` after the loop is not the batch `x`
@@ -351,7 +285,7 @@ def main(args, model, opt, train_loader):
     hessians = collect_hessians(model, train_loader, 64)
     return model.quantize(hessians)
 if __name__ == "__main__":
-    main(Hyperparameters(), None, None, None)
+    main(Hyperparameters(), None, None, TokenLoader("data/fineweb_train_*.bin"))
 ''',
         # calibration measured inside the training time (timer stops after it)
         '''
@@ -366,7 +300,7 @@ def main(args, model, opt, train_loader):
     print(f"train_time:{training_time_ms:.0f}ms")
     return model.quantize(hessians)
 if __name__ == "__main__":
-    main(None, None, None, None)
+    main(None, None, None, TokenLoader("data/fineweb_train_*.bin"))
 ''',
         # calibration batches (a comprehension feeding the calibration call) counted in the returned
         # training time: the clock is read after them, from the start taken before the loop
@@ -381,7 +315,7 @@ def train(cfg, model, opt, train_loader):
     stats = collect_calibration(model, [(x.cuda(), y) for x, y in batches])
     return (time.perf_counter() - t0) * 1000, stats
 if __name__ == "__main__":
-    train(None, None, None, None)
+    train(None, None, None, TokenLoader("data/fineweb_train_*.bin"))
 ''',
         # the same comprehension with a reserve carved out of the training budget
         '''
@@ -398,7 +332,7 @@ def train(cfg, model, opt, train_loader):
     calib = collect_hessians(model, [train_loader.next_batch(cfg.tokens, cfg.seq_len) for _ in range(8)])
     return train_ms, calib
 if __name__ == "__main__":
-    train(None, None, None, None)
+    train(None, None, None, TokenLoader("data/fineweb_train_*.bin"))
 ''',
         # after the loop only validation data and logging of the train pattern
         '''
@@ -409,13 +343,14 @@ def main(args, model, opt, train_loader, val_tokens):
     print(f"train_files:{args.train_files}")
     return evaluate(model, val_tokens)
 if __name__ == "__main__":
-    main(None, None, None, None, None)
+    main(None, None, None, TokenLoader("data/fineweb_train_*.bin"), None)
 ''',
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
-        tr = _Train(facts)
-        reads = {f: _reads(facts, tr, f) for f in [None, *facts.funcs]}
+        raw = {f: _reads(facts, f) for f in [None, *facts.funcs]}
+        # whoever calls it: each function's reads with its parameters as every call passes them
+        reads = {f: [r[:4] for r in rs if TRAIN in facts.resolve_labels(r[4], f)] for f, rs in raw.items()}
         reserve = any(re.search(r"reserve", n, re.I) for n in facts.config) or any(
             re.search(r"reserve", n, re.I) for n in facts.refs_by_func)
         flagged: set[int] = set()
@@ -430,7 +365,8 @@ if __name__ == "__main__":
                 if line <= end or line in flagged:
                     continue
                 if isinstance(node, cst.Call) and any(
-                        reads.get(g) for g, _c in self._callees(facts, _call_info(facts, node))):
+                        self._called_reads(facts, raw, g, env)
+                        for g, _c, env in self._callees(facts, _call_info(facts, node), owner)):
                     continue  # reported inside the local function, with the route
                 calib = bool(CALIBRATION_NAME_RE.search(text.split("(")[0])) or _feeds_calibration(facts, owner, node)
                 hit = self._hit(facts, owner, end, line, node, ctx, text, None, calib, reserve)
@@ -445,8 +381,8 @@ if __name__ == "__main__":
             for ci in facts.calls_by_func.get(owner, ()):
                 if ci.line <= end or ci.line in flagged:  # the call itself was reported
                     continue
-                for fi, chain_calib in self._callees(facts, ci):
-                    for line, node, ctx, text in reads.get(fi, ()):
+                for fi, chain_calib, env in self._callees(facts, ci, owner):
+                    for line, node, ctx, text in self._called_reads(facts, raw, fi, env):
                         if line in flagged:
                             continue
                         calib = chain_calib or bool(CALIBRATION_NAME_RE.search(fi.name)) or bool(
@@ -506,22 +442,31 @@ if __name__ == "__main__":
                 end = max(end or 0, li.end)
         return end
 
-    def _callees(self, facts: Facts, ci: CallInfo):
-        """Local functions reached from call ``ci`` (transitively), with whether the
-        chain passed through a calibration-named call."""
+    def _callees(self, facts: Facts, ci: CallInfo, owner: FuncInfo | None):
+        """Local functions reached from call ``ci`` in ``owner`` (transitively), with
+        whether the chain passed through a calibration-named call and what the chain
+        passes to each parameter (``param -> labels``; the first chain found)."""
         out = []
-        todo = [(g, bool(CALIBRATION_NAME_RE.search(ci.attr or ""))) for g in facts.callees(ci)]
+        calib0 = bool(CALIBRATION_NAME_RE.search(ci.attr or ""))
+        todo = [(g, calib0, ci, owner, None) for g in facts.callees(ci)]
         seen: set = set()
         while todo and len(seen) < 200:
-            g, calib = todo.pop()
+            g, calib, call, caller, caller_env = todo.pop()
             if g in seen:
                 continue
             seen.add(g)
-            out.append((g, calib))
+            env = facts.call_env(call.node, g, caller, call.line, caller_env)
+            out.append((g, calib, env))
             for c2 in facts.calls_by_func.get(g, ()):
                 for h in facts.callees(c2):
-                    todo.append((h, calib or bool(CALIBRATION_NAME_RE.search(c2.attr or ""))))
+                    if h not in seen:
+                        todo.append((h, calib or bool(CALIBRATION_NAME_RE.search(c2.attr or "")), c2, g, env))
         return out
+
+    @staticmethod
+    def _called_reads(facts: Facts, raw: dict, fi: FuncInfo, env: dict) -> list:
+        """The reads in ``fi`` that carry training data when called with ``env``."""
+        return [r[:4] for r in raw.get(fi, ()) if TRAIN in facts.resolve_labels(r[4], fi, env)]
 
     def _hit(self, facts: Facts, owner, end: int, line: int, node, ctx, text: str,
              via: tuple | None, calib: bool, reserve: bool) -> Hit | None:

@@ -13,12 +13,15 @@ Every rule reads these instead of walking the tree again:
   reachable when referenced from reachable code (the module body, the
   ``__main__`` guard, transitively); a file without an entry point (a snippet)
   treats every function as reachable;
-* **validation-token flow**: which names hold validation data, seeded by names
-  such as ``val_tokens`` / ``args.val_files`` / ``"fineweb_val_*"`` strings /
-  ``load_validation_tokens`` and propagated through assignments (slicing,
-  indexing, ``.to()``, arithmetic, calls), ``for`` targets, function arguments
-  (caller to parameter) and return values; inside a loop a read also sees
-  definitions later in the loop body (the previous iteration's value);
+* **labelled data flow** (``flow.py``): which values hold validation data (``VAL``)
+  or training data (``TRAIN``), seeded by the literals naming their shards
+  (``"fineweb_val_*"``, ``"fineweb_train_*"``) and followed through assignments,
+  tuple unpacking, ``for`` targets, attributes (config-class fields,
+  ``self.x = ..``), calls of this file's functions (each call gets what the
+  function returns for the arguments it passes) and parameters (what the calls
+  pass); inside a loop a read also sees definitions later in the loop body (the
+  previous iteration's value). Names decide only for a parameter no call reaches
+  and an attribute nothing defines;
 * **scoring sites** (loss/NLL accumulated into totals, or an NLL computed under
   ``no_grad`` handed to a ledger / accumulator: ``ledger.score(..)``,
   ``totals.add(..)``, ``score_rows(..)``; a sum into a name that is later
@@ -28,8 +31,8 @@ Every rule reads these instead of walking the tree again:
   context, plus per-function summaries (does calling it score / update).
 
 Known limits: flow-insensitive except for "nearest preceding definition";
-aliasing through containers, attributes of objects (``self.x``) and dynamic
-dispatch are not tracked; names are matched by convention (``val``, ``loss``,
+aliasing through containers and dynamic dispatch are not tracked, attributes are
+one field per name across objects; names are matched by convention (``val``, ``loss``,
 ``nll``, ``opt``), so exotic naming weakens the facts.
 """
 

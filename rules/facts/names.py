@@ -23,14 +23,52 @@ _VAL_DATA_HEADS = {"x", "y", "tok", "toks", "token", "tokens", "data", "ids", "d
                    "stream", "seq", "seqs", "batch", "inputs", "targets", "shard", "shards", "fineweb", "all"}
 
 
+# Data labels of the flow analysis (``flow.py``).
+VAL = "val"
+TRAIN = "train"
+
 # The pseudo-name a validation-data path literal adds to the names of the node holding it.
 VAL_STRING = "__VAL_STRING__"
+
+_WS = re.compile(r"\s")
+
+
+def _names_split(text: str, split: str) -> bool:
+    """``text`` names a shard of ``split``: ``fineweb_val_*.bin``, ``.../val_000.bin``, a
+    ``train_*`` glob. Path-like only (no whitespace), so a log line ``"val_loss * 2"``
+    is not a source."""
+    if f"fineweb_{split}" in text:
+        return True
+    if _WS.search(text):
+        return False
+    return bool(re.search(rf"(^|[/\\_.*'\"-]){split}(id|idation|ing)?_[^/]*(\*|\.bin['\"]?$)", text))
+
+
+def source_labels(text: str) -> frozenset:
+    """The data labels a string literal is a source of (the shards it names)."""
+    out = set()
+    if _names_split(text, "val"):
+        out.add(VAL)
+    if _names_split(text, "train"):
+        out.add(TRAIN)
+    return frozenset(out)
 
 
 def is_val_string(text: str) -> bool:
     """A literal naming validation data: ``fineweb_val_*.bin``, a ``val_*`` glob."""
-    return "fineweb_val" in text or ("val_" in text and "*" in text)
+    return _names_split(text, "val")
 
+
+def is_train_string(text: str) -> bool:
+    """A literal naming training data: ``fineweb_train_*.bin``, a ``train_*`` glob."""
+    return _names_split(text, "train")
+
+
+# ---------------------------------------------------------------------------
+# Names that say "validation data" / "training data". The flow analysis uses them
+# only as a fallback, for a value the file gives no source for: a parameter of a
+# function no call in the file reaches, an attribute no assignment defines (see
+# ``flow.py``).
 
 def is_val_name(name: str) -> bool:
     parts = [p for p in _SPLIT.split(name.lower()) if p]
@@ -40,6 +78,30 @@ def is_val_name(name: str) -> bool:
     if hits == [len(parts) - 1] and len(parts) > 1 and parts[-1] == "val":
         return parts[-2] in _VAL_DATA_HEADS
     return True
+
+
+_TRAIN_DATA_PARTS = {"files", "file", "loader", "loaders", "tokens", "toks", "data", "stream", "shards", "shard",
+                     "pattern", "ds", "dataset", "iter", "iterator", "glob", "paths", "bins"}
+_NOT_TRAIN_DATA = {"size", "len", "seq", "steps", "step", "every", "frac", "count", "max", "min", "time", "ms",
+                   "seconds", "lr", "loss", "bpb", "batch", "log", "num", "n", "per", "bytes"}
+
+
+def is_train_data_name(name: str) -> bool:
+    """``train_files``, ``train_loader``, ``training_tokens``: not ``train_seq_len``."""
+    parts = [p for p in _SPLIT.split(name.lower()) if p]
+    if "train" not in parts and "training" not in parts:
+        return False
+    if any(p in _NOT_TRAIN_DATA for p in parts):
+        return False
+    return any(p in _TRAIN_DATA_PARTS for p in parts)
+
+
+# Calls through which a value still *is* training data (a loader, a shard, a batch, a
+# conversion); a name defined by any other call holds a statistic of the data
+# (``calib = collect_hessians(..)``, ``n = count(..)``), which code after the training
+# window may use: the ``TRAIN`` label stops there (``flow.py``).
+TRAIN_CARRY_RE = re.compile(r"(load|read|shard|loader|stream|batch|token|glob|sorted|list|iter|next|from_numpy|"
+                            r"memmap|fromfile|open|tensor|to|cuda|long|int|view|reshape|cat|stack|dataset)", re.I)
 
 
 def is_loss_name(name: str) -> bool:
