@@ -53,7 +53,7 @@ class LintConfig:
     supplies; they override the defaults written in the code.
     ``evidence_lines``: ``(source file, line, text)`` of log / README /
     submission.json lines; a finding on switched-off code becomes ILLEGAL when
-    one of them shows that the path ran (its distinctive log label, or an
+    one of them shows that the path ran (a log line only that path prints, or an
     assignment of the switch such as ``NGRAM_EVAL_ORDER=5``).
     ``headlines``: ``(log, line, text)`` of each log's headline metric line (the
     score the submission reports, as ``auditor.evidence`` picks it); the code that
