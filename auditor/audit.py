@@ -90,7 +90,9 @@ def lint_record(record: Record, env: dict[str, str]) -> list[Finding]:
 
     if record.script is None:
         return []
-    config = rules.LintConfig(env=dict(env), evidence_lines=evidence_lines(record))
+    config = rules.LintConfig(env=dict(env), evidence_lines=evidence_lines(record),
+                              headlines=[(run.log, run.headline.line, run.headline.text)
+                                         for run in record.logs if run.headline is not None])
     findings: list[Finding] = []
     for unit in [record.script, *record.linked]:
         findings += rules.lint(unit, config)

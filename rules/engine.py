@@ -2,10 +2,25 @@
 
 A rule yields :class:`Hit` objects (a node or a line range, a message, the
 evidence). The engine turns hits into :class:`auditor.findings.Finding`s and
-applies reachability: a hit on code the effective configuration never runs is
-downgraded to a WARNING naming the switch, unless ``LintConfig.env`` or an
-evidence line (a log / README / submission.json line) shows the path ran, in
-which case it stays at the rule's severity and cites that line.
+judges each by where it sits:
+
+* on code the effective configuration switches off (or that nothing calls): a
+  WARNING naming the switch, unless ``LintConfig.env`` or an evidence
+  line shows the path ran: a line setting the switch, a log line that only a log
+  call of that path can have printed (``rules.facts.headline.printers``), a
+  message piece printed only when the switch is on, or README / submission.json
+  text naming the path or the rule's technique. Then it keeps the rule's severity
+  and cites that line. A word that another path's log call also prints is never
+  evidence;
+* on code that runs: judged fully on the headline path (the evaluation whose
+  result the logs' headline line prints, ``LintConfig.headlines``); a WARNING on
+  another evaluation; judged fully, saying so, when the headline is unknown.
+
+Known limits: README text "naming the path" is matched on the words of the
+switch's configuration name and the string its test selects (``TTT_ENABLED`` and
+``ttt_mode == "standard"`` -> ttt, standard), less a fixed list of generic parts
+(enabled, use, mode ...); a switch named unlike its technique is not recognised by
+that route (the log routes and the rule's technique phrases remain).
 
 Parse errors never raise: ``lint_source`` returns one INFO finding
 ``PG000 parse-error`` carrying the parser's message and position, so a report
@@ -26,7 +41,8 @@ import libcst as cst
 
 from auditor.findings import Finding, Location, Severity
 
-from .facts import Facts, Reach, Switch
+from .facts import Facts, Reach, Switch, iter_nodes
+from .facts.headline import gated_pieces, headline_path, log_calls, logged_values, off_headline, printers
 
 
 @dataclass
@@ -37,12 +53,16 @@ class LintConfig:
     supplies; they override the defaults written in the code.
     ``evidence_lines``: ``(source file, line, text)`` of log / README /
     submission.json lines; a finding on switched-off code becomes ILLEGAL when
-    one of them shows that the path ran (its distinctive log label, or an
+    one of them shows that the path ran (a log line only that path prints, or an
     assignment of the switch such as ``NGRAM_EVAL_ORDER=5``).
+    ``headlines``: ``(log, line, text)`` of each log's headline metric line (the
+    score the submission reports, as ``auditor.evidence`` picks it); the code that
+    prints it decides the headline path (``rules.facts.headline``).
     """
 
     env: dict[str, str] = field(default_factory=dict)
     evidence_lines: list[tuple[str, int, str]] = field(default_factory=list)
+    headlines: list[tuple[str, int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -116,25 +136,154 @@ def _ctx_of(facts: Facts, node: cst.CSTNode | None):
     return None
 
 
-_TOKEN_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{5,}")
-_LOG_CALL_RE = re.compile(r"(print|log)", re.I)
+def _is_text_source(src: str) -> bool:
+    return src.replace("\\", "/").rsplit("/", 1)[-1].lower() in _TEXT_SOURCES
 
 
-def _labels(facts: Facts, region: tuple[int, int]) -> set[str]:
-    """Distinctive tokens of log strings printed inside ``region``."""
-    a, b = region
-    inside: set[str] = set()
-    outside: set[str] = set()
-    log_lines = {ci.line for ci in facts.calls if _LOG_CALL_RE.search(ci.attr or "")}
-    for line, text, _ctx in facts.strings:
-        toks = set(_TOKEN_RE.findall(text))
-        if a <= line <= b and line in log_lines:
-            inside |= toks
-        elif not (a <= line <= b):
-            outside |= toks
-    cfg = {n.lower() for n in facts.config} | {
-        (v.env_key or "").lower() for v in facts.config.values()}
-    return {t for t in inside if t not in outside and t.lower() not in cfg}
+def _off_regions(facts: Facts, reach: Reach, ctx) -> list[tuple[int, int]]:
+    """The lines of the switched-off path: the regions its switches guard, the
+    finding's function when that function never runs, and the functions that only
+    those regions call."""
+    regions = [sw.region for sw in reach.switches]
+    # a gate inside the function is the innermost switch: the function's other log
+    # lines show that it ran, not that the gated region did
+    local = ctx is not None and bool(facts._false_gates(ctx))
+    f = ctx.func if ctx is not None and not local else None
+    while f is not None:
+        r = facts._func_reach.get(f)
+        if r is not None and not r.reachable:
+            regions.append((f.start, f.end))
+        f = f.parent
+    for _ in range(3):
+        added = False
+        for ci in facts.calls:
+            if not any(a <= ci.line <= b for a, b in regions):
+                continue
+            for g in facts.callees(ci):
+                r = facts._func_reach.get(g)
+                if r is not None and not r.reachable and (g.start, g.end) not in regions:
+                    regions.append((g.start, g.end))
+                    added = True
+        if not added:
+            break
+    return regions
+
+
+def _own_log_line(facts: Facts, regions: list[tuple[int, int]], config: LintConfig,
+                  switches: list[Switch] = ()) -> tuple[str, int, str, str] | None:
+    """A log line that only a log call of the switched-off path can have printed: one
+    inside its regions, or under the same switch elsewhere in the function."""
+    same = {(facts.code(sw.gate.test), sw.gate.polarity, id(sw.gate.func)) for sw in switches if sw.gate is not None}
+
+    def inside(lc) -> bool:
+        return any(a <= lc.line <= b for a, b in regions) or any(
+            (facts.code(g.test), g.polarity, id(g.func)) in same for g in lc.ci.ctx.gates)
+
+    mine = [lc for lc in log_calls(facts) if inside(lc)]
+    if not mine:
+        return None
+    for src, ln, text in config.evidence_lines:
+        if _is_text_source(src) or not any(lc.anchor in text for lc in mine):
+            continue
+        ps = printers(facts, text)
+        if ps and all(inside(p) for p in ps):
+            return src, ln, text, (f"printed by the log call at line {ps[0].line} "
+                                   f"(`{ps[0].literal()[:40]}`), which only that path makes")
+    return None
+
+
+def _logged_switch_line(facts: Facts, sw: Switch, config: LintConfig) -> tuple[str, int, str, str] | None:
+    """A log line reporting the switch's own value, printed by a call that formats it
+    (``f"dirichlet={args.ngram_dirichlet}"`` -> ``dirichlet=True``), that turns the switch on."""
+    by_name = {v.name: v for v in sw.vars}
+    if not by_name or not any(lc.values for lc in log_calls(facts)):
+        return None
+    for src, ln, text in config.evidence_lines:
+        if _is_text_source(src):
+            continue
+        for lc, expr, value in logged_values(facts, text):
+            name = expr.attr.value if isinstance(expr, cst.Attribute) else getattr(expr, "value", "")
+            v = by_name.get(name)
+            if v is None or facts.config.get(name) is not v:
+                continue
+            env = {v.env_key or v.name.upper(): {"True": "1", "False": "0"}.get(value, value)}
+            if _gate_true_under(facts, sw, env):
+                return src, ln, text, (f"reports {v.name}={value}, the value line {lc.line} prints "
+                                       f"(`{facts.code(expr).strip()}`)")
+    return None
+
+
+def _gated_piece_line(facts: Facts, sw: Switch, config: LintConfig) -> tuple[str, int, str, str] | None:
+    """A log line showing a piece of a message that is printed only when the
+    switch is on (``f"{f' slot_lr={lr}' if use_slot else ''}"``)."""
+    want = {id(v) for v in sw.vars}
+    grouped = [lc for lc in log_calls(facts) if lc.groups]
+    if not want or not grouped:
+        return None
+    for src, ln, text in config.evidence_lines:
+        if _is_text_source(src) or not any(lc.anchor in text for lc in grouped):
+            continue
+        for lc, gate, piece in gated_pieces(facts, text):
+            if {id(v) for v in facts.switch_for(gate).vars} & want and facts.test_value(gate) is False:
+                return src, ln, text, (f"shows `{piece[:40]}`, which line {lc.line} prints only when "
+                                       f"`{facts.code(gate.test).strip()}` is true")
+    return None
+
+
+# parts of a switch's name that say nothing about the technique it switches
+_GENERIC_WORDS = frozenset(
+    "enabled enable use mode flag run apply do num max min order steps step size len eval type kind "
+    "the and with for".split())
+
+
+def _switch_words(facts: Facts, sw: Switch) -> set[str]:
+    """What a switch is called (``TTT_ENABLED`` -> ttt) and the string it selects
+    (``ttt_mode == "standard"`` -> standard): the words a README uses for that path."""
+    raw: list[str] = []
+    for v in sw.vars:
+        raw += re.split(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])", v.name)
+    if sw.gate is not None:
+        for n in iter_nodes(sw.gate.test):
+            if isinstance(n, cst.Comparison) and any(
+                    isinstance(c.operator, (cst.Equal, cst.In)) for c in n.comparisons):
+                for e in [n.left] + [c.comparator for c in n.comparisons]:
+                    if isinstance(e, cst.SimpleString):
+                        with contextlib.suppress(Exception):
+                            raw += re.split(r"[^A-Za-z0-9]+", str(e.evaluated_value))
+    return {w.lower() for w in raw if len(w) >= 3 and w.lower() not in _GENERIC_WORDS and not w.isdigit()}
+
+
+def _word_re(word: str) -> re.Pattern:
+    # ``ngram`` also reads ``n-gram``, ``prequant`` ``pre-quant``
+    body = "[-_ ]?".join(re.escape(ch) for ch in word)
+    return re.compile(rf"(?<![A-Za-z0-9_]){body}(?![A-Za-z0-9_])", re.I)
+
+
+def _sentences(text: str) -> list[str]:
+    # a parenthesis or a comma stays in its sentence: "X is not used (X_ORDER stays 0)"
+    return [c for c in re.split(r"(?<!\d)[.;|!?](?!\d)", text) if c.strip()]
+
+
+def _switch_text_line(facts: Facts, sw: Switch, regions: list[tuple[int, int]],
+                      config: LintConfig) -> tuple[str, int, str, str] | None:
+    """A README / submission.json line naming the switched path (every word of the
+    switch, as a word of its own, in one sentence that does not say it is off), when no log call outside
+    that path prints all of those words."""
+    words = _switch_words(facts, sw)
+    if not words:
+        return None
+    for lc in log_calls(facts):
+        if not any(a <= lc.line <= b for a, b in regions) and all(w in lc.always.lower() for w in words):
+            return None  # another path prints the same words
+    pats = [_word_re(w) for w in sorted(words)]
+    for src, ln, text in config.evidence_lines:
+        if not _is_text_source(src):
+            continue
+        for sentence in _sentences(text):
+            if all(p.search(sentence) for p in pats) and not _NEGATION_RE.search(sentence):
+                return src, ln, text, (f"names the switched path ({', '.join(sorted(words))}, "
+                                       f"from `{sw.test_text}`)")
+    return None
 
 
 def _switch_env_from_line(facts: Facts, sw: Switch, text: str) -> dict[str, str]:
@@ -202,28 +351,27 @@ def _technique_line(rule: type[Rule] | None, config: LintConfig) -> tuple[str, i
     return None
 
 
-def _upgrade(facts: Facts, reach: Reach, region: tuple[int, int] | None,
-             config: LintConfig, rule: type[Rule] | None = None) -> tuple[str, int, str, str] | None:
-    """Find an evidence line showing the switched-off path ran."""
+def _upgrade(facts: Facts, reach: Reach, ctx, config: LintConfig,
+             rule: type[Rule] | None = None) -> tuple[str, int, str, str] | None:
+    """Find an evidence line showing the switched-off path ran: a line setting its
+    switch, a log line only that path prints, or README / submission.json text about
+    that path or the rule's technique. Code that nothing calls ran only if its own log
+    line says so."""
     if not config.evidence_lines:
         return None
+    regions = _off_regions(facts, reach, ctx)
+    if not reach.switches:
+        return _own_log_line(facts, regions, config) or _technique_line(rule, config)
     for sw in reach.switches:
         for src, ln, text in config.evidence_lines:
             env = _switch_env_from_line(facts, sw, text)
             if env and _gate_true_under(facts, sw, env):
                 return src, ln, text, "sets " + ", ".join(f"{k}={v}" for k, v in env.items())
-    regions = [sw.region for sw in reach.switches]
-    if region:
-        regions.append(region)
-    labels: set[str] = set()
-    for r in regions:
-        labels |= _labels(facts, r)
-    for lab in sorted(labels):
-        pat = re.compile(rf"(?<![\w]){re.escape(lab)}(?![\w])")
-        for src, ln, text in config.evidence_lines:
-            if pat.search(text):
-                return src, ln, text, f"prints `{lab}`, a label only that code path logs"
-    return _technique_line(rule, config)
+    found = _own_log_line(facts, regions, config, reach.switches)
+    for sw in reach.switches:
+        found = (found or _logged_switch_line(facts, sw, config) or _gated_piece_line(facts, sw, config)
+                 or _switch_text_line(facts, sw, regions, config))
+    return found or _technique_line(rule, config)
 
 
 def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
@@ -263,29 +411,49 @@ def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
                 if v.env_key and v.env_key in facts.env:
                     evidence.append(f"effective config: {v.env_key}={facts.env[v.env_key]} "
                                     f"(supplied, default {v.default!r}) enables line {g.line}")
+        ran = reach.reachable
         if not reach.reachable and severity != Severity.INFO:
-            region = None
-            if ctx.func is not None:
-                region = (ctx.func.start, ctx.func.end)
-            up = _upgrade(facts, reach, region, config, rule)
+            up = _upgrade(facts, reach, ctx, config, rule)
             why = (reach.switches[0].describe() if reach.switches else
                    f"function `{reach.never_called}` is never called from the entry point"
                    if reach.never_called else "unreachable")
+            evidence.append(f"switch: {why}")
             if up is not None:
                 src, ln, text, how = up
-                evidence.append(f"switch: {why}")
                 evidence.append(f"{src}:{ln}: {text.strip()}  <- {how}: the path ran")
                 message += f" (switched off by default, but {src}:{ln} shows it ran)"
+                ran = True
             else:
                 severity = Severity.WARNING
-                evidence.append(f"switch: {why}")
                 message += f" [not run under the effective configuration: {why}]"
+        if ran and severity == Severity.ILLEGAL:
+            severity, message = _headline_judgement(facts, ctx, config, message, evidence)
     loc = Location(file, start, end, layer)
     return Finding(
         code=rule.code, slug=rule.slug, severity=severity, message=message,
         location=loc, evidence=tuple(evidence), confidence=hit.confidence,
         reference=rule.reference, key=hit.key or hit.message,
     )
+
+
+def _headline_judgement(facts: Facts, ctx, config: LintConfig, message: str,
+                        evidence: list[str]) -> tuple[Severity, str]:
+    """A finding on a path that runs is judged fully when it is on the headline
+    path (or the headline is unknown); on another evaluation it is a warning."""
+    hp = headline_path(facts, config.headlines) if config.headlines else None
+    if hp is None:
+        why = ("no code of this layer prints the logs' headline line" if config.headlines
+               else "no log headline line was given")
+        evidence.append(f"headline path: not identified ({why}); every path that runs is judged as the scored one")
+        return Severity.ILLEGAL, message
+    other = off_headline(facts, hp, ctx.func)
+    if other is None:
+        return Severity.ILLEGAL, message
+    ev, lc = other
+    evidence.append(f"headline path: {hp.describe()}")
+    evidence.append(f"this code serves `{ev.name}`, whose result line {lc.line} logs "
+                    f"(`{lc.literal()[:40]}`): another evaluation, not the reported score")
+    return Severity.WARNING, message + f" [off the headline path: serves `{ev.name}`, not the reported score]"
 
 
 PARSE_ERROR_CODE = "PG000"
