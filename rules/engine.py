@@ -4,14 +4,16 @@ A rule yields :class:`Hit` objects (a node or a line range, a message, the
 evidence). The engine turns hits into :class:`auditor.findings.Finding`s and
 judges each by where it sits:
 
-* on code the effective configuration switches off (or that nothing calls): a
-  WARNING naming the switch, unless ``LintConfig.env`` or an evidence
-  line shows the path ran: a line setting the switch, a log line that only a log
-  call of that path can have printed (``rules.facts.headline.printers``), a
-  message piece printed only when the switch is on, or README / submission.json
-  text naming the path or the rule's technique. Then it keeps the rule's severity
-  and cites that line. A word that another path's log call also prints is never
-  evidence;
+* in a function nothing calls: INFO, unless a log line only that function
+  prints shows it ran;
+* on code the effective configuration switches off: a WARNING naming the switch,
+  unless ``LintConfig.env`` or an evidence line shows the path ran: a line setting
+  the switch, a log line that only a log call of that path can have printed
+  (``rules.facts.headline.printers``), a message piece printed only when the
+  switch is on, the switch's value as a log call printed it, or README /
+  submission.json text naming the path or the rule's technique. Then it keeps the
+  rule's severity and cites that line. A word that another path's log call also
+  prints is never evidence;
 * on code that runs: judged fully on the headline path (the evaluation whose
   result the logs' headline line prints, ``LintConfig.headlines``); a WARNING on
   another evaluation; judged fully, saying so, when the headline is unknown.
@@ -361,7 +363,7 @@ def _upgrade(facts: Facts, reach: Reach, ctx, config: LintConfig,
         return None
     regions = _off_regions(facts, reach, ctx)
     if not reach.switches:
-        return _own_log_line(facts, regions, config) or _technique_line(rule, config)
+        return _own_log_line(facts, regions, config)
     for sw in reach.switches:
         for src, ln, text in config.evidence_lines:
             env = _switch_env_from_line(facts, sw, text)
@@ -423,9 +425,12 @@ def _finding(rule: type[Rule], hit: Hit, facts: Facts, file: str, layer: str,
                 evidence.append(f"{src}:{ln}: {text.strip()}  <- {how}: the path ran")
                 message += f" (switched off by default, but {src}:{ln} shows it ran)"
                 ran = True
-            else:
+            elif reach.switches:
                 severity = Severity.WARNING
                 message += f" [not run under the effective configuration: {why}]"
+            else:  # code nothing calls: info at most
+                severity = Severity.INFO
+                message += f" [never run: {why}]"
         if ran and severity == Severity.ILLEGAL:
             severity, message = _headline_judgement(facts, ctx, config, message, evidence)
     loc = Location(file, start, end, layer)

@@ -122,6 +122,19 @@ if __name__ == "__main__":
     assert _one(fs, "PG201").severity == Severity.ILLEGAL
 
 
+def test_code_nothing_calls_is_info_unless_its_own_log_line_shows_it_ran():
+    src = TWO_EVALS.replace('''    probs = model(val_tokens)
+    ng = eval_ngram(val_tokens, probs, 5)
+    log0(f"ngram_probe val_loss:{ng:.4f} val_bpb:{ng / 2:.4f}")
+''', "").replace("    return nll\n", '    log0(f"ngram_cache:done nll:{nll:.4f}")\n    return nll\n')
+    assert _one(_lint(src), "PG101").severity == Severity.INFO
+    # README text about the technique cannot make a function nothing calls run
+    readme = [("README.md", 4, "We mix a hashed n-gram cache into the model's probabilities.")]
+    assert _one(_lint(src, readme), "PG101").severity == Severity.INFO
+    ran = _one(_lint(src, [("seed1.log", 77, "ngram_cache:done nll:1234.5678")]), "PG101")
+    assert ran.severity == Severity.ILLEGAL and any("seed1.log:77" in e for e in ran.evidence)
+
+
 # ---------------------------------------------------------------- evidence for a switched-off path
 
 GATED_TTT = '''import os
