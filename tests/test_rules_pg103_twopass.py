@@ -120,7 +120,7 @@ def sweep(val_tokens, counts, model_p):
     return nll
 
 if __name__ == "__main__":
-    print(sweep(load_validation_tokens(), {}, None))
+    print(sweep(load_tokens("data/fineweb_val_*.bin"), {}, None))
 '''
 
 
@@ -139,7 +139,7 @@ class Stats:
         return (self.seen.get(t, 0) + 1) / (self.n + 50000)
 
 def main():
-    val_tokens = load_validation_tokens()
+    val_tokens = load_tokens("data/fineweb_val_*.bin")
     st = Stats()
     st.feed(val_tokens)
     nll = sum(-math.log(st.p(t)) for t in val_tokens)

@@ -126,7 +126,7 @@ def main(val_tokens):
     return None
 
 if __name__ == "__main__":
-    main(None)
+    main(load_tokens("data/fineweb_val_*.bin"))
 '''
     off = _pg105(src)
     assert [f.severity for f in off] == [Severity.WARNING] and "PACKED" in off[0].message
