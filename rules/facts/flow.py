@@ -229,9 +229,11 @@ class FlowFacts:
                         out |= self._expr(value.value, func, dline, depth + 1, sym)
                         out |= self._name(name, func, dline - 1, depth + 1, sym)
                     else:
+                        # the value reads what was bound before its own line: in
+                        # ``tokens = tokens[:n]`` the right side is the earlier ``tokens``
                         idx = self._tuple_slots().get((func, name, dline))
-                        got = (self._expr(value, func, dline, depth + 1, sym) if idx is None
-                               else self._element(value, idx, func, dline, depth + 1, sym))
+                        got = (self._expr(value, func, dline - 1, depth + 1, sym) if idx is None
+                               else self._element(value, idx, func, dline - 1, depth + 1, sym))
                         if isinstance(value, cst.Call) and not _carries_train(value):
                             got = _statistic(got)  # a statistic of training data, not the data
                         out |= got
