@@ -258,7 +258,8 @@ def _bare_space(tok: _Tok) -> list[Finding]:
     if true == 0 or abs(counted - true) <= max(1, 0.005 * true):
         return []
     mark = sp.piece_to_id(tablesim.MARK)
-    no_mark = sp.is_unknown(mark) or sp.id_to_piece(mark) != tablesim.MARK
+    no_mark = (sp.is_unknown(mark) or sp.is_control(mark) or sp.is_unused(mark)
+               or sp.id_to_piece(mark) != tablesim.MARK)
     why = ""
     if no_mark:
         space_ids = sp.encode(" 1")
