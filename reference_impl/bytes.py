@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 
-def byte_tables_np(sp, vocab_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(base_bytes int64, has_leading_space bool, is_boundary bool) as numpy arrays, one entry
-    per token id; ids beyond the tokenizer's vocabulary are boundaries of 0 bytes. The auditor
-    measures shipped tokenizers and tables against this without importing torch."""
+def build_byte_tables(sp, vocab_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return (base_bytes int64, has_leading_space bool, is_boundary bool), one entry per token id.
+
+    Ids beyond the tokenizer's vocabulary (padding of the embedding) are boundaries of 0 bytes.
+    """
     n_sp = int(sp.vocab_size())
     size = max(n_sp, vocab_size or 0)
     base = np.zeros(size, dtype=np.int64)
@@ -36,20 +38,11 @@ def byte_tables_np(sp, vocab_size: int | None = None) -> tuple[np.ndarray, np.nd
             lead[i] = True
             piece = piece[1:]
         base[i] = len(piece.encode("utf-8"))
-    return base, lead, boundary
+    return torch.from_numpy(base), torch.from_numpy(lead), torch.from_numpy(boundary)
 
 
-def build_byte_tables(sp, vocab_size: int | None = None):
-    """Return (base_bytes int64, has_leading_space bool, is_boundary bool) torch tensors."""
-    import torch
-
-    return tuple(torch.from_numpy(t) for t in byte_tables_np(sp, vocab_size))
-
-
-def count_bytes(prev_ids, tgt_ids, tables):
+def count_bytes(prev_ids: torch.Tensor, tgt_ids: torch.Tensor, tables) -> torch.Tensor:
     """Bytes of each target token given its predecessor (same shape as tgt_ids)."""
-    import torch
-
     base, lead, boundary = (t.to(tgt_ids.device) for t in tables)
     return base[tgt_ids] + (lead[tgt_ids] & ~boundary[prev_ids]).to(torch.int64)
 

@@ -217,7 +217,6 @@ def _load_sentencepiece(path: Path, name: str, findings: list[Finding]) -> _Tok 
     try:
         import sentencepiece as spm
 
-        from reference_impl.bytes import byte_tables_np
     except ImportError:
         findings.append(BYTE_TABLE.finding(
             Severity.INFO, f"{name}: sentencepiece is not installed here, so the tokenizer was not measured",
@@ -228,7 +227,6 @@ def _load_sentencepiece(path: Path, name: str, findings: list[Finding]) -> _Tok 
         sp.LoadFromSerializedProto(data)
         if sp.vocab_size() <= 0:
             raise ValueError("no pieces")
-        base, lead, _bound = byte_tables_np(sp)
     except Exception as exc:  # a .model that is not a sentencepiece model
         findings.append(BYTE_TABLE.finding(
             Severity.WARNING,
@@ -236,16 +234,30 @@ def _load_sentencepiece(path: Path, name: str, findings: list[Finding]) -> _Tok 
             "tokens cannot be checked",
             Location(name), key=f"bad-model:{name}"))
         return None
+    tables = canonical_tables(sp)
+    if tables is None:
+        findings.append(BYTE_TABLE.finding(
+            Severity.INFO, f"{name}: the reference byte table needs torch, not installed here; not measured",
+            Location(name), key=f"no-torch:{name}"))
+        return None
+    base, lead, _bound = tables
     return _Tok(name, [int(x) for x in base], [bool(x) for x in lead], sp)
+
+
+def canonical_tables(sp):
+    """The reference implementation's (base, leading space, boundary) as lists, or None without torch."""
+    try:
+        from reference_impl.bytes import build_byte_tables
+    except ImportError:
+        return None
+    return tuple(t.tolist() for t in build_byte_tables(sp))
 
 
 def _bare_space(tok: _Tok) -> list[Finding]:
     """Count a sample text with the canonical table on this tokenizer; it must equal the text's bytes."""
     sp = tok.sp
     try:
-        from reference_impl.bytes import byte_tables_np
-
-        base, lead, bound = byte_tables_np(sp)
+        base, lead, bound = canonical_tables(sp)
         ids = sp.encode(SAMPLE_TEXT)
         text = sp.decode(ids)
     except Exception:
