@@ -311,3 +311,25 @@ def test_clamped_targets_without_log_evidence_warn(tmp_path):
 def test_clamped_logits_are_not_the_target_stream(tmp_path):
     script = CLAMPED.replace("y = y.clamp(0, self.vocab - 1)", "x = x.clamp(-30, 30)")
     assert stream.check(load(_folder(tmp_path, {"train_gpt.py": script}))) == []
+
+
+def test_structured_log_events(tmp_path):
+    log = ':::PGOLF {"event":"train_end","train_time_ms":600100,"steps":10}\n' \
+          "gptq:collecting hessians from training data\n"
+    found = _pg203(tmp_path, log)
+    assert len(found) == 1 and found[0].severity == Severity.ILLEGAL
+    reserved = ':::PGOLF {"event":"config","seed":1,"gptq_reserve_s":8.0}\n' + log.replace("600100", "592000")
+    assert _pg203(tmp_path / "r", reserved) == []
+
+
+def test_garbage_files_never_crash(tmp_path):
+    out = io.BytesIO()
+    np.savez(out, base_bytes=np.array([object()] * 20, dtype=object))
+    root = _folder(tmp_path, {
+        "train_gpt.py": CANONICAL_BUILDER + "\ndef weird(sp):\n    for i in sp:\n        yield sp.id_to_piece(i) ** 2\n",
+        "a.vocab": bytes(range(256)) * 4, "b.npz": out.getvalue(), "c.model": b"", "d.json": b"{",
+        "train_seed1.log": b"\xff\xfe garbage \x00 hessian",
+    })
+    record = load(root)
+    for module in (byte_tables, window, stream):
+        module.check(record)

@@ -48,6 +48,14 @@ SAMPLE_TEXT = (
 
 
 def check(record: Record) -> list[Finding]:
+    try:
+        return _check(record)
+    except Exception as exc:  # never a crash on input: say what was not measured
+        return [BYTE_TABLE.finding(Severity.INFO, f"the byte tables could not be measured ({type(exc).__name__}: {exc})",
+                                   None, key="bytes-error")]
+
+
+def _check(record: Record) -> list[Finding]:
     findings: list[Finding] = []
     trees = _code_trees(record)
     findings += _code_tables(trees)

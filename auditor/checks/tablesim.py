@@ -454,6 +454,8 @@ def simulate_builder(node: ast.FunctionDef):
         value = ret.value
     except (_Stop, _Continue, _Break, RecursionError):
         return None
+    except Exception:  # a shape the walk models wrongly: no measurement, never a crash
+        return None
     else:
         return None
     if isinstance(value, dict):
