@@ -333,3 +333,16 @@ def test_garbage_files_never_crash(tmp_path):
     record = load(root)
     for module in (byte_tables, window, stream):
         module.check(record)
+
+
+def test_comprehension_table_with_space_replaced_and_added_again(tmp_path):
+    script = '''
+def byte_counts(sp, n):
+    return [len(sp.id_to_piece(i).replace("\\u2581", " ").encode("utf-8")) if not sp.is_byte(i) else 1
+            for i in range(n)]
+
+def flags(sp, n):
+    return [sp.id_to_piece(i).startswith("\\u2581") for i in range(n)]
+''' + ACCUM
+    found = _pg301(_folder(tmp_path, {"train_gpt.py": script}))
+    assert any(f.severity == Severity.ILLEGAL and "counted twice" in f.message for f in found)

@@ -140,6 +140,13 @@ def _code_tables(trees) -> list[Finding]:
                                 + (" and the accumulator adds it again: the space is counted twice" if accum
                                    else " while the table also flags it as a leading space"))
                 illegal = illegal or accum
+            elif lead is None and lead_ids and all(base[i] == base_c[i] + 1 for i in lead_ids):
+                if accum is None:
+                    accum = _adds_space_flag(trees)
+                if accum:  # the space is in this table and the code's accumulator adds a space byte too
+                    problems.append("the leading space is in the table (+1 on every \u2581 piece) and an "
+                                    "accumulator adds a space byte as well: the space is counted twice")
+                    illegal = True
             byte_vals = sorted({base[i] for i, k in enumerate(kinds) if k == "b"})
             if byte_vals != [1]:
                 problems.append(f"byte-fallback pieces count {', '.join(map(str, byte_vals))} bytes, not 1")

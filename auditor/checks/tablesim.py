@@ -274,7 +274,29 @@ class Walker:
             return self.call(e)
         if isinstance(e, ast.JoinedStr):
             return ""
+        if isinstance(e, (ast.ListComp, ast.GeneratorExp)):
+            out = Table()
+            self._comp(e.elt, e.generators, out)
+            return out
         raise _Stop(type(e).__name__)
+
+    def _comp(self, elt, gens, out):
+        """A comprehension, generator by generator, in a copy of the names."""
+        gen, rest = gens[0], gens[1:]
+        items = self.expr(gen.iter)
+        if not isinstance(items, (list, tuple, range)) or gen.is_async:
+            raise _Stop("comprehension")
+        saved = dict(self.env)
+        try:
+            for item in items:
+                self.assign(gen.target, item)
+                if all(self.truth(self.expr(c)) for c in gen.ifs):
+                    if rest:
+                        self._comp(elt, rest, out)
+                    else:
+                        out.append(self.expr(elt))
+        finally:
+            self.env = saved
 
     def binop(self, op, a, b):
         a, b = _num(a), _num(b)
@@ -432,7 +454,7 @@ def find_builders(tree: ast.AST) -> list[ast.FunctionDef]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _uses_tokenizer_api(node):
-            if any(isinstance(s, ast.For) for s in ast.walk(node)):
+            if any(isinstance(s, (ast.For, ast.ListComp, ast.GeneratorExp)) for s in ast.walk(node)):
                 found.append(node)
     return found
 
