@@ -110,14 +110,16 @@ class _Analysis:
         callers = [ci for ci in self.f.calls if ci.attr == func.name and func in self.f.callees(ci)]
         if not callers or depth >= 3:
             return f"the return value of `{func.name}`"
-        # called: the value must reach a total (or a return) in a caller too; a train
-        # function that returns its best validation loss for a log line does not
         for ci in callers:
             st = _statement(self.f, ci.node, ci.ctx.func, ci.line)
             got = self.reaches(ci.ctx.func, st, depth + 1) if st else None
             if got:
                 return got
-        return None
+        # no caller totals it: an evaluation reports what it returns, while a training
+        # function that returns its best validation loss for a log line does not
+        if self.f.func_kinds.get(func, set()) & {"grad", "step"}:
+            return None
+        return f"the return value of `{func.name}`"
 
 
 def _contains(outer: cst.CSTNode, inner: cst.CSTNode) -> bool:

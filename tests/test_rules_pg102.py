@@ -133,6 +133,26 @@ FLAGGED = {
                 tot += keep
             return tot
     ''', 9),
+    # under a gate on a list that starts empty and is filled by appends: the gate is not
+    # a constant False (the finding stays illegal, not a switched-off warning)
+    "gate_on_filled_list": ('''
+        import torch
+        import torch.nn.functional as F
+        def run(logits, logits_b, y, conf):
+            nll = F.cross_entropy(logits, y, reduction="none")
+            lp_other = logits_b.log_softmax(-1)
+            picked = []
+            for i in range(len(y)):
+                if conf[i] < 0.5:
+                    picked.append(i)
+            if picked:
+                idx = torch.tensor(picked)
+                alt = -lp_other[idx].gather(-1, y[idx][:, None]).squeeze(-1)
+                nll[idx] = torch.minimum(nll[idx], alt)
+            return nll.sum()
+        def main(logits, logits_b, y, conf):
+            print(run(logits, logits_b, y, conf))
+    ''', 14),
     # a helper returns the per-token minimum; its caller adds it to the total
     "helper_returns_min": ('''
         import torch
