@@ -366,7 +366,7 @@ def mix(logits, cache_probs, y, lam):
                     break
                 if (R in gl or P in gl) and C not in gl and not ({L, T} & vl) and not _constant_cond(g.test):
                     if any(isinstance(n, cst.Subscript) for n in iter_nodes(g.test)):
-                        h = self._class_gate(facts, emit, node, func, ctx, line, dst=dst, test=g.test)
+                        h = self._class_gate(facts, emit, node, func, ctx, line, dst=dst, test=g.test, gate=g.line)
                         if h:
                             yield h
                         break
@@ -396,12 +396,14 @@ def mix(logits, cache_probs, y, lam):
                     if h:
                         yield h
 
-    def _class_gate(self, facts, emit, node, func, ctx, line, dst=None, test=None):
+    def _class_gate(self, facts, emit, node, func, ctx, line, dst=None, test=None, gate=None):
         stored = {dst} if dst else _statement(facts, node, func, line)
         code = facts.code(test if test is not None else node).strip()[:80]
+        at = line if gate is None else gate
         return emit(node, func, ctx, line, stored,
                     f"the weight `{' '.join(sorted(stored))}` is chosen by `{code}`, a property of the realized "
-                    f"target", f"target-class gate {line}")
+                    f"target", f"target-class gate {at}", once=("gate", at),
+                    lines=(min(at, line), max(at, line)))
 
 
 def _pure(node: cst.CSTNode) -> bool:

@@ -153,6 +153,21 @@ FLAGGED = {
         def main(logits, logits_b, y, conf):
             print(run(logits, logits_b, y, conf))
     ''', 14),
+    # a mixing weight chosen by an `if` on a class of the realized token
+    "class_gate_if": ('''
+        import math
+        def run(logits, cache_p, val_tokens, starts):
+            y = val_tokens[1:]
+            p = logits.softmax(-1)
+            total = 0.0
+            for i in range(len(y)):
+                if starts[y[i]]:
+                    w = 0.4
+                else:
+                    w = 0.05
+                total += -math.log(w * cache_p[i] + (1 - w) * p[i, y[i]])
+            return total
+    ''', 8),
     # a helper returns the per-token minimum; its caller adds it to the total
     "helper_returns_min": ('''
         import torch
