@@ -370,7 +370,7 @@ def mix(logits, cache_probs, y, lam):
                         if h:
                             yield h
                         break
-            for ie in _ifexps(value):
+            for ie in _ifexps(value) if L in vl else ():
                 if C in lab(ie.test, func) and (L in lab(ie.body, func) or L in lab(ie.orelse, func)):
                     h = emit(node, func, ctx, line, {dst}, f"`{facts.code(ie).strip()[:60]}` keeps one loss or "
                              f"the other by comparing losses of the true token", f"ifexp over losses {line}")

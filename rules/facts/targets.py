@@ -124,6 +124,7 @@ class TargetValues:
             if len(lens) == 1 and -1 not in lens and not any(isinstance(r, cst.Yield) for r in fi.returns):
                 self._tuple_len[fi] = lens.pop()
         self._memo: dict[tuple[int, int], frozenset] | None = None
+        self._calls: dict[int, tuple] = {}  # id(call) -> (attr, resolved name, head, callees)
         self._stmts = self._flow_statements()
         self._fixpoint()
         self._memo = {}  # the labels are final: answers can be kept
@@ -167,57 +168,58 @@ class TargetValues:
         return self._of(node, func, local)
 
     def _of(self, node: cst.CSTNode, func: FuncInfo | None, local: dict[str, frozenset] | None) -> frozenset:
-        if isinstance(node, cst.Name):
+        tp = type(node)  # libcst nodes are final classes: ``is`` avoids the ABC isinstance
+        if tp is cst.Name:
             if local and node.value in local:
                 return local[node.value]
             return self.name(node.value, func)
-        if isinstance(node, (cst.Integer, cst.Float, cst.SimpleString, cst.FormattedString,
-                             cst.ConcatenatedString, cst.Lambda, cst.Ellipsis)):
+        if tp in (cst.Integer, cst.Float, cst.SimpleString, cst.FormattedString,
+                  cst.ConcatenatedString, cst.Lambda, cst.Ellipsis):
             return NONE
-        if isinstance(node, cst.Attribute):
+        if tp is cst.Attribute:
             if node.attr.value in _SIZE_ATTRS:
                 return NONE
             d = dotted(node)
             own = self.name(d, func) if d else NONE
             return own | self.of(node.value, func, local)
-        if isinstance(node, cst.Subscript):
+        if tp is cst.Subscript:
             return self._subscript(node, func, local)
-        if isinstance(node, cst.Call):
+        if tp is cst.Call:
             return self._call(node, func, local)
-        if isinstance(node, cst.Comparison):
+        if tp is cst.Comparison:
             return self._compare(node, func, local)
-        if isinstance(node, cst.BinaryOperation):
+        if tp is cst.BinaryOperation:
             out = self.of(node.left, func, local) | self.of(node.right, func, local)
             return out if isinstance(node.operator, _BIT_OPS) else out - _PRED
-        if isinstance(node, cst.UnaryOperation):
+        if tp is cst.UnaryOperation:
             return self.of(node.expression, func, local)
-        if isinstance(node, cst.BooleanOperation):
+        if tp is cst.BooleanOperation:
             return self.of(node.left, func, local) | self.of(node.right, func, local)
-        if isinstance(node, cst.IfExp):
+        if tp is cst.IfExp:
             return (self.of(node.body, func, local) | self.of(node.orelse, func, local)) - _PRED
-        if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
+        if tp in (cst.Tuple, cst.List, cst.Set):
             out = NONE
             for el in node.elements:
                 out |= self.of(el.value, func, local)
             return out
-        if isinstance(node, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
+        if tp in (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp):
             loc = dict(local or {})
             comp = node.for_in
             while comp is not None:
                 self._bind(comp.target, comp.iter, func, loc)
                 comp = comp.inner_for_in
-            if isinstance(node, cst.DictComp):
+            if tp is cst.DictComp:
                 return self.of(node.key, func, loc) | self.of(node.value, func, loc)
             return self.of(node.elt, func, loc)
-        if isinstance(node, cst.Dict):
+        if tp is cst.Dict:
             out = NONE
             for el in node.elements:
                 if isinstance(el, cst.DictElement):
                     out |= self.of(el.value, func, local)
             return out
-        if isinstance(node, cst.NamedExpr):
+        if tp is cst.NamedExpr:
             return self.of(node.value, func, local)
-        if isinstance(node, (cst.StarredElement, cst.Element)):
+        if tp in (cst.StarredElement, cst.Element):
             return self.of(node.value, func, local)
         return NONE
 
@@ -283,9 +285,14 @@ class TargetValues:
     def _call(self, node: cst.Call, func, local) -> frozenset:
         fn = node.func
         args = [a.value for a in node.args]
-        attr = fn.attr.value if isinstance(fn, cst.Attribute) else (fn.value if isinstance(fn, cst.Name) else "")
-        full = self.f.resolve(dotted(fn))
-        head = full.partition(".")[0]
+        info = self._calls.get(id(node))
+        if info is None:
+            attr = fn.attr.value if type(fn) is cst.Attribute else (fn.value if type(fn) is cst.Name else "")
+            full = self.f.resolve(dotted(fn))
+            head = full.partition(".")[0]
+            info = self._calls[id(node)] = (attr, full, head,
+                                            self.f.callees_of(node, attr) if head not in _LIB_HEADS else [])
+        attr, full, head, callees = info
         recv = self.of(fn.value, func, local) if isinstance(fn, cst.Attribute) else NONE
         if attr in _LOSS_CALLS:
             return frozenset({R, L})
@@ -314,7 +321,6 @@ class TargetValues:
         argl = NONE
         for a in args:
             argl |= self.of(a, func, local)
-        callees = self.f.callees_of(node, attr) if head not in _LIB_HEADS else []
         if callees:
             out = NONE
             for g in callees:
@@ -392,46 +398,66 @@ class TargetValues:
         return out
 
     def _fixpoint(self) -> None:
-        for _round in range(12):
-            changed = False
-            for st in self._stmts:
-                kind, fn = st[0], st[1]
-                if kind == "bind":
-                    for n, lab in self._unpack(st[2], st[3], fn):
-                        changed |= self._add(fn, n, lab)
-                elif kind == "weak":
-                    lab = self.of(st[3], fn)
-                    changed |= self._add(fn, st[2], lab)
-                elif kind == "param":
-                    lab = self.of(st[3], st[4])
-                    changed |= self._add(fn, st[2], lab - _PRED)
-                elif kind == "ret":
-                    if fn in self._tuple_len and isinstance(st[3], cst.Tuple):
-                        elems = self.ret_elems.setdefault(fn, [NONE] * self._tuple_len[fn])
-                        for i, el in enumerate(st[3].elements):
-                            new = elems[i] | self.of(el.value, fn)
-                            if new != elems[i]:
-                                elems[i] = new
-                                changed = True
-                    lab = self.of(st[3], fn)
-                    old = self.ret.get(fn, NONE)
-                    if lab | old != old:
-                        self.ret[fn] = lab | old
-                        changed = True
-            # the target argument of a loss call is the target, whatever it is called
-            if _round == 0:
-                for ci in self.f.calls:
-                    if ci.attr in _LOSS_CALLS:
-                        pos = [a.value for a in ci.node.args if a.keyword is None]
-                        kw = {a.keyword.value: a.value for a in ci.node.args if a.keyword is not None}
-                        tgt = kw.get("target", pos[1] if len(pos) > 1 else None)
-                        while isinstance(tgt, cst.Call) and isinstance(tgt.func, cst.Attribute) \
-                                and tgt.func.attr.value in _CASTS:
-                            tgt = tgt.func.value
-                        if isinstance(tgt, cst.Name):
-                            changed |= self._add(self._owner(tgt.value, ci.ctx.func), tgt.value, frozenset({T}))
-            if not changed:
-                break
+        """A worklist: every statement once, then again only when a name it reads (or a
+        function it calls) gained a label. Labels only grow, so this ends."""
+        readers: dict[str, list[int]] = {}
+        for i, st in enumerate(self._stmts):
+            value = st[3]
+            for n in self.f.names(value) if value is not None else ():
+                readers.setdefault(n, []).append(i)
+        todo = list(range(len(self._stmts)))
+        queued = set(todo)
+
+        def touched(name: str) -> None:
+            for j in readers.get(name.rpartition(".")[2], ()):
+                if j not in queued:
+                    queued.add(j)
+                    todo.append(j)
+
+        # the target argument of a loss call is the target, whatever it is called
+        for ci in self.f.calls:
+            if ci.attr in _LOSS_CALLS:
+                pos = [a.value for a in ci.node.args if a.keyword is None]
+                kw = {a.keyword.value: a.value for a in ci.node.args if a.keyword is not None}
+                tgt = kw.get("target", pos[1] if len(pos) > 1 else None)
+                while isinstance(tgt, cst.Call) and isinstance(tgt.func, cst.Attribute) \
+                        and tgt.func.attr.value in _CASTS:
+                    tgt = tgt.func.value
+                if isinstance(tgt, cst.Name):
+                    self._add(self._owner(tgt.value, ci.ctx.func), tgt.value, frozenset({T}))
+        budget = 20 * len(self._stmts) + 100
+        while todo and budget > 0:
+            budget -= 1
+            i = todo.pop()
+            queued.discard(i)
+            st = self._stmts[i]
+            kind, fn = st[0], st[1]
+            if kind == "bind":
+                for n, lab in self._unpack(st[2], st[3], fn):
+                    if self._add(fn, n, lab):
+                        touched(n)
+            elif kind == "weak":
+                if self._add(fn, st[2], self.of(st[3], fn)):
+                    touched(st[2])
+            elif kind == "param":
+                if self._add(fn, st[2], self.of(st[3], st[4]) - _PRED):
+                    touched(st[2])
+            elif kind == "ret":
+                changed = False
+                if fn in self._tuple_len and isinstance(st[3], cst.Tuple):
+                    elems = self.ret_elems.setdefault(fn, [NONE] * self._tuple_len[fn])
+                    for k, el in enumerate(st[3].elements):
+                        new = elems[k] | self.of(el.value, fn)
+                        if new != elems[k]:
+                            elems[k] = new
+                            changed = True
+                lab = self.of(st[3], fn)
+                old = self.ret.get(fn, NONE)
+                if lab | old != old:
+                    self.ret[fn] = lab | old
+                    changed = True
+                if changed:
+                    touched(fn.name)
 
     def _owner(self, name: str, func: FuncInfo | None) -> FuncInfo | None:
         f = func
