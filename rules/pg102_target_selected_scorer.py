@@ -8,7 +8,8 @@ from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
 from .facts import Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
-from .facts.targets import C, L, P, R, T, TargetValues, target_values
+from .facts.nodes import children
+from .facts.targets import C, L, P, R, T, TargetValues, is_constant, target_values
 
 # element-wise choice between two tensors / numbers (matched on the import-resolved
 # name: ``import torch as T; T.minimum`` is ``torch.minimum``)
@@ -264,7 +265,7 @@ def mix(logits, cache_probs, y, lam):
     def check(self, facts: Facts) -> Iterator[Hit]:
         tv = target_values(facts)
         an: _Analysis | None = None
-        seen: set[int] = set()
+        seen: set = set()  # lines / gates already reported
 
         def lab(node, func):
             return tv.of(node, func)
@@ -295,7 +296,7 @@ def mix(logits, cache_probs, y, lam):
             if ci.attr in _PAIR_FUNCS and (head in _LIB or recv is not None):
                 cands = ([recv] if recv is not None and head not in _LIB else []) + pos
                 what = f"`{ci.name}` of losses of the true token"
-            elif ci.attr in ("min", "max") and isinstance(call.func, cst.Name) and not facts.defined_here("min"):
+            elif ci.attr in ("min", "max") and isinstance(call.func, cst.Name) and not facts.defined_here(ci.attr):
                 cands = pos if len(pos) >= 2 else (pos if pos and L in lab(pos[0], func) else [])
                 if len(pos) == 1 and cands:
                     cands = cands * 2  # the best of a collection of losses
@@ -338,7 +339,7 @@ def mix(logits, cache_probs, y, lam):
                 continue
             if len(cands) < 2 or any(c is None for c in cands):
                 continue
-            if not all(L in lab(c, func) and not _constant(c) for c in cands):
+            if not all(L in lab(c, func) and not is_constant(c) for c in cands):
                 continue
             if _logsumexp(facts, call, cands, func, ci.line):
                 continue
@@ -418,11 +419,6 @@ def _ifexps(node: cst.CSTNode) -> list[cst.IfExp]:
     return [n for n in iter_nodes(node) if isinstance(n, cst.IfExp)] if node is not None else []
 
 
-def _constant(node: cst.CSTNode) -> bool:
-    from .facts.targets import _const
-    return _const(node)
-
-
 def _constant_cond(node: cst.CSTNode) -> bool:
     return isinstance(node, (cst.Name, cst.Integer)) and dotted(node) in ("True", "False")
 
@@ -453,7 +449,6 @@ def _logsumexp(facts: Facts, call: cst.Call, cands, func, line: int) -> bool:
                 continue
             if isinstance(n, cst.Name):
                 names.add(n.value)
-            from .facts.nodes import children
             stack.extend(children(n))
         return all(w & names for w in want)
 

@@ -2,20 +2,25 @@
 value read at the target (a loss, a log-prob, a property of the target), and which
 hold a comparison of two such values.
 
-Three labels, propagated by value through one function-level fixpoint:
+Labels, propagated by value through one worklist fixpoint over the whole file:
 
 * ``T``: the realized target stream. Seeds: the target argument of a loss call
   (``cross_entropy(logits, y)``, ``nll_loss``), and the shifted slice ``B[..., 1:]`` /
   ``B[a + 1:b + 1]`` of a name that holds validation tokens (``FlowFacts.tainted``).
-* ``R``: a value read *at* the target: a loss call's result, ``X.gather(d, T)`` /
-  ``take_along_dim`` / ``index_select``, an index read ``X[..., T]`` of a value that is
-  not itself the target, a lookup ``d.get(T)``, a call of an opaque callable (a model
-  object, not a library function) that receives the target (``model(x, y)``).
+* ``D``: a distribution over the vocabulary (``softmax`` / ``log_softmax`` output).
+* ``R``: a value read *at* the target: ``X.gather(d, T)`` / ``take_along_dim`` /
+  ``index_select``, an index read ``X[..., T]`` of a value that is not itself the
+  target, a lookup ``d.get(T)``; a byte table read at the target is ``R`` too.
+* ``L``: a loss (score) of the target: a loss call's result, an ``R`` read of a ``D``
+  value, the ``log`` of an ``R`` value (``-log(p_cache[y])``), a call of an opaque
+  callable (a model object, not a library function) handed the target
+  (``model(x, y)``), and arithmetic on any of these.
 * ``P``: a predicate of one ``R`` value (``cls[y] == 1``, ``nll > 5``): a property of
   the target.
-* ``C``: an ordering comparison of two ``R`` values (``nll_mix < nll_model``): a
-  choice made after seeing the target. It survives storing (``better = a < b``),
-  negation, ``&``/``|`` and dtype casts (``m.float()``), not arithmetic.
+* ``C``: an ordering comparison of two ``L`` values (``nll_mix < nll_model``): a
+  choice made after seeing the target. ``P`` and ``C`` survive storing
+  (``better = a < b``), indexing, negation, ``&``/``|`` and dtype casts
+  (``m.float()``), not arithmetic.
 
 Flows: assignments (tuples element-wise when both sides are literals of one
 length), augmented assignments, stores into subscripts and attributes (weak: the
@@ -69,13 +74,13 @@ _ORDER_OPS = (cst.LessThan, cst.LessThanEqual, cst.GreaterThan, cst.GreaterThanE
 _BIT_OPS = (cst.BitAnd, cst.BitOr, cst.BitXor)
 
 
-def _const(node: cst.CSTNode | None) -> bool:
+def is_constant(node: cst.CSTNode | None) -> bool:
     if isinstance(node, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString)):
         return True
     if isinstance(node, cst.UnaryOperation):
-        return _const(node.expression)
+        return is_constant(node.expression)
     if isinstance(node, cst.Call) and dotted(node.func) in ("float", "int", "torch.tensor", "math.inf"):
-        return all(_const(a.value) for a in node.args)
+        return all(is_constant(a.value) for a in node.args)
     return dotted(node) in ("math.inf", "float('inf')", "np.inf", "torch.inf", "inf")
 
 
@@ -350,7 +355,7 @@ class TargetValues:
     def _compare(self, node: cst.Comparison, func, local) -> frozenset:
         ops = [node.left] + [c.comparator for c in node.comparisons]
         if all(isinstance(c.operator, _ORDER_OPS) for c in node.comparisons):
-            n_r = sum(1 for o in ops if not _const(o) and L in self.of(o, func, local))
+            n_r = sum(1 for o in ops if not is_constant(o) and L in self.of(o, func, local))
             if n_r >= 2:
                 return frozenset({C})
         if any(R in self.of(o, func, local) for o in ops):
