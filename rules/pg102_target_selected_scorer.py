@@ -9,7 +9,7 @@ from auditor.findings import Severity
 from .engine import Hit, Rule, register
 from .facts import Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
 from .facts.nodes import children
-from .facts.targets import C, L, P, R, T, TargetValues, is_constant, target_values
+from .facts.target_values import C, L, P, R, T, TargetValues, is_constant, target_values
 
 # element-wise choice between two tensors / numbers (matched on the import-resolved
 # name: ``import torch as T; T.minimum`` is ``torch.minimum``)
@@ -165,7 +165,7 @@ class TargetSelectedScorer(Rule):
         it is lower than the model's, the best of several TTT passes per document;
         and mixing weights chosen by a property of the realized target
         (``lam = where(is_word_start[y], 0.4, 0.05)``). Losses are recognised by value
-        (``rules.facts.targets``): a loss call, a gather or index read of a distribution
+        (``rules.facts.target_values``): a loss call, a gather or index read of a distribution
         at the target ids, a model object called with the targets.
 
     Why: the ruling:
@@ -181,7 +181,7 @@ class TargetSelectedScorer(Rule):
 
     Known limits:
         Flow-insensitive per function and context-insensitive across calls (see
-        ``rules.facts.targets``). The target is found from loss calls (their target
+        ``rules.facts.target_values``). The target is found from loss calls (their target
         argument) and shifted slices of validation tokens; validation tokens come from
         ``FlowFacts.tainted``, whose seeds are still partly names (``val_tokens``). A
         model object is recognised only when it is called with the target (it then
