@@ -10,24 +10,27 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+
 from .engine import Hit, LintConfig, Rule, all_rules, get_rule, lint, lint_source
 
-# rule modules register themselves on import (one rule per module)
-from . import pg101_ngram_target_in_key  # noqa: F401,E402
-from . import pg102_target_selected_scorer  # noqa: F401,E402
-from . import pg103_multi_pass_scoring  # noqa: F401,E402
-from . import pg104_slot_scored_region  # noqa: F401,E402
-from . import pg105_bos_token_mixing  # noqa: F401,E402
-from . import pg106_scoring_coverage  # noqa: F401,E402
-from . import pg201_val_update_before_score  # noqa: F401,E402
-from . import pg202_network_access  # noqa: F401,E402
-from . import pg203_train_data_after_window  # noqa: F401,E402
-from . import pg301_byte_table  # noqa: F401,E402
-from . import pg302_uncounted_code  # noqa: F401,E402
+_RULE_MODULE = re.compile(r"^pg\d{3}_\w+$")
+
+
+def discover() -> list[type[Rule]]:
+    """Import every rule module on the package path (``pg<code>_<slug>.py``; each
+    registers its rule on import) and return the registry: rules are discovered, not
+    listed, so a new rule is one file."""
+    for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if _RULE_MODULE.match(m.name)):
+        importlib.import_module(f"{__name__}.{mod}")
+    return all_rules()
+
 
 from .catalog import render_catalog, render_rule  # noqa: E402
 
-ALL_RULES = all_rules()
+ALL_RULES = discover()
 
-__all__ = ["ALL_RULES", "Hit", "LintConfig", "Rule", "get_rule", "lint", "lint_source",
+__all__ = ["ALL_RULES", "Hit", "LintConfig", "Rule", "discover", "get_rule", "lint", "lint_source",
            "render_catalog", "render_rule"]

@@ -44,8 +44,9 @@ def target_exprs_in(facts: Facts, node: cst.CSTNode, func: FuncInfo | None,
                     target_vars: set[str], realized: dict[str, set[str]]) -> list[str]:
     """Texts of target-token expressions occurring in ``node``."""
     found: list[str] = []
+    structural = facts.targets(func)
     for n in facts.names(node):
-        if n in target_vars or is_target_name(n):
+        if n in target_vars or n in structural or is_target_name(n):
             found.append(n)
 
     if realized:

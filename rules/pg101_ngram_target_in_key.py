@@ -39,9 +39,15 @@ class NgramTargetInKey(Rule):
         (``full_counts[key] += 1``) is ordinary counting and stays quiet.
 
     Known limits:
-        Targets are recognised by name (``target``, ``tgt``, ``y``, ``labels``…)
-        or as ``base[i]`` next to a context slice ``base[..:i]``; a target that
-        reaches the key through a container or another function is missed. A
+        Targets come from structure (``facts/targets.py``: a slice one position
+        ahead of another slice of the same stream, a loss's target argument, a
+        parameter a call site passes one, and what is derived from those) or as
+        ``base[i]`` next to a context slice ``base[..:i]``. One name convention
+        remains as a fallback (``TARGET_NAME_RE``: ``target``, ``tgt``, ``y``,
+        ``labels``…): a target gathered from the stream by an index array aligned
+        with the scored slice (``stream[positions]`` while the context reads
+        ``stream[positions - k]``) has no shape that tells it from a context
+        token. A target that reaches the key through a container is missed. A
         read followed by a normalisation over all candidates is still flagged.
     """
 

@@ -438,3 +438,23 @@ def test_a_payload_of_many_joined_string_pieces_is_analysed():
     assert not [f for f in findings if f.code == "PG000"]
     assert [f.code for f in findings if f.code == "PG302"] == ["PG302"]
     assert sys.getrecursionlimit() == before  # raised only while the facts are built
+
+
+
+_ENV_READER = """
+import os
+def _env_flag(name, default):
+    raw = os.environ.get(name)
+    return default if raw is None else raw.strip() == "1"
+class Cfg:
+    rescore: bool = _env_flag("RESCORE_ALL", False)
+    order = _env_flag("ORDER", 5)
+"""
+
+
+def test_a_local_env_reader_is_a_setting_with_its_default():
+    f = Facts(cst.parse_module(_ENV_READER), _ENV_READER)
+    assert (f.config["rescore"].env_key, f.config_value("rescore")) == ("RESCORE_ALL", False)
+    on = Facts(cst.parse_module(_ENV_READER), _ENV_READER, env={"RESCORE_ALL": "1", "ORDER": "7"})
+    assert on.config_value("rescore") is True
+    assert on.config_value("order") == 7

@@ -47,6 +47,7 @@ from .nodes import base_name, bound_names, dotted, iter_nodes, literal_text, tar
 from .reach import Reach, ReachFacts, Switch
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 from .sites import Site, SiteFacts
+from .targets import TargetFacts
 
 __all__ = [
     "UNKNOWN", "VAL_STRING", "AssignInfo", "CallInfo", "ConfigVar", "Ctx", "Facts", "FuncInfo", "Gate",
@@ -55,9 +56,9 @@ __all__ = [
 ]
 
 
-class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts):
+class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
     """Everything the rules know about one layer: the records of one traversal, then
-    the configuration, reachability, validation flow and sites derived from them."""
+    the configuration, reachability, validation flow, sites and targets derived from them."""
 
     def __init__(self, module: cst.Module, text: str, env: dict[str, str] | None = None):
         self.module = module

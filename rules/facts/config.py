@@ -32,9 +32,10 @@ class ConfigFacts:
 
     def _build_config(self) -> None:
         self.config: dict[str, ConfigVar] = {}
+        self._env_readers = _env_readers(self.funcs)
         config_classes = set()
         for cls, name, value, line in self.class_fields:
-            if value is not None and _env_read(value):
+            if value is not None and _env_read(value, self._env_readers):
                 config_classes.add(cls)
         for cls in self.classes:
             if re.search(r"(hyper|config|args|settings|params)", cls, re.I):
@@ -50,7 +51,7 @@ class ConfigFacts:
         for cls, name, value, line in self.class_fields:
             if cls not in config_classes or value is None:
                 continue
-            key, default = _env_read(value) or (None, None)
+            key, default = _env_read(value, self._env_readers) or (None, None)
             if key is None and not _literal(value):
                 continue
             if key is None:
@@ -61,7 +62,7 @@ class ConfigFacts:
         for ai in self.assigns:
             if ai.ctx.cls is not None or ai.op != "=" or ai.value is None:
                 continue
-            er = _env_read(ai.value)
+            er = _env_read(ai.value, self._env_readers)
             if not er:
                 continue
             for t in ai.targets:
@@ -101,7 +102,7 @@ class ConfigFacts:
             return self.eval(cv.expr, None) if cv.expr is not None else None
         if cv.expr is None:
             return UNKNOWN
-        if cv.env_key and cv.env_key in self.env and _literal(cv.expr) and not _env_read(cv.expr):
+        if cv.env_key and cv.env_key in self.env and _literal(cv.expr) and not _env_read(cv.expr, self._env_readers):
             return _coerce(self.env[cv.env_key], cv.default)  # generic reader (see _build_config)
         return self.eval(cv.expr, None, _seen=(name,))
 
@@ -206,7 +207,17 @@ class ConfigFacts:
         if isinstance(n, cst.Call):
             name = dotted(n.func)
             args = [a for a in n.args if a.keyword is None]
-            if name in ("os.environ.get", "environ.get", "os.getenv", "getenv"):
+            if name in self._env_readers and args:
+                # ``_env_bool("K", False)``: the reader's own parsing, if K is set, is not
+                # evaluated; a default that is a bool reads the value as a flag
+                k = E(args[0].value)
+                if not isinstance(k, str):
+                    return UNKNOWN
+                default = E(args[1].value) if len(args) > 1 else None
+                if k in self.env:
+                    return _coerce(self.env[k], str(default) if isinstance(default, bool) else None)
+                return default
+            if name in _ENV_GETS:
                 k = E(args[0].value) if args else UNKNOWN
                 if not isinstance(k, str):
                     return UNKNOWN
@@ -262,14 +273,40 @@ class ConfigFacts:
         return UNKNOWN
 
 
-def _env_read(node: cst.CSTNode) -> tuple[str, str | None] | None:
-    """Find ``os.environ.get("K", d)`` / ``os.getenv`` / ``os.environ["K"]`` inside ``node``."""
+_ENV_GETS = ("os.environ.get", "environ.get", "os.getenv", "getenv")
+
+
+def _env_readers(funcs: list[FuncInfo]) -> frozenset[str]:
+    """This file's functions that read the environment variable their first parameter
+    names (``def _env_bool(name, default): raw = os.environ.get(name) ...``): a call
+    ``_env_bool("K", False)`` is a setting K with default False."""
+    out = set()
+    for fi in funcs:
+        params = [p.name.value for p in fi.node.params.params]
+        if fi.cls is not None or not params:
+            continue
+        for n in iter_nodes(fi.node.body):
+            key = None
+            if isinstance(n, cst.Call) and dotted(n.func) in _ENV_GETS and n.args:
+                key = n.args[0].value
+            elif isinstance(n, cst.Subscript) and dotted(n.value) in ("os.environ", "environ") and n.slice \
+                    and isinstance(n.slice[0].slice, cst.Index):
+                key = n.slice[0].slice.value
+            if isinstance(key, cst.Name) and key.value == params[0]:
+                out.add(fi.name)
+                break
+    return frozenset(out)
+
+
+def _env_read(node: cst.CSTNode, readers: frozenset[str] = frozenset()) -> tuple[str, str | None] | None:
+    """Find ``os.environ.get("K", d)`` / ``os.getenv`` / ``os.environ["K"]`` inside ``node``,
+    or a call ``reader("K", d)`` of one of this file's env ``readers``."""
     found: list[tuple[str, str | None]] = []
 
     for n in iter_nodes(node):
         if isinstance(n, cst.Call):
             name = dotted(n.func)
-            if name in ("os.environ.get", "environ.get", "os.getenv", "getenv") and n.args:
+            if (name in _ENV_GETS or name in readers) and n.args:
                 k = n.args[0].value
                 if isinstance(k, cst.SimpleString):
                     d = None

@@ -187,19 +187,22 @@ class SiteFacts:
         return out
 
     def is_counted(self, acc: str, func: FuncInfo | None) -> bool:
-        """Is accumulator ``acc`` reported (returned, all-reduced, turned into bpb/loss)?"""
+        """Does total ``acc`` reach what ``func`` reports, its return values (through the
+        assignments that derive from it: ``val_loss = loss_sum / n``)? A running
+        training loss that only feeds a log line (all-reduced for it or not) is not
+        counted."""
         if func is None:
             return True
-        for r in func.returns:
-            if acc in self.names(r):
-                return True
-        for ci in self.calls_by_func.get(func, ()):
-            if ("all_reduce" in ci.attr or ci.attr in ("item", "append")) and acc in self.names(ci.node):
-                if "all_reduce" in ci.attr:
-                    return True
-        for ai in self.assigns:
-            if ai.ctx.func is func and ai.value is not None and acc in self.names(ai.value):
-                tn = " ".join(dotted(t) for t in ai.targets)
-                if re.search(r"(bpb|val_loss|final|mean|avg|result)", tn, re.I):
-                    return True
-        return False
+        reached = {acc}
+        assigns = [ai for ai in self.assigns if ai.ctx.func is func and ai.value is not None]
+        changed = True
+        while changed:
+            changed = False
+            for ai in assigns:
+                if self.names(ai.value) & reached:
+                    for t in ai.targets:
+                        n = base_name(t)
+                        if n and n not in reached:
+                            reached.add(n)
+                            changed = True
+        return any(self.names(r) & reached for r in func.returns)
