@@ -4,8 +4,9 @@ hold a comparison of two such values.
 
 Labels, propagated by value through one worklist fixpoint over the whole file:
 
-* ``T``: the realized target stream. Seeds: the target argument of a loss call
-  (``cross_entropy(logits, y)``, ``nll_loss``), and the shifted slice ``B[..., 1:]`` /
+* ``T``: the realized target stream. Seeds: ``TargetFacts.targets`` (a slice one ahead
+  of another slice of the same stream, a loss's target argument, parameters passed
+  one), the target argument of any loss call, and the shifted slice ``B[..., 1:]`` /
   ``B[a + 1:b + 1]`` of a name that holds validation tokens (``FlowFacts.tainted``).
 * ``D``: a distribution over the vocabulary (``softmax`` / ``log_softmax`` output).
 * ``R``: a value read *at* the target: ``X.gather(d, T)`` / ``take_along_dim`` /
@@ -419,6 +420,13 @@ class TargetValues:
                     queued.add(j)
                     todo.append(j)
 
+        # the structural targets of ``TargetFacts`` (a slice one ahead of another slice of
+        # the same stream, a loss's target argument, parameters passed one)
+        structural = getattr(self.f, "targets", None)
+        if callable(structural):
+            for fi in [None, *self.f.funcs]:
+                for n in structural(fi):
+                    self._add(fi, n, frozenset({T}))
         # the target argument of a loss call is the target, whatever it is called
         for ci in self.f.calls:
             if ci.attr in _LOSS_CALLS:
