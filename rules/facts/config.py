@@ -258,6 +258,8 @@ class ConfigFacts:
             defs = f.defs.get(name)
             if defs is not None:
                 if len(defs) == 1 and defs[0][1] is not None and name not in f.params:
+                    if _empty_container(defs[0][1]):  # filled later by ``.append`` / stores
+                        return UNKNOWN
                     return self.eval(defs[0][1], f, seen)
                 return UNKNOWN
             f = f.parent
@@ -420,3 +422,11 @@ def _compare(op, a, b):
     except Exception:
         return UNKNOWN
     return UNKNOWN
+
+
+def _empty_container(node: cst.CSTNode) -> bool:
+    """``[]``, ``{}``, ``list()``, ``dict()``, ``set()``: a local collection that is filled
+    later (``xs.append(..)``, ``d[k] = v``), so its truth is not that of its first value."""
+    if isinstance(node, (cst.List, cst.Dict, cst.Set)):
+        return not node.elements
+    return isinstance(node, cst.Call) and not node.args and dotted(node.func) in ("list", "dict", "set")
