@@ -13,6 +13,7 @@ executed, and anything outside the small subset below stops the walk (no result)
 from __future__ import annotations
 
 import ast
+import operator
 
 MARK = "\u2581"
 
@@ -189,7 +190,7 @@ class Walker:
             key = self.expr(target.slice)
             if isinstance(obj, (Table, dict)) or (isinstance(obj, list) and not isinstance(obj, tuple)):
                 try:
-                    obj[key] = _num(value)
+                    obj[key] = value
                 except (IndexError, TypeError) as exc:
                     raise _Stop("setitem") from exc
             else:
@@ -299,7 +300,6 @@ class Walker:
             self.env = saved
 
     def binop(self, op, a, b):
-        a, b = _num(a), _num(b)
         if isinstance(a, _Opaque) or isinstance(b, _Opaque):
             raise _Stop("binop")
         try:
@@ -366,7 +366,7 @@ class Walker:
                     shape = len(shape)
                 fill = _ARRAY_MAKERS[attr]
                 if fill is None:
-                    fill = _num(args[1] if len(args) > 1 else kwargs.get("fill_value", 0))
+                    fill = args[1] if len(args) > 1 else kwargs.get("fill_value", 0)
                 table = _array(shape, fill)
                 if "bool" in str(kwargs.get("dtype", "")) or (args[1:] and "bool" in str(args[-1])):
                     table = Table(bool(x) for x in table)
@@ -376,7 +376,7 @@ class Walker:
             raise _Stop("call " + attr)
         if isinstance(owner, list):
             if attr == "append" and len(args) == 1:
-                owner.append(_num(args[0]))
+                owner.append(args[0])
                 return None
             if attr in ("to", "cpu", "numpy", "astype", "contiguous", "long", "int", "float", "bool", "clone", "copy"):
                 return owner
@@ -394,35 +394,19 @@ class _Opaque:
         return self.name
 
 
-def _num(v):
-    return v
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 
 
 def _compare(op, a, b) -> bool:
+    fn = _COMPARE.get(type(op))
+    if fn is None:
+        raise _Stop("compare")
     try:
-        if isinstance(op, ast.Eq):
-            return a == b
-        if isinstance(op, ast.NotEq):
-            return a != b
-        if isinstance(op, ast.Lt):
-            return a < b
-        if isinstance(op, ast.LtE):
-            return a <= b
-        if isinstance(op, ast.Gt):
-            return a > b
-        if isinstance(op, ast.GtE):
-            return a >= b
-        if isinstance(op, ast.In):
-            return a in b
-        if isinstance(op, ast.NotIn):
-            return a not in b
-        if isinstance(op, ast.Is):
-            return a is b
-        if isinstance(op, ast.IsNot):
-            return a is not b
+        return fn(a, b)
     except TypeError as exc:
         raise _Stop("compare") from exc
-    raise _Stop("compare")
 
 
 def _str_method(s: str, attr: str, args: list):
