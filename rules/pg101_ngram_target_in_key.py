@@ -89,22 +89,6 @@ def eval_ngram(val_tokens, model_probs, ctx_counts, full_counts):
         ctx_counts[ctx_key] += 1
     return nll
 ''',
-        # vectorised: key from targets, gathered probability blended with the model's
-        '''
-import torch
-def score_batch(logits, targets, ctx_hash, table_full, table_ctx):
-    key = (ctx_hash * 31 + targets) % 4194304
-    p_cache = table_full[key].float() / table_ctx[ctx_hash].clamp(min=1)
-    p_model = logits.softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
-    return -torch.log(0.9 * p_model + 0.1 * p_cache)
-''',
-        # dict cache read with .get on a key that includes the next token
-        '''
-def mix(ctx, next_tok, cache, p_model):
-    k = hash((ctx, next_tok)) & 0xFFFFF
-    hits = cache.get(k, 0)
-    return 0.7 * p_model + 0.3 * hits / (1 + hits)
-''',
     ]
     VALID = [
         # target only in the update path, after scoring with a prefix-only query
@@ -128,26 +112,6 @@ def tilt(logp, hint, beta):
     q = logp.exp().gather(-1, hint[:, None]).squeeze(-1)
     bonus = torch.zeros_like(logp).scatter_(-1, hint[:, None], beta)
     return logp + bonus - torch.log1p(q * (torch.exp(beta) - 1))[:, None]
-''',
-        # BigramHash over previous/current input tokens inside the model
-        '''
-import torch
-class BigramHash(torch.nn.Module):
-    def __init__(self, size, dim):
-        super().__init__()
-        self.size = size
-        self.emb = torch.nn.Embedding(size, dim)
-    def forward(self, input_ids):
-        prev = torch.nn.functional.pad(input_ids[:, :-1], (1, 0))
-        h = (prev * 36313) ^ input_ids
-        return self.emb(h % self.size)
-''',
-        # update with np.add.at keyed by target, after scoring
-        '''
-import numpy as np
-def update(table, ctx_hash, targets):
-    key = (ctx_hash ^ (targets * 2654435761)) & 0xFFFFFF
-    np.add.at(table, key, 1)
 ''',
     ]
 

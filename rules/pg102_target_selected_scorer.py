@@ -226,15 +226,6 @@ def eval_docs(model, docs, opt, epochs):
         loss_sum += best
     return loss_sum
 ''',
-        # mixing weight chosen by a class of the realized target
-        '''
-import torch
-def mix(logits, p_cache, val_tokens, is_word_start):
-    y = val_tokens[1:]
-    lam = torch.where(is_word_start[y], 0.4, 0.05)
-    p_t = logits.softmax(-1).gather(-1, y[:, None]).squeeze(-1)
-    return -torch.log(lam * p_cache + (1 - lam) * p_t).sum()
-''',
     ]
     VALID = [
         # clamp against a constant, and an entropy-gated (prefix-only) mixture

@@ -101,46 +101,6 @@ def doc_ttt(model, lora, opt, docs, n_epochs):
             opt.zero_grad()
     return nll_sum
 ''',
-        # each epoch "score-first", but the totals are reset per epoch: the last one counts
-        '''
-import torch
-def ttt(model, opt, val_chunks, epochs):
-    for ep in range(epochs):
-        loss_sum = 0.0
-        for x, y in val_chunks:
-            with torch.no_grad():
-                loss_sum += model(x, y).item()
-            model(x, y).backward()
-            opt.step()
-    return loss_sum
-''',
-        # two-pass: build the cache over the whole validation set, then rescore
-        '''
-import math
-def two_pass(val_tokens, counts, model_p):
-    for i in range(2, len(val_tokens)):
-        counts[(val_tokens[i - 2], val_tokens[i - 1], val_tokens[i])] += 1
-    nll = 0.0
-    for i in range(2, len(val_tokens)):
-        nll += -math.log(mix(model_p[i], counts, val_tokens[i - 2:i]))
-    return nll
-''',
-        # two-pass by method: the table absorbs the whole validation stream, then
-        # every stored model probability is rescored against it
-        '''
-import numpy as np
-def evaluate(model_p, val_tokens, table):
-    table.absorb(val_tokens)
-    nll = -np.log(0.8 * model_p + 0.2 * table.prob(val_tokens))
-    return float(nll.sum())
-class Table:
-    def __init__(self):
-        self.hits = np.zeros(4096)
-    def absorb(self, toks):
-        np.add.at(self.hits, toks % 4096, 1)
-    def prob(self, toks):
-        return self.hits[toks % 4096] / (1 + self.hits.sum())
-''',
     ]
     VALID = [
         # score-first: score each chunk once, then several training epochs on it
@@ -166,50 +126,6 @@ def one_pass(val_tokens, counts, model_p):
         nll += -math.log(mix(model_p[i], counts, val_tokens[i - 2:i]))
         counts[(val_tokens[i - 2], val_tokens[i - 1], val_tokens[i])] += 1
     return nll
-''',
-        # a last-epoch gate on the score in a loop that updates nothing: every epoch
-        # sees the same weights, so the last epoch's score is a first score
-        '''
-import torch
-def smooth_eval(model, docs, n_epochs):
-    nll_sum = 0.0
-    for x, y in docs:
-        for epoch in range(n_epochs):
-            with torch.no_grad():
-                nll = model(x, y)
-            if epoch == n_epochs - 1:
-                nll_sum += nll.sum().item()
-    return nll_sum
-''',
-        # per-document loop that resets its per-document sum (documents differ)
-        '''
-import torch
-def per_doc(model, lora, opt, docs):
-    total = 0.0
-    for doc in docs:
-        doc_nll = 0.0
-        for x, y in chunks_of(doc):
-            with torch.no_grad():
-                doc_nll += model(x, y, lora).sum().item()
-            model(x, y, lora).mean().backward()
-            opt.step()
-        total += doc_nll
-    return total
-''',
-        # the same table filled from training tokens, then used to score validation
-        '''
-import numpy as np
-def evaluate(model_p, train_tokens, val_tokens, table):
-    table.absorb(train_tokens)
-    nll = -np.log(0.8 * model_p + 0.2 * table.prob(val_tokens))
-    return float(nll.sum())
-class Table:
-    def __init__(self):
-        self.hits = np.zeros(4096)
-    def absorb(self, toks):
-        np.add.at(self.hits, toks % 4096, 1)
-    def prob(self, toks):
-        return self.hits[toks % 4096] / (1 + self.hits.sum())
 ''',
     ]
 

@@ -156,12 +156,6 @@ def eval_docs(model, val_tokens, bos_id):
     starts = (val_tokens == bos_id).nonzero().flatten().tolist() + [val_tokens.numel()]
     return [model(val_tokens[a:b][None]) for a, b in zip(starts, starts[1:])]
 ''',
-        # a flat stream scored without boundaries: the stream predecessor is legal context
-        '''
-import torch
-def smear(x, g):
-    return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
-''',
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:

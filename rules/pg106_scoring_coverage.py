@@ -242,43 +242,6 @@ def sliding_bpb(model, val_tokens, args):
         total_loss += loss.item() * (len(chunk) - 1)
     return total_loss
 ''',
-        # truncation to a multiple of seq_len, remainder never scored (baseline shape)
-        '''
-import glob
-import numpy as np
-import torch
-SEQ_LEN = 1024
-def load_validation_tokens(pattern, seq_len):
-    tokens = torch.cat([torch.from_numpy(np.fromfile(f, dtype=np.uint16)) for f in sorted(glob.glob(pattern))])
-    usable = ((tokens.numel() - 1) // seq_len) * seq_len  # expect: warning
-    return tokens[:usable + 1]
-''',
-        # non-overlapping windows that stop a full window early, no tail window
-        '''
-import torch
-@torch.no_grad()
-def eval_val(model, val_tokens, seq_len):
-    loss_sum = 0.0
-    for i in range(0, val_tokens.numel() - seq_len, seq_len):  # expect: warning
-        x = val_tokens[i:i + seq_len]
-        y = val_tokens[i + 1:i + seq_len + 1]
-        loss_sum += model(x[None], y[None]).item() * seq_len
-    return loss_sum
-''',
-        # split at BOS, score each document separately: BOS never a target
-        '''
-import torch
-import torch.nn.functional as F
-BOS_ID = 1
-@torch.no_grad()
-def eval_docs(model, val_tokens):  # expect: info
-    starts = (val_tokens == BOS_ID).nonzero().flatten().tolist() + [val_tokens.numel()]
-    nll_sum = 0.0
-    for a, b in zip(starts[:-1], starts[1:]):
-        doc = val_tokens[a:b]
-        nll_sum += F.cross_entropy(model(doc[:-1][None])[0], doc[1:], reduction="sum").item()
-    return nll_sum
-''',
     ]
     VALID = [
         # sliding window counting only the fresh part, tail window clamped
@@ -315,43 +278,6 @@ def eval_stride(model, val_tokens, seq_len, stride):
         fresh = per_tok if a == 0 else per_tok[-stride:]
         nll_sum += fresh.sum().item()
     return nll_sum
-''',
-        # non-overlapping windows over the whole stream (slices clamp at the end)
-        '''
-import torch
-@torch.no_grad()
-def eval_val(model, val_tokens, seq_len):
-    loss_sum = 0.0
-    for i in range(0, val_tokens.numel() - 1, seq_len):
-        x = val_tokens[i:i + seq_len]
-        y = val_tokens[i + 1:i + seq_len + 1]
-        loss_sum += model(x[None], y[None]).item() * y.numel()
-    return loss_sum
-''',
-        # truncation with the remainder scored as a final short window
-        '''
-import torch
-@torch.no_grad()
-def eval_all(model, val_tokens, seq_len):
-    usable = ((val_tokens.numel() - 1) // seq_len) * seq_len
-    loss_sum = model.nll_sum(val_tokens[:usable + 1])
-    loss_sum += model.nll_sum(val_tokens[usable:])
-    return loss_sum
-''',
-        # truncating training batches is not the validation stream
-        '''
-import numpy as np
-def batches(train_tokens, seq_len):
-    n = (len(train_tokens) // seq_len) * seq_len
-    return train_tokens[:n].reshape(-1, seq_len)
-''',
-        # a BOS mask in the model (SmearGate), no document splitting in evaluation
-        '''
-import torch
-BOS_ID = 1
-def smear(x, input_ids, g):
-    keep = (input_ids[:, 1:] != BOS_ID).unsqueeze(-1).to(x.dtype)
-    return torch.cat([x[:, :1], x[:, 1:] + keep * g * x[:, :-1]], dim=1)
 ''',
     ]
 

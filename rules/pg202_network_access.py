@@ -61,32 +61,6 @@ from requests import get as fetch
 def teacher_logits(url):
     return fetch(url, timeout=5).content
 ''',
-        '''
-import socket as s
-def ping(host):
-    conn = s.create_connection((host, 80))
-    conn.close()
-''',
-        '''
-import subprocess as sp
-def pull():
-    sp.check_call("curl -sO https://example.org/table.bin", shell=True)
-''',
-        '''
-import urllib.request
-def fetch_table(url):
-    return urllib.request.urlopen(url).read()
-''',
-        '''
-import subprocess
-def get_shards():
-    subprocess.run(["wget", "-q", "https://example.org/extra.bin"], check=True)
-''',
-        '''
-from huggingface_hub import hf_hub_download
-def teacher():
-    return hf_hub_download("someone/model", "weights.pt")
-''',
     ]
     VALID = [
         # a local function that happens to be called like an aliased download
@@ -101,18 +75,6 @@ cfg = get("config.json")
 import subprocess
 def gpu_info():
     return subprocess.run(["nvidia-smi"], capture_output=True, text=True).stdout
-''',
-        '''
-import glob
-def shards(pattern):
-    return sorted(glob.glob(pattern))
-''',
-        # a local function named like a network loader reads local files
-        '''
-import numpy as np
-def load_dataset(path):
-    return np.fromfile(path, dtype=np.uint16)
-tokens = load_dataset("data/fineweb_train_000000.bin")
 ''',
     ]
 

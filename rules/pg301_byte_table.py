@@ -80,24 +80,6 @@ def build_luts(sp, n):
         base[i] = len(sp.id_to_piece(i).lstrip("\u2581").encode("utf-8"))
     return base
 ''',
-        # the marker spelled as an escape in the source
-        '''
-def build_luts(sp, n):
-    base, lead = [0] * n, [False] * n
-    for i in range(n):
-        piece = sp.id_to_piece(i)
-        lead[i] = piece.startswith("\\u2581")
-        base[i] = len(piece.replace("\\N{LOWER ONE EIGHTH BLOCK}", " ").encode("utf-8"))
-    return base, lead
-
-def count(tgt, prev, base, has_leading_space_lut, is_boundary):
-    return (base[tgt] + (has_leading_space_lut[tgt] & ~is_boundary[prev])).sum()
-''',
-        '''
-BYTES_PER_TOKEN = 4.3
-def bpb(loss_sum, n_tokens):
-    return loss_sum / 0.6931 / (n_tokens * BYTES_PER_TOKEN)
-''',
     ]
     VALID = [
         '''
@@ -135,16 +117,6 @@ def build_luts(sp, n):
 
 def count(tgt, prev, base, has_leading_space_lut, is_boundary):
     return (base[tgt] + (has_leading_space_lut[tgt] & ~is_boundary[prev])).sum()
-''',
-        # a zero that starts an accumulator is not a hard-coded bytes-per-token constant
-        '''
-def report(batches, base):
-    avg_bytes = 0
-    n = 0
-    for tgt in batches:
-        avg_bytes += base[tgt].sum()
-        n += tgt.numel()
-    return avg_bytes / max(n, 1)
 ''',
     ]
 

@@ -63,26 +63,6 @@ exec(open("helpers.py").read())
 from pathlib import Path
 exec(Path(__file__).with_name("model_code.py").read_text())
 ''',
-        '''
-import runpy
-ns = runpy.run_path("ttt_lib.py")
-''',
-        # aliased imports of the loaders
-        '''
-import runpy as rp
-ns = rp.run_path("ttt_lib.py")
-''',
-        '''
-from runpy import run_path as load_helpers
-ns = load_helpers("ttt_lib.py")
-''',
-        '''
-import importlib.util as iu
-spec = iu.spec_from_file_location("helpers", "helpers.py")
-''',
-        '''
-from .ttt_helpers import score_first_ttt
-''',
     ]
     VALID = [
         # a local function named like a loader is not runpy
@@ -95,15 +75,6 @@ x = run_path("a/b/")
 def spec_from_file_location(name, path):
     return {"name": name, "path": path}
 spec = spec_from_file_location("model", "model.py")
-''',
-        '''
-import lzma, base64
-exec(lzma.decompress(base64.b85decode("c$@")))
-''',
-        '''
-import os, math
-import torch
-import sentencepiece as spm
 ''',
     ]
 

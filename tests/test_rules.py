@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -11,10 +12,17 @@ from auditor.findings import Severity
 from rules import ALL_RULES, lint_source
 
 
+# The longer near-miss and regression examples live beside the rules' own one or two:
+# tests/fixtures/rules/examples/<code>_<invalid|valid>_<n>.py (hand-written).
+EXAMPLES = Path(__file__).parent / "fixtures" / "rules" / "examples"
+
+
 def _cases(kind: str):
     for rule in ALL_RULES:
         for i, code in enumerate(getattr(rule, kind)):
             yield pytest.param(rule, code, id=f"{rule.code}-{kind.lower()}-{i}")
+        for path in sorted(EXAMPLES.glob(f"{rule.code.lower()}_{kind.lower()}_*.py")):
+            yield pytest.param(rule, path.read_text(), id=path.stem)
 
 
 def _codes(code: str, rule) -> list:
@@ -57,6 +65,13 @@ def test_invalid_example_is_flagged(rule, code):
 def test_valid_example_is_quiet(rule, code):
     found = _codes(code, rule)
     assert not found, f"{rule.code} flagged its VALID example: {[f.message for f in found]}"
+
+
+def test_every_example_file_names_a_rule():
+    codes = {r.code.lower() for r in ALL_RULES}
+    files = list(EXAMPLES.glob("*.py"))
+    assert files and all(p.stem.split("_")[0] in codes and p.stem.split("_")[1] in ("valid", "invalid")
+                         for p in files)
 
 
 def test_no_rule_crashes_on_examples():
