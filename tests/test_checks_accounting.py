@@ -227,6 +227,19 @@ def load_luts():
     assert not any("does not ship" in f.message for f in _pg301(shipped))
 
 
+def test_table_loaded_from_outside_the_folder(tmp_path):
+    # the folder ships a file of that name, but the code reads another one elsewhere
+    script = '''
+import numpy as np
+def load_luts():
+    data = np.load("/data/tokenizers/tokenizer_bytes.npz")
+    return data["base_bytes"], data["has_leading_space"]
+'''
+    found = _pg301(_folder(tmp_path, {"train_gpt.py": script, "tokenizer_bytes.npz": _npz(
+        np.ones(4, np.int16), np.zeros(4, bool), np.zeros(4, bool))}))
+    assert any(f.severity == Severity.WARNING and "outside the record folder" in f.message for f in found)
+
+
 # ------------------------------------------------------------ training window
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ast
 import io
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from auditor.checks import tablesim
 from auditor.checks.base import CheckRule
@@ -414,7 +414,8 @@ def _compare(name: str, key: str, base, lead, tok: _Tok) -> list[Finding]:
 
 
 def _unshipped_tables(record: Record, trees) -> list[Finding]:
-    """A file loaded by a literal path, read for byte counts, that the folder does not ship."""
+    """A file loaded by a literal path, read for byte counts, that the folder does not ship
+    (or that lies outside the folder, whatever the folder ships under that name)."""
     if record.code_only:
         return []
     shipped = {Path(f).name for f in record.files}
@@ -432,10 +433,14 @@ def _unshipped_tables(record: Record, trees) -> list[Finding]:
                         and node.func.attr == "load" and node.args):
                     continue
                 lit = _literal_path(node.args[0])
-                if lit and lit.endswith((".npz", ".json", ".npy", ".pt")) and Path(lit).name not in shipped:
+                if not lit or not lit.endswith((".npz", ".json", ".npy", ".pt")):
+                    continue
+                outside = PurePosixPath(lit).is_absolute() or ".." in PurePosixPath(lit).parts
+                if outside or Path(lit).name not in shipped:
+                    where = "a path outside the record folder" if outside else "which the folder does not ship"
                     findings.append(BYTE_TABLE.finding(
                         Severity.WARNING,
-                        f"`{func.name}` ({fname}) reads byte counts from {lit}, which the folder does not ship: "
+                        f"`{func.name}` ({fname}) reads byte counts from {lit}, {where}: "
                         "the val_bpb denominator cannot be checked",
                         Location(fname, node.lineno, node.lineno), key=f"unshipped:{lit}"))
     return findings
