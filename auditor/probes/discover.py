@@ -63,6 +63,8 @@ MODEL_PARAMS = {"model", "base_model", "net", "gpt", "eval_model", "m", "ttt_mod
 TOKEN_PARAMS = {"tokens", "val_tokens", "val", "toks", "val_ids", "stream", "validation_tokens"}
 # an object holding the tokens, the tokenizer and the byte tables (`ValidationData(h, device)`)
 VAL_DATA_PARAMS = {"val_data", "validation_data", "vd", "val_set", "valdata"}
+# a path or glob of validation shards the entry reads itself: bound to shard files holding the probe stream
+FILE_PARAMS = {"val_pattern", "val_files", "val_path", "val_glob", "val_file", "pattern", "val_shards"}
 CFG_PARAMS = {"cfg", "args", "config", "hparams", "h", "hp", "hyper", "hps", "conf"}
 ISOLATION_RE = re.compile(r"\bbos\b|bos_id|bos_token|doc_|_doc|docs?\b|isolate|varlen|cu_seqlens", re.I)
 
@@ -196,7 +198,7 @@ def find_entries(mod) -> tuple[list[Entry], dict[str, str]]:
             continue
         params = list(inspect.signature(obj).parameters)
         lower = [p.lower() for p in params]
-        if not (set(lower) & MODEL_PARAMS and set(lower) & (TOKEN_PARAMS | VAL_DATA_PARAMS)):
+        if not (set(lower) & MODEL_PARAMS and set(lower) & (TOKEN_PARAMS | VAL_DATA_PARAMS | FILE_PARAMS)):
             continue
         if re.search(r"calib|hessian|gptq|quantiz", name, re.I):
             continue
@@ -284,9 +286,41 @@ def _model_method(model, param: str):
     return getattr(model, best) if best else None
 
 
-def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos: int, mod=None):
+def write_shard(tokens, folder: str) -> str:
+    """The probe stream as a challenge validation shard (256 int32 header: magic 20240520,
+    version 1, token count; then uint16 tokens); returns a glob matching only it."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    d = tempfile.mkdtemp(prefix="val_", dir=folder)
+    header = np.zeros(256, dtype="<i4")
+    header[:3] = (20240520, 1, int(tokens.numel()))
+    with open(os.path.join(d, "fineweb_val_000000.bin"), "wb") as f:
+        f.write(header.tobytes())
+        f.write(tokens.cpu().numpy().astype("<u2").tobytes())
+    return os.path.join(d, "fineweb_val_*.bin")
+
+
+# config attributes naming the validation shards: pointed at the probe stream's shard
+CFG_FILE_ATTRS = ("val_files", "val_pattern", "val_path", "val_glob")
+
+
+def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos: int, mod=None,
+               scratch: str | None = None):
     """Arguments for one call, by parameter name. Returns (kwargs, None) or (None, reason)."""
     import torch
+
+    shard = None
+    if scratch is not None:
+        shard = write_shard(tokens, scratch)
+        for attr in CFG_FILE_ATTRS:  # an entry that reads `args.val_files` itself
+            if cfg is not None and isinstance(getattr(cfg, attr, None), str):
+                try:
+                    setattr(cfg, attr, shard)
+                except AttributeError:
+                    pass
 
     sig = inspect.signature(entry.fn)
     kwargs = {}
@@ -301,6 +335,8 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
             kwargs[name] = model
         elif low in TOKEN_PARAMS:
             kwargs[name] = tokens
+        elif low in FILE_PARAMS and shard is not None:
+            kwargs[name] = shard
         elif low in VAL_DATA_PARAMS:
             kwargs[name] = make_val_data(mod, tokens, tables, sp, cfg, vocab, bos) if mod is not None else None
         elif low.startswith(("forward", "fwd")) and _model_method(model, low) is not None:
