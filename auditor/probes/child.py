@@ -204,7 +204,8 @@ def main(spec_path: str) -> int:
             fl = probes.run_entry(entry, kwargs_fn, flipped, idx_flip)
             if fl.ok:
                 rec["c1"] = probes.probe_c1(pb, probes.per_position(fl, n, use_exposed), k,
-                                            probes.every_computation_moved(base.elements, fl.elements, k))
+                                            probes.every_computation_moved(base.elements, fl.elements, k),
+                                            probes.computations_moved(base.elements, fl.elements, k))
             else:
                 rec["c1"] = {"status": "not_run", "reason": f"the entry raised on the flipped stream: {fl.error}"}
         if not entry.claims_isolation:

@@ -30,7 +30,9 @@ def shrink_values(vocab: int) -> dict:
         "rope_dims": lambda v: 0 if v and int(v) > 16 else v,
         "train_seq_len": SEQ, "eval_seq_len": SEQ, "seq_len": SEQ,
         "eval_stride": lambda v: SEQ // 2 if v else v, "stride": lambda v: SEQ // 2 if v else v,
-        "eval_batch_seqs": 4, "ttt_chunk_tokens": 96, "ttt_chunk_size": 96, "lora_chunk_tokens": 24,
+        "eval_batch_seqs": 4, "ttt_chunk_tokens": 96,
+        # per-document TTT: the probe's documents (24-72 tokens) must span several chunks and count as long
+        "ttt_chunk_size": 16, "ttt_min_doc_len": lambda v: min(int(v), 16) if v else v, "lora_chunk_tokens": 24,
         "ttt_epochs": lambda v: min(int(v), 2), "slot_steps": lambda v: min(int(v), 2),
         "lora_steps": lambda v: min(int(v), 2), "train_batch_tokens": 512,
         # validation batches of a few sequences: `val_batch_size // (world_size * grad_accum_steps)` must hold one

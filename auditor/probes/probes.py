@@ -356,8 +356,10 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
         if arr.size == n - 1:
             arr = np.concatenate([[np.nan], arr])
         run.exposed, run.exposed_from = arr, label
-    calls, pos, loss, grad, trained, col = [], [], [], [], [], []
+    calls, pos, loss, grad, trained, col, sig = [], [], [], [], [], [], []
+    sigs: dict = {}
     for ci, call in enumerate(REC.calls):
+        sid = sigs.setdefault((call.target.shape, call.target.tobytes()), len(sigs))  # same targets, same call shape
         for row_t, row_l in zip(call.target, call.loss):
             p = index.map_row(row_t.tolist())
             p[row_t < 0] = -1
@@ -367,9 +369,10 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
             grad.append(np.full(row_t.size, call.grad))
             trained.append(np.full(row_t.size, call.trained))
             col.append(np.arange(row_t.size))
+            sig.append(np.full(row_t.size, sid))
     if calls:
         run.elements = {"call": np.concatenate(calls), "pos": np.concatenate(pos), "loss": np.concatenate(loss),
-                        "grad": np.concatenate(grad), "trained": np.concatenate(trained), "col": np.concatenate(col)}
+                        "grad": np.concatenate(grad), "trained": np.concatenate(trained), "col": np.concatenate(col), "sig": np.concatenate(sig)}
     REC.calls = []
     return run
 
@@ -377,9 +380,12 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
 # ----------------------------------------------------------------------------- selections
 
 # maxctx: the computation where the position has the most context in its row (the
-# scored tail of overlapping sliding windows, which slice the per-token losses they count)
+# scored tail of overlapping sliding windows, which slice the per-token losses they count);
+# maxctxlast: the same, the last such computation (a multi-epoch pass counting its final epoch);
+# lastpass: the first computation of the last pass, a pass starting again whenever the call that
+# first computed the position recurs with the same targets (epochs over chunk windows that overlap)
 MODES = ["first-nograd", "last-nograd", "first-untrained", "last-untrained", "first-any", "last-any", "all-nograd",
-         "all-any", "maxctx-nograd", "maxctx-untrained", "maxctx-any"]
+         "all-any", "maxctx-nograd", "maxctx-untrained", "maxctx-any", "maxctxlast-nograd", "maxctxlast-any", "lastpass-any", "lastpass-nograd"]
 
 
 def select(el: dict, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, float, int]:
@@ -399,15 +405,30 @@ def select(el: dict, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, float, 
         np.add.at(vals, pos[mapped], loss[mapped])
         values = np.where(counts > 0, vals, np.nan)
         return values, counts, float(loss.sum()), int(idx.size)
-    if which == "maxctx":
+    if which in ("maxctx", "maxctxlast"):
         pos, loss, col = pos[mapped], loss[mapped], el["col"][idx][mapped]
-        order = np.lexsort((np.arange(pos.size), -col, pos))  # by position, most context first
+        seq = np.arange(pos.size) if which == "maxctx" else -np.arange(pos.size)
+        order = np.lexsort((seq, -col, pos))  # by position, most context first, then first (last) computed
         keep = np.ones(pos.size, dtype=bool)
         keep[1:] = pos[order][1:] != pos[order][:-1]
         chosen = order[keep]
         values[pos[chosen]] = loss[chosen]
         counts[pos[chosen]] = 1
         return values, counts, float(loss[chosen].sum()), int(chosen.size)
+    if which == "lastpass":
+        pos_m, loss_m, sig_m = pos[mapped].tolist(), loss[mapped], el["sig"][idx][mapped].tolist()
+        first_sig: dict = {}
+        chosen: dict = {}
+        for i, (p, g) in enumerate(zip(pos_m, sig_m)):
+            if p not in first_sig:
+                first_sig[p], chosen[p] = g, i
+            elif g == first_sig[p]:
+                chosen[p] = i
+        sel = np.fromiter(chosen.values(), dtype=np.int64, count=len(chosen))
+        ps = np.fromiter(chosen.keys(), dtype=np.int64, count=len(chosen))
+        values[ps] = loss_m[sel]
+        counts[ps] = 1
+        return values, counts, float(loss_m[sel].sum()), int(sel.size)
     order = np.arange(idx.size) if which == "first" else np.arange(idx.size)[::-1]
     seen = np.zeros(n, dtype=bool)
     total, count = 0.0, 0
@@ -480,7 +501,21 @@ def every_computation_moved(a: dict | None, b: dict | None, k: int) -> list[int]
     return [int(p) for p in np.flatnonzero((n_all > 0) & (n_moved == n_all))]
 
 
-def probe_c1(base: dict, flipped: dict, k: int, all_moved: list[int] | None = None) -> dict:
+def computations_moved(a: dict | None, b: dict | None, k: int) -> dict[int, float]:
+    """Positions before k with any computation (counted or not) that moved: position -> largest change."""
+    if a is None or b is None or a["pos"].size != b["pos"].size or a["pos"].size == 0:
+        return {}
+    m = (a["pos"] == b["pos"]) & (a["pos"] > 0) & (a["pos"] < k)
+    d = a["loss"][m] - b["loss"][m]
+    out: dict[int, float] = {}
+    for p, v in zip(a["pos"][m][np.abs(d) > ATOL].tolist(), d[np.abs(d) > ATOL].tolist()):
+        if abs(v) > abs(out.get(p, 0.0)):
+            out[p] = v
+    return out
+
+
+def probe_c1(base: dict, flipped: dict, k: int, all_moved: list[int] | None = None,
+             any_moved: dict[int, float] | None = None) -> dict:
     a, b = base["values"], flipped["values"]
     both = np.isfinite(a[:k]) & np.isfinite(b[:k])
     both[0] = False
@@ -499,6 +534,14 @@ def probe_c1(base: dict, flipped: dict, k: int, all_moved: list[int] | None = No
         if not out["verified"] and all_moved:
             # not tied to a returned total, but every computation of these positions moved: the counted one did
             out.update(verified=True, all_moved=len(all_moved), all_moved_sample=all_moved[:8])
+    elif not base["verified"] and any_moved:
+        # the counted losses are unknown and the guessed selection did not move, but other
+        # computations of earlier positions did: not a pass, an unverified failure
+        ps = sorted(any_moved)
+        worst = max(ps, key=lambda p: abs(any_moved[p]))
+        out.update(status="fail", changed=len(ps), worst_position=worst, worst_delta=any_moved[worst],
+                   max_abs=abs(any_moved[worst]), first_changed=ps[0], sample=[[p, any_moved[p]] for p in ps[:8]],
+                   uncounted=True)
     return out
 
 

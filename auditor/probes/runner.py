@@ -255,7 +255,12 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
         k = r["flipped"]
         if status == "fail":
             sev = Severity.ILLEGAL if r.get("verified") else Severity.WARNING
-            msg = (f"{name}: position {r['worst_position']}'s loss changed by {r['max_abs']:.3g} nats when token {k} "
+            if r.get("uncounted"):
+                msg = (f"{name}: NOT PROVEN: flipping token {k} moved computations of {r['changed']} earlier positions "
+                       f"(up to {r['max_abs']:.3g} nats at position {r['worst_position']}), but which computations are "
+                       f"counted in the returned score could not be determined (C1 unverified)")
+            else:
+                msg = (f"{name}: position {r['worst_position']}'s loss changed by {r['max_abs']:.3g} nats when token {k} "
                    f"was flipped; {r['changed']} of {r['checked']} earlier positions moved (C1: a score depends on a "
                    f"later token)")
             ev.append("first changed positions (position, loss change in nats): "
@@ -264,6 +269,9 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
                 ev.append(f"the counted losses were not tied to a returned total, but every no-grad computation of "
                           f"{r['all_moved']} earlier positions moved (first {r['all_moved_sample']}): whichever "
                           f"computation is counted, it moved")
+            elif r.get("uncounted"):
+                ev.append("the counted losses could not be tied to a returned total; these are computations the "
+                          "entry made for earlier positions (any of them may be the counted one)")
             elif not r.get("verified"):
                 ev.append("the counted losses could not be tied to a returned total; the moved values were computed "
                           "by the entry but may not all be counted")
