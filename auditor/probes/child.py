@@ -138,6 +138,16 @@ def main(spec_path: str) -> int:
                                       bool(discover.ISOLATION_RE.search(src)), line))
         have.add(n)
     entries.sort(key=lambda e: e.name not in headline)  # the headline's evaluation first
+    # the headline pipeline: main()'s steps between loading the weights and calling the entry
+    # that touch validation tokens (pre-eval adaptation) run first, on the same model
+    for i, e in enumerate(entries):
+        try:
+            pre = discover.pre_eval_steps(mod, e.name)
+        except Exception as exc:
+            result["notes"].append(f"{e.name}: main()'s steps before it could not be read: {type(exc).__name__}: {exc}")
+            pre = None
+        if pre is not None:
+            entries[i] = discover.pipeline_entry(e, pre, mod, cfg)
     result["skipped"] = {k: v for k, v in skipped.items() if k not in have}
     result["headline"] = [n for n in headline if n in have]
     if not entries:
@@ -172,10 +182,14 @@ def main(spec_path: str) -> int:
                                               scratch=spec["scratch"])
             if why:
                 raise LookupError(why)
+            if getattr(entry, "pre", None) is not None:
+                kwargs["__pgolf_tokens__"] = tokens
             return kwargs
 
         rec: dict = {"name": entry.name, "line": entry.line, "claims_isolation": entry.claims_isolation,
                      "headline": entry.name in headline}
+        if getattr(entry, "pre", None) is not None:
+            rec["pre_steps"] = {"lines": list(entry.pre.lines), "function": "main"}
         try:
             kwargs_fn(torch.from_numpy(stream))
         except LookupError as exc:

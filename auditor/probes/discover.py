@@ -324,7 +324,7 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
                 except AttributeError:
                     pass
 
-    sig = inspect.signature(entry.fn)
+    sig = inspect.signature(getattr(entry, "inner", entry.fn))
     kwargs = {}
     table_parts = {}
     if isinstance(tables, (tuple, list)) and len(tables) == 3:
@@ -393,3 +393,89 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
         else:
             return None, f"cannot bind required parameter {name!r}"
     return kwargs, None
+
+
+# ----------------------------------------------------------------------------- the headline pipeline
+
+STEP_CALLS = {"backward", "step", "zero_grad", "load_state_dict"}
+
+
+@dataclass
+class PreSteps:
+    """Statements of main() that run after the model is ready and before the call of an
+    evaluation entry, and that touch validation tokens (pre-eval adaptation, calibration,
+    cache building): run in order before the entry, in one namespace."""
+
+    code: object
+    lines: tuple[int, int]
+    names: list[str]
+
+
+def pre_eval_steps(mod, entry_name: str, main_name: str = "main") -> PreSteps | None:
+    import ast
+    import textwrap
+
+    main = vars(mod).get(main_name)
+    if not inspect.isfunction(main):
+        return None
+    try:
+        lines, first = inspect.getsourcelines(main)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    fn = tree.body[0]
+    if not isinstance(fn, ast.FunctionDef):
+        return None
+    body = fn.body
+
+    def calls(node):
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call):
+                f = n.func
+                yield f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+    def names(node):
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+    at = next((i for i, s in enumerate(body) if entry_name in set(calls(s))), None)
+    if at is None:
+        return None
+    start = max((i + 1 for i, s in enumerate(body[:at]) if "load_state_dict" in set(calls(s))), default=None)
+    if start is None:  # no point where the trained weights are loaded: nothing says where evaluation begins
+        return None
+    steps = [s for s in body[start:at]
+             if names(s) & TOKEN_PARAMS and set(calls(s)) & {"backward", "step"}]
+    if not steps:
+        return None
+    mod_ast = ast.Module(body=steps, type_ignores=[])
+    ast.increment_lineno(mod_ast, first - 1)
+    code = compile(mod_ast, inspect.getsourcefile(main) or "<main>", "exec")
+    used = sorted(set().union(*(names(s) for s in steps)))
+    return PreSteps(code, (steps[0].lineno, max(getattr(s, "end_lineno", s.lineno) for s in steps)), used)
+
+
+def pipeline_entry(entry: Entry, pre: PreSteps, mod, cfg) -> Entry:
+    """The entry preceded by main()'s pre-evaluation steps, on the same model and tokens."""
+    import torch
+
+    def run(**kw):
+        tokens = kw.pop("__pgolf_tokens__")
+        model = next((v for k, v in kw.items() if k.lower() in MODEL_PARAMS), None)
+        ns = dict(vars(mod))
+        ns.update({n: model for n in MODEL_PARAMS if model is not None})
+        ns.update({n: tokens for n in TOKEN_PARAMS})
+        if cfg is not None:
+            ns.update({n: cfg for n in CFG_PARAMS})
+        ns.update(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1, distributed=False,
+                  master_process=True, is_main_process=True, grad_accum_steps=1)
+        for k, v in kw.items():  # the entry's own arguments (byte tables ...) under their names
+            ns.setdefault(k, v)
+        for log in LOG_FUNCTIONS:
+            ns[log] = lambda *a, **k: None
+        exec(pre.code, ns)
+        return entry.fn(**kw)
+
+    e = Entry(entry.name, run, entry.params, entry.claims_isolation, entry.line)
+    e.pre = pre  # type: ignore[attr-defined]
+    e.inner = entry.fn  # type: ignore[attr-defined]
+    return e

@@ -183,6 +183,12 @@ def _siblings(record, script_name: str) -> dict[str, str]:
     return out
 
 
+def _label(e: dict) -> str:
+    pre = e.get("pre_steps")
+    return (e["name"] + (" (headline)" if e.get("headline") else "")
+            + (f" (after {pre['function']}() lines {pre['lines'][0]}-{pre['lines'][1]})" if pre else ""))
+
+
 def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, where,
              switched: list[str] = (), stubs: list[str] = ()) -> list[Finding]:
     """The summary (which entries each probe ran on, which functions they called) and
@@ -195,7 +201,7 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
         on = [e for e in ok if (e.get(probe) or {}).get("status") in ("pass", "fail", "deviation", "unverified")]
         if on:
             ran_lines.append(f"{rule.code} {probe} ran on: " + ", ".join(
-                e["name"] + (" (headline)" if e.get("headline") else "")
+                _label(e)
                 + (f", {e[probe]['checked']} positions compared" if "checked" in e[probe] else "")
                 + (f", {e[probe]['targets']} targets counted" if "targets" in e[probe] else "") for e in on))
         else:
@@ -228,7 +234,7 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
                                   f"({', '.join(headline.functions)}) did not run ({why[:400]}); the probes that "
                                   f"ran checked other evaluations only", where, tuple(ran_lines), key="headline-not-run"))
             return out
-    names = ", ".join(e["name"] + (" (headline)" if e.get("headline") else "") for e in ok)
+    names = ", ".join(_label(e) for e in ok)
     out.append(NOT_RUN.finding(Severity.INFO, f"probes ran on {len(ok)} of {len(ents)} entries: {names}", where,
                                tuple(ran_lines), key="summary"))
     return out
@@ -246,6 +252,10 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
     name, status = e["name"], r.get("status")
     key = f"{name}:{probe}:{status}"
     src = f"per-token losses: {e.get('source')}"
+    if e.get("pre_steps"):
+        a, b = e["pre_steps"]["lines"]
+        src += (f"; pipeline: {e['pre_steps']['function']}() lines {a}-{b} (steps after the weights are loaded that "
+                f"train on validation tokens) ran first, on the same model")
     if status == "not_applicable":
         return []
     if status == "not_run":
