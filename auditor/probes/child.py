@@ -207,7 +207,7 @@ def main(spec_path: str) -> int:
             continue
         use_exposed = not spec.get("intercept_only")
         pb = probes.per_position(base, n, use_exposed)
-        rec.update(status="ok", source=pb["source"], verified=pb["verified"],
+        rec.update(status="ok", source=pb["source"], verified=pb["verified"], loss_lines=base.loss_lines,
                    scalars=[[lab, val] for lab, val in base.scalars[:8]], run_s=round(base.seconds, 3))
         rec["c4"] = probes.probe_c4(pb, stream, bos)
         rec["c2"] = probes.probe_c2(base.c2)

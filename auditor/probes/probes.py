@@ -101,6 +101,7 @@ class Call:
     loss: np.ndarray  # [rows, L] float64
     grad: bool
     trained: bool = False
+    line: int | None = None  # the submission's line that made this cross_entropy call
 
 
 @dataclass
@@ -136,7 +137,7 @@ def install_hooks() -> None:
         t = target.detach().cpu().long()
         t2 = t.reshape(1, -1) if t.dim() <= 1 else t.reshape(t.size(0), -1)
         call = Call(t2.numpy().copy(), out.detach().double().cpu().reshape(t2.shape).numpy().copy(),
-                    bool(out.requires_grad))
+                    bool(out.requires_grad), line=_submission_line())
         REC.calls.append(call)
         if out.requires_grad:
             def mark(grad, call=call):
@@ -151,6 +152,21 @@ def install_hooks() -> None:
         return out.sum() / denom
 
     F.cross_entropy = cross_entropy
+
+
+SUBMISSION_FILE = "train_gpt.py"
+
+
+def _submission_line() -> int | None:
+    """The innermost line of the submission's code on the current stack."""
+    import sys
+
+    f = sys._getframe(2)
+    while f is not None:
+        if f.f_code.co_filename.endswith(SUBMISSION_FILE):
+            return f.f_lineno
+        f = f.f_back
+    return None
 
 
 def wrap_candidates(mod, skip: set[str]) -> list[str]:
@@ -267,6 +283,7 @@ class Run:
     elements: dict | None = None  # arrays: call, pos, loss, grad, trained
     c2: dict = field(default_factory=dict)
     functions: list = field(default_factory=list)  # the submission's functions the run called, in first-call order
+    loss_lines: list = field(default_factory=list)  # lines whose cross_entropy calls gave the losses
 
 
 def _walk(value, label, depth, n, exposed, scalars, seen):
@@ -373,6 +390,7 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
     if calls:
         run.elements = {"call": np.concatenate(calls), "pos": np.concatenate(pos), "loss": np.concatenate(loss),
                         "grad": np.concatenate(grad), "trained": np.concatenate(trained), "col": np.concatenate(col), "sig": np.concatenate(sig)}
+    run.loss_lines = sorted({c.line for c in REC.calls if c.line is not None})
     REC.calls = []
     return run
 

@@ -252,6 +252,9 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
     name, status = e["name"], r.get("status")
     key = f"{name}:{probe}:{status}"
     src = f"per-token losses: {e.get('source')}"
+    if e.get("loss_lines") and "intercepted" in str(e.get("source")):
+        src += f"; computed by cross_entropy at {e.get('file', 'train_gpt.py')} line(s) " + ", ".join(
+            map(str, e["loss_lines"][:8]))
     if e.get("pre_steps"):
         a, b = e["pre_steps"]["lines"]
         src += (f"; pipeline: {e['pre_steps']['function']}() lines {a}-{b} (steps after the weights are loaded that "
