@@ -161,7 +161,7 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
         findings.append(NOT_RUN.finding(Severity.INFO, f"probes stopped: {child.reason}", where, key="timeout"))
     findings += _honesty(data, headline, headline_why, entries, where,
                          [f"{k}={v} ({why})" for k, (v, why) in switched.items() if k not in (env or {})],
-                         data.get("stubs", []))
+                         data.get("stubs", []), child.reason)
     report.findings = sort_findings(findings)
     report.elapsed_s = time.perf_counter() - started
     return report
@@ -190,7 +190,7 @@ def _label(e: dict) -> str:
 
 
 def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, where,
-             switched: list[str] = (), stubs: list[str] = ()) -> list[Finding]:
+             switched: list[str] = (), stubs: list[str] = (), stopped: str = "") -> list[Finding]:
     """The summary (which entries each probe ran on, which functions they called) and
     the verdict guard: nothing ran, or the headline's evaluation did not run -> WARNING."""
     ents = data.get("entries", [])
@@ -228,6 +228,7 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
         if not hl_ok:
             missing = [e for e in ents if e.get("headline")]
             why = ("; ".join(f"{e['name']}: {e.get('reason')}" for e in missing) if missing else
+                   f"the probes stopped before it ran: {stopped}" if stopped else
                    f"{', '.join(headline.functions)} could not be loaded from the script")
             out.append(NOT_RUN.finding(
                 Severity.WARNING, f"NOT PROVEN: the evaluation that produced the headline score "
