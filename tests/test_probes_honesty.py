@@ -138,3 +138,18 @@ def test_headline_evaluation_runs_first_and_is_named(tmp_path, tok_cache):
     assert "eval_val_sliding called: eval_val_sliding" in ev  # the submission's functions the run called
     assert "CPU stub:" in ev
     assert not [f for f in r.findings if f.severity == Severity.WARNING]
+
+
+def test_a_violation_off_the_headline_is_reported_apart(tmp_path, tok_cache):
+    """A leak in an evaluation the logs' headline does not come from is a warning naming the headline's."""
+    from auditor.probes.runner import probe_record
+
+    leaky_other = BROKEN_HEADLINE.replace("def eval_val_plain(args, model, val_tokens):",
+                                          "def eval_val_plain(args, model, val_tokens):\n"
+                                          "    val_tokens = val_tokens.flip(0)  # reads the stream backwards")
+    src = _generic_with_headline(broken=False).replace(HEADLINE_MAIN, leaky_other + HEADLINE_MAIN)
+    r = probe_record(_record(tmp_path, src), timeout_s=120, tokenizer_cache=tok_cache)
+    other = [f for f in r.findings if f.message.startswith("eval_val_plain") and f.code in ("PG150", "PG151")]
+    assert other and all(f.severity == Severity.WARNING and "another evaluation" in f.message for f in other), \
+        [(f.code, f.severity.value, f.message) for f in r.findings]
+    assert not [f for f in r.findings if f.severity == Severity.ILLEGAL]

@@ -156,7 +156,10 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
                                             key=f"{e['name']}:entry"))
             continue
         for probe, rule in PROBES.items():
-            findings += _entry_findings(probe, rule, e, data, loc)
+            got = _entry_findings(probe, rule, e, data, loc)
+            if headline is not None and not entries and not e.get("headline"):
+                got = [_apart(f, headline) for f in got]
+            findings += got
     if child.reason:  # timed out after some entries
         findings.append(NOT_RUN.finding(Severity.INFO, f"probes stopped: {child.reason}", where, key="timeout"))
     findings += _honesty(data, headline, headline_why, entries, where,
@@ -181,6 +184,19 @@ def _siblings(record, script_name: str) -> dict[str, str]:
         if path.stat().st_size <= SIBLING_MAX_BYTES:
             out[name] = path.read_text(encoding="utf-8", errors="replace")
     return out
+
+
+def _apart(f: Finding, headline) -> Finding:
+    """A violation measured on an evaluation that did not produce the headline score is
+    reported apart: a warning, not the score's violation."""
+    if f.severity != Severity.ILLEGAL:
+        return f
+    from dataclasses import replace
+
+    return replace(f, severity=Severity.WARNING,
+                   message=f.message + f" [another evaluation: the headline score comes from "
+                                       f"{', '.join(headline.functions)}]",
+                   evidence=tuple(f.evidence) + (f"headline `{headline.text[:80]}` ({headline.where})",))
 
 
 def _label(e: dict) -> str:
