@@ -138,6 +138,7 @@ def main(spec_path: str) -> int:
                                       bool(discover.ISOLATION_RE.search(src)), line))
         have.add(n)
     entries.sort(key=lambda e: e.name not in headline)  # the headline's evaluation first
+    result["skipped"] = {k: v for k, v in skipped.items() if k not in have}
     # the headline pipeline: main()'s steps between loading the weights and calling the entry
     # that touch validation tokens (pre-eval adaptation) run first, on the same model
     for i, e in enumerate(entries):
@@ -148,7 +149,12 @@ def main(spec_path: str) -> int:
             pre = None
         if pre is not None:
             entries[i] = discover.pipeline_entry(e, pre, mod, cfg)
-    result["skipped"] = {k: v for k, v in skipped.items() if k not in have}
+    # a training function that runs as a pre-evaluation step of an entry is covered by that pipeline
+    covered = {f: e.name for e in entries for f in (getattr(getattr(e, "pre", None), "functions", None) or [])}
+    if covered and not only:
+        for e in [e for e in entries if e.name in covered and e.name not in headline]:
+            entries.remove(e)
+            result["skipped"][e.name] = f"runs as a pre-evaluation step before {covered[e.name]}"
     result["headline"] = [n for n in headline if n in have]
     if not entries:
         result.update(error="no evaluation entry point found (a function taking a model and validation tokens)")
@@ -189,7 +195,8 @@ def main(spec_path: str) -> int:
         rec: dict = {"name": entry.name, "line": entry.line, "claims_isolation": entry.claims_isolation,
                      "headline": entry.name in headline}
         if getattr(entry, "pre", None) is not None:
-            rec["pre_steps"] = {"lines": list(entry.pre.lines), "function": "main"}
+            rec["pre_steps"] = {"lines": list(entry.pre.lines), "function": "main",
+                                "calls": list(entry.pre.functions or [])}
         try:
             kwargs_fn(torch.from_numpy(stream))
         except LookupError as exc:

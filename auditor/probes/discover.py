@@ -409,6 +409,7 @@ class PreSteps:
     code: object
     lines: tuple[int, int]
     names: list[str]
+    functions: list = None  # the script's training functions the steps call (`ttt_adapt`)
 
 
 def pre_eval_steps(mod, entry_name: str, main_name: str = "main") -> PreSteps | None:
@@ -434,8 +435,22 @@ def pre_eval_steps(mod, entry_name: str, main_name: str = "main") -> PreSteps | 
                 f = n.func
                 yield f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
-    def names(node):
-        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    def names(node):  # names and attribute names (`val_data.val_tokens`)
+        return ({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+                | {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)})
+
+    trains: dict[str, bool] = {}
+
+    def trains_model(name: str) -> bool:
+        """A module function of the script that takes a gradient step (`ttt_adapt(...)`)."""
+        if name not in trains:
+            fn = vars(mod).get(name)
+            try:
+                src = inspect.getsource(fn) if inspect.isfunction(fn) and own(mod, fn) else ""
+            except (OSError, TypeError):
+                src = ""
+            trains[name] = bool(re.search(r"\.backward\(|\.step\(", src))
+        return trains[name]
 
     at = next((i for i, s in enumerate(body) if entry_name in set(calls(s))), None)
     if at is None:
@@ -444,14 +459,16 @@ def pre_eval_steps(mod, entry_name: str, main_name: str = "main") -> PreSteps | 
     if start is None:  # no point where the trained weights are loaded: nothing says where evaluation begins
         return None
     steps = [s for s in body[start:at]
-             if names(s) & TOKEN_PARAMS and set(calls(s)) & {"backward", "step"}]
+             if names(s) & TOKEN_PARAMS and (set(calls(s)) & {"backward", "step"}
+                                             or any(trains_model(c) for c in set(calls(s)) if c != entry_name))]
     if not steps:
         return None
     mod_ast = ast.Module(body=steps, type_ignores=[])
     ast.increment_lineno(mod_ast, first - 1)
     code = compile(mod_ast, inspect.getsourcefile(main) or "<main>", "exec")
     used = sorted(set().union(*(names(s) for s in steps)))
-    return PreSteps(code, (steps[0].lineno, max(getattr(s, "end_lineno", s.lineno) for s in steps)), used)
+    called = sorted({c for st in steps for c in calls(st) if c in trains and trains[c]})
+    return PreSteps(code, (steps[0].lineno, max(getattr(s, "end_lineno", s.lineno) for s in steps)), used, called)
 
 
 def pipeline_entry(entry: Entry, pre: PreSteps, mod, cfg) -> Entry:
