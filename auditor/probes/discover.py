@@ -429,15 +429,24 @@ def pre_eval_steps(mod, entry_name: str, main_name: str = "main") -> PreSteps | 
         return None
     body = fn.body
 
-    def calls(node):
-        for n in ast.walk(node):
+    def walk(node):
+        """ast.walk without deferred code: a lambda or a nested def is not run where it stands."""
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            yield n
+            todo += [c for c in ast.iter_child_nodes(n)
+                     if not isinstance(c, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+    def calls(node, deferred: bool = False):
+        for n in (ast.walk(node) if deferred else walk(node)):
             if isinstance(n, ast.Call):
                 f = n.func
                 yield f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
     def names(node):  # names and attribute names (`val_data.val_tokens`)
-        return ({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-                | {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute)})
+        return ({n.id for n in walk(node) if isinstance(n, ast.Name)}
+                | {n.attr for n in walk(node) if isinstance(n, ast.Attribute)})
 
     trains: dict[str, bool] = {}
 
@@ -452,7 +461,7 @@ def pre_eval_steps(mod, entry_name: str, main_name: str = "main") -> PreSteps | 
             trains[name] = bool(re.search(r"\.backward\(|\.step\(", src))
         return trains[name]
 
-    at = next((i for i, s in enumerate(body) if entry_name in set(calls(s))), None)
+    at = next((i for i, s in enumerate(body) if entry_name in set(calls(s, deferred=True))), None)
     if at is None:
         return None
     start = max((i + 1 for i, s in enumerate(body[:at]) if "load_state_dict" in set(calls(s))), default=None)
