@@ -6,6 +6,13 @@ evaluation code on CPU, in a sandboxed subprocess, on a synthetic stream.
 The parent (runner) never imports torch; the child (child.py) loads the
 submission with CUDA-only pieces stubbed (loader.py), shrinks its config and
 model (discover.py) and runs the probes (probes.py).
+
+The headline pipeline (headline.py, discover.pre_eval_steps): the function that
+computes the logs' headline metric runs first, preceded by main()'s steps that
+train on validation tokens after the weights are loaded. A verdict is a measured
+violation, a check that held (naming the entries and functions that ran), or
+NOT PROVEN: when nothing ran or the headline's evaluation did not run, PG159 is
+a warning, never a pass.
 """
 
 __all__ = ["PROBE_RULES", "ProbeReport", "probe_record"]

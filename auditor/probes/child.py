@@ -6,6 +6,7 @@ Writes its JSON result after every entry, so a timeout still leaves what was mea
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import sys
@@ -119,18 +120,42 @@ def main(spec_path: str) -> int:
 
     entries, skipped = discover.find_entries(mod)
     only = spec.get("entries")
+    headline = list(spec.get("headline") or [])
     if only:
-        entries = [e for e in entries if e.name in only] + [
-            discover.Entry(n, getattr(mod, n), [], False) for n in only if n in skipped and hasattr(mod, n)]
-        for e in entries:
-            if not e.params:
-                import inspect
-
-                e.params = list(inspect.signature(e.fn).parameters)
-                src = inspect.getsource(e.fn)
-                e.claims_isolation = bool(discover.ISOLATION_RE.search(src))
-                e.line = inspect.getsourcelines(e.fn)[1]
-    result["skipped"] = skipped
+        entries = [e for e in entries if e.name in only]
+    # a named entry, or the function that computes the headline, runs even when discovery
+    # skipped it (called by another entry) or did not recognise its parameters
+    have = {e.name for e in entries}
+    for n in list(only or []) + headline:
+        if n in have or not inspect.isfunction(getattr(mod, n, None)):
+            continue
+        fn = getattr(mod, n)
+        try:
+            src, line = inspect.getsource(fn), inspect.getsourcelines(fn)[1]
+        except (OSError, TypeError):
+            src, line = "", None
+        entries.append(discover.Entry(n, fn, list(inspect.signature(fn).parameters),
+                                      bool(discover.ISOLATION_RE.search(src)), line))
+        have.add(n)
+    entries.sort(key=lambda e: e.name not in headline)  # the headline's evaluation first
+    result["skipped"] = {k: v for k, v in skipped.items() if k not in have}
+    # the headline pipeline: main()'s steps between loading the weights and calling the entry
+    # that touch validation tokens (pre-eval adaptation) run first, on the same model
+    for i, e in enumerate(entries):
+        try:
+            pre = discover.pre_eval_steps(mod, e.name)
+        except Exception as exc:
+            result["notes"].append(f"{e.name}: main()'s steps before it could not be read: {type(exc).__name__}: {exc}")
+            pre = None
+        if pre is not None:
+            entries[i] = discover.pipeline_entry(e, pre, mod, cfg)
+    # a training function that runs as a pre-evaluation step of an entry is covered by that pipeline
+    covered = {f: e.name for e in entries for f in (getattr(getattr(e, "pre", None), "functions", None) or [])}
+    if covered and not only:
+        for e in [e for e in entries if e.name in covered and e.name not in headline]:
+            entries.remove(e)
+            result["skipped"][e.name] = f"runs as a pre-evaluation step before {covered[e.name]}"
+    result["headline"] = [n for n in headline if n in have]
     if not entries:
         result.update(error="no evaluation entry point found (a function taking a model and validation tokens)")
         _write(out, result)
@@ -159,12 +184,19 @@ def main(spec_path: str) -> int:
 
         def kwargs_fn(tokens, entry=entry):
             kwargs, why = discover.bind_entry(entry, model=copy.deepcopy(pristine), tokens=tokens, cfg=cfg,
-                                              tables=tables, sp=sp, vocab=vocab, bos=bos, mod=mod)
+                                              tables=tables, sp=sp, vocab=vocab, bos=bos, mod=mod,
+                                              scratch=spec["scratch"])
             if why:
                 raise LookupError(why)
+            if getattr(entry, "pre", None) is not None:
+                kwargs["__pgolf_tokens__"] = tokens
             return kwargs
 
-        rec: dict = {"name": entry.name, "line": entry.line, "claims_isolation": entry.claims_isolation}
+        rec: dict = {"name": entry.name, "line": entry.line, "claims_isolation": entry.claims_isolation,
+                     "headline": entry.name in headline}
+        if getattr(entry, "pre", None) is not None:
+            rec["pre_steps"] = {"lines": list(entry.pre.lines), "function": "main",
+                                "calls": list(entry.pre.functions or [])}
         try:
             kwargs_fn(torch.from_numpy(stream))
         except LookupError as exc:
@@ -173,7 +205,8 @@ def main(spec_path: str) -> int:
             _write(out, result)
             continue
         t0 = time.perf_counter()
-        base = probes.run_entry(entry, kwargs_fn, stream, idx_base, c2=True)
+        base = probes.run_entry(entry, kwargs_fn, stream, idx_base, c2=True, trace_file=path)
+        rec["functions"] = base.functions
         if not base.ok:
             rec.update(status="not_run", reason=f"the entry raised {base.error}")
             result["entries"].append(rec)
@@ -181,7 +214,7 @@ def main(spec_path: str) -> int:
             continue
         use_exposed = not spec.get("intercept_only")
         pb = probes.per_position(base, n, use_exposed)
-        rec.update(status="ok", source=pb["source"], verified=pb["verified"],
+        rec.update(status="ok", source=pb["source"], verified=pb["verified"], loss_lines=base.loss_lines,
                    scalars=[[lab, val] for lab, val in base.scalars[:8]], run_s=round(base.seconds, 3))
         rec["c4"] = probes.probe_c4(pb, stream, bos)
         rec["c2"] = probes.probe_c2(base.c2)
@@ -191,7 +224,9 @@ def main(spec_path: str) -> int:
         else:
             fl = probes.run_entry(entry, kwargs_fn, flipped, idx_flip)
             if fl.ok:
-                rec["c1"] = probes.probe_c1(pb, probes.per_position(fl, n, use_exposed), k)
+                rec["c1"] = probes.probe_c1(pb, probes.per_position(fl, n, use_exposed), k,
+                                            probes.every_computation_moved(base.elements, fl.elements, k),
+                                            probes.computations_moved(base.elements, fl.elements, k))
             else:
                 rec["c1"] = {"status": "not_run", "reason": f"the entry raised on the flipped stream: {fl.error}"}
         if not entry.claims_isolation:

@@ -20,6 +20,7 @@ def probe(
 ) -> None:
     """Run the submission's own evaluation code on CPU in a sandbox: C1 flip, C4 count, C2 sum, BOS isolation."""
     from auditor.audit import Audit
+    from auditor.probes.runner import UnknownEntry
     from auditor.record import RecordError
     from auditor.report import FORMATS
 
@@ -27,7 +28,7 @@ def probe(
     for path in paths:
         try:
             report = _probe(path, timeout, parse_env(env), entry)
-        except RecordError as exc:
+        except (RecordError, UnknownEntry) as exc:
             fail_usage(str(exc))
         audits.append(Audit(target=str(path), findings=report.findings, elapsed_s=report.elapsed_s))
     write_report(FORMATS[format.value], audits, output)

@@ -30,7 +30,9 @@ def shrink_values(vocab: int) -> dict:
         "rope_dims": lambda v: 0 if v and int(v) > 16 else v,
         "train_seq_len": SEQ, "eval_seq_len": SEQ, "seq_len": SEQ,
         "eval_stride": lambda v: SEQ // 2 if v else v, "stride": lambda v: SEQ // 2 if v else v,
-        "eval_batch_seqs": 4, "ttt_chunk_tokens": 96, "ttt_chunk_size": 96, "lora_chunk_tokens": 24,
+        "eval_batch_seqs": 4, "ttt_chunk_tokens": 96,
+        # per-document TTT: the probe's documents (24-72 tokens) must span several chunks and count as long
+        "ttt_chunk_size": 16, "ttt_min_doc_len": lambda v: min(int(v), 16) if v else v, "lora_chunk_tokens": 24,
         "ttt_epochs": lambda v: min(int(v), 2), "slot_steps": lambda v: min(int(v), 2),
         "lora_steps": lambda v: min(int(v), 2), "train_batch_tokens": 512,
         # validation batches of a few sequences: `val_batch_size // (world_size * grad_accum_steps)` must hold one
@@ -63,6 +65,8 @@ MODEL_PARAMS = {"model", "base_model", "net", "gpt", "eval_model", "m", "ttt_mod
 TOKEN_PARAMS = {"tokens", "val_tokens", "val", "toks", "val_ids", "stream", "validation_tokens"}
 # an object holding the tokens, the tokenizer and the byte tables (`ValidationData(h, device)`)
 VAL_DATA_PARAMS = {"val_data", "validation_data", "vd", "val_set", "valdata"}
+# a path or glob of validation shards the entry reads itself: bound to shard files holding the probe stream
+FILE_PARAMS = {"val_pattern", "val_files", "val_path", "val_glob", "val_file", "pattern", "val_shards"}
 CFG_PARAMS = {"cfg", "args", "config", "hparams", "h", "hp", "hyper", "hps", "conf"}
 ISOLATION_RE = re.compile(r"\bbos\b|bos_id|bos_token|doc_|_doc|docs?\b|isolate|varlen|cu_seqlens", re.I)
 
@@ -196,7 +200,7 @@ def find_entries(mod) -> tuple[list[Entry], dict[str, str]]:
             continue
         params = list(inspect.signature(obj).parameters)
         lower = [p.lower() for p in params]
-        if not (set(lower) & MODEL_PARAMS and set(lower) & (TOKEN_PARAMS | VAL_DATA_PARAMS)):
+        if not (set(lower) & MODEL_PARAMS and set(lower) & (TOKEN_PARAMS | VAL_DATA_PARAMS | FILE_PARAMS)):
             continue
         if re.search(r"calib|hessian|gptq|quantiz", name, re.I):
             continue
@@ -284,11 +288,43 @@ def _model_method(model, param: str):
     return getattr(model, best) if best else None
 
 
-def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos: int, mod=None):
+def write_shard(tokens, folder: str) -> str:
+    """The probe stream as a challenge validation shard (256 int32 header: magic 20240520,
+    version 1, token count; then uint16 tokens); returns a glob matching only it."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    d = tempfile.mkdtemp(prefix="val_", dir=folder)
+    header = np.zeros(256, dtype="<i4")
+    header[:3] = (20240520, 1, int(tokens.numel()))
+    with open(os.path.join(d, "fineweb_val_000000.bin"), "wb") as f:
+        f.write(header.tobytes())
+        f.write(tokens.cpu().numpy().astype("<u2").tobytes())
+    return os.path.join(d, "fineweb_val_*.bin")
+
+
+# config attributes naming the validation shards: pointed at the probe stream's shard
+CFG_FILE_ATTRS = ("val_files", "val_pattern", "val_path", "val_glob")
+
+
+def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos: int, mod=None,
+               scratch: str | None = None):
     """Arguments for one call, by parameter name. Returns (kwargs, None) or (None, reason)."""
     import torch
 
-    sig = inspect.signature(entry.fn)
+    shard = None
+    if scratch is not None:
+        shard = write_shard(tokens, scratch)
+        for attr in CFG_FILE_ATTRS:  # an entry that reads `args.val_files` itself
+            if cfg is not None and isinstance(getattr(cfg, attr, None), str):
+                try:
+                    setattr(cfg, attr, shard)
+                except AttributeError:
+                    pass
+
+    sig = inspect.signature(getattr(entry, "inner", entry.fn))
     kwargs = {}
     table_parts = {}
     if isinstance(tables, (tuple, list)) and len(tables) == 3:
@@ -301,6 +337,8 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
             kwargs[name] = model
         elif low in TOKEN_PARAMS:
             kwargs[name] = tokens
+        elif low in FILE_PARAMS and shard is not None:
+            kwargs[name] = shard
         elif low in VAL_DATA_PARAMS:
             kwargs[name] = make_val_data(mod, tokens, tables, sp, cfg, vocab, bos) if mod is not None else None
         elif low.startswith(("forward", "fwd")) and _model_method(model, low) is not None:
@@ -355,3 +393,115 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
         else:
             return None, f"cannot bind required parameter {name!r}"
     return kwargs, None
+
+
+# ----------------------------------------------------------------------------- the headline pipeline
+
+STEP_CALLS = {"backward", "step", "zero_grad", "load_state_dict"}
+
+
+@dataclass
+class PreSteps:
+    """Statements of main() that run after the model is ready and before the call of an
+    evaluation entry, and that touch validation tokens (pre-eval adaptation, calibration,
+    cache building): run in order before the entry, in one namespace."""
+
+    code: object
+    lines: tuple[int, int]
+    names: list[str]
+    functions: list = None  # the script's training functions the steps call (`ttt_adapt`)
+
+
+def pre_eval_steps(mod, entry_name: str, main_name: str = "main") -> PreSteps | None:
+    import ast
+    import textwrap
+
+    main = vars(mod).get(main_name)
+    if not inspect.isfunction(main):
+        return None
+    try:
+        lines, first = inspect.getsourcelines(main)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    fn = tree.body[0]
+    if not isinstance(fn, ast.FunctionDef):
+        return None
+    body = fn.body
+
+    def walk(node):
+        """ast.walk without deferred code: a lambda or a nested def is not run where it stands."""
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            yield n
+            todo += [c for c in ast.iter_child_nodes(n)
+                     if not isinstance(c, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+
+    def calls(node, deferred: bool = False):
+        for n in (ast.walk(node) if deferred else walk(node)):
+            if isinstance(n, ast.Call):
+                f = n.func
+                yield f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+    def names(node):  # names and attribute names (`val_data.val_tokens`)
+        return ({n.id for n in walk(node) if isinstance(n, ast.Name)}
+                | {n.attr for n in walk(node) if isinstance(n, ast.Attribute)})
+
+    trains: dict[str, bool] = {}
+
+    def trains_model(name: str) -> bool:
+        """A module function of the script that takes a gradient step (`ttt_adapt(...)`)."""
+        if name not in trains:
+            fn = vars(mod).get(name)
+            try:
+                src = inspect.getsource(fn) if inspect.isfunction(fn) and own(mod, fn) else ""
+            except (OSError, TypeError):
+                src = ""
+            trains[name] = bool(re.search(r"\.backward\(|\.step\(", src))
+        return trains[name]
+
+    at = next((i for i, s in enumerate(body) if entry_name in set(calls(s, deferred=True))), None)
+    if at is None:
+        return None
+    start = max((i + 1 for i, s in enumerate(body[:at]) if "load_state_dict" in set(calls(s))), default=None)
+    if start is None:  # no point where the trained weights are loaded: nothing says where evaluation begins
+        return None
+    steps = [s for s in body[start:at]
+             if names(s) & TOKEN_PARAMS and (set(calls(s)) & {"backward", "step"}
+                                             or any(trains_model(c) for c in set(calls(s)) if c != entry_name))]
+    if not steps:
+        return None
+    mod_ast = ast.Module(body=steps, type_ignores=[])
+    ast.increment_lineno(mod_ast, first - 1)
+    code = compile(mod_ast, inspect.getsourcefile(main) or "<main>", "exec")
+    used = sorted(set().union(*(names(s) for s in steps)))
+    called = sorted({c for st in steps for c in calls(st) if c in trains and trains[c]})
+    return PreSteps(code, (steps[0].lineno, max(getattr(s, "end_lineno", s.lineno) for s in steps)), used, called)
+
+
+def pipeline_entry(entry: Entry, pre: PreSteps, mod, cfg) -> Entry:
+    """The entry preceded by main()'s pre-evaluation steps, on the same model and tokens."""
+    import torch
+
+    def run(**kw):
+        tokens = kw.pop("__pgolf_tokens__")
+        model = next((v for k, v in kw.items() if k.lower() in MODEL_PARAMS), None)
+        ns = dict(vars(mod))
+        ns.update({n: model for n in MODEL_PARAMS if model is not None})
+        ns.update({n: tokens for n in TOKEN_PARAMS})
+        if cfg is not None:
+            ns.update({n: cfg for n in CFG_PARAMS})
+        ns.update(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1, distributed=False,
+                  master_process=True, is_main_process=True, grad_accum_steps=1)
+        for k, v in kw.items():  # the entry's own arguments (byte tables ...) under their names
+            ns.setdefault(k, v)
+        for log in LOG_FUNCTIONS:
+            ns[log] = lambda *a, **k: None
+        exec(pre.code, ns)
+        return entry.fn(**kw)
+
+    e = Entry(entry.name, run, entry.params, entry.claims_isolation, entry.line)
+    e.pre = pre  # type: ignore[attr-defined]
+    e.inner = entry.fn  # type: ignore[attr-defined]
+    return e

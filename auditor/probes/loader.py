@@ -9,6 +9,15 @@ GPU or a network:
   `torch.nn.functional.scaled_dot_product_attention` (same causal masking, same
   scale, GQA by repeating kv heads, varlen one sequence at a time);
 - `torch.compile` -> identity (compiling does not change what is computed);
+- `torch.inference_mode` -> `no_grad` semantics (same values; tensors made under it can
+  still be saved for a later backward, which an evaluation that scores under
+  inference_mode and then adapts on the same tensors needs: on a GPU run the tensors
+  were fresh each time, here a CPU run would raise "Inference tensors cannot be saved
+  for backward");
+- `F.linear` with a bf16 input and an fp32 weight -> the input cast to the weight's
+  dtype (a real run converts the model to bf16 after training, restoring small
+  tensors to fp32; the probe's model stays fp32, so a script's explicit
+  `.to(torch.bfloat16)` before its head would otherwise stop the evaluation);
 - `torch.cuda.is_available()` False, `synchronize`/`set_device`/memory stats no-ops,
   `Tensor.cuda()`/`Module.cuda()` and `.to("cuda")` stay on CPU;
 - `torch.distributed`: a single process that was never initialised; collectives
@@ -199,6 +208,10 @@ def install_stubs() -> list[str]:
 
     torch.compile = compile_identity
     done.append("torch.compile -> identity")
+    torch.inference_mode = _inference_as_no_grad()
+    done.append("torch.inference_mode -> no_grad")
+    _linear_in_weight_dtype()
+    done.append("F.linear with mixed float dtypes -> input cast to the weight's dtype")
 
     cuda = torch.cuda
     cuda.is_available = lambda: False
@@ -253,6 +266,51 @@ def install_stubs() -> list[str]:
     dist.all_gather_into_tensor = all_gather_into_tensor
     done.append("torch.distributed -> single process")
     return done
+
+
+def _linear_in_weight_dtype() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    orig = F.linear
+
+    def linear(input, weight, bias=None):
+        if (isinstance(input, torch.Tensor) and isinstance(weight, torch.Tensor) and input.dtype != weight.dtype
+                and input.is_floating_point() and weight.is_floating_point()
+                and not torch.is_autocast_enabled("cpu")):
+            input = input.to(weight.dtype)
+        return orig(input, weight, bias)
+
+    F.linear = linear
+
+
+def _inference_as_no_grad():
+    """A drop-in for `torch.inference_mode` (context manager, `@inference_mode`,
+    `@inference_mode()`, `inference_mode(False)`) that only disables grad."""
+    import torch
+
+    class inference_mode(torch.autograd.grad_mode._DecoratorContextManager):
+        def __new__(cls, mode=True):
+            if isinstance(mode, bool):
+                return super().__new__(cls)
+            return cls()(mode)  # bare decorator
+
+        def __init__(self, mode: bool = True) -> None:
+            self.mode = mode
+            self.prev = True
+
+        def __enter__(self) -> None:
+            self.prev = torch.is_grad_enabled()
+            if self.mode:
+                torch.set_grad_enabled(False)
+
+        def __exit__(self, *exc) -> None:
+            torch.set_grad_enabled(self.prev)
+
+        def clone(self):
+            return self.__class__(self.mode)
+
+    return inference_mode
 
 
 def _is_cuda(value) -> bool:

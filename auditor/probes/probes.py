@@ -101,6 +101,7 @@ class Call:
     loss: np.ndarray  # [rows, L] float64
     grad: bool
     trained: bool = False
+    line: int | None = None  # the submission's line that made this cross_entropy call
 
 
 @dataclass
@@ -136,7 +137,7 @@ def install_hooks() -> None:
         t = target.detach().cpu().long()
         t2 = t.reshape(1, -1) if t.dim() <= 1 else t.reshape(t.size(0), -1)
         call = Call(t2.numpy().copy(), out.detach().double().cpu().reshape(t2.shape).numpy().copy(),
-                    bool(out.requires_grad))
+                    bool(out.requires_grad), line=_submission_line())
         REC.calls.append(call)
         if out.requires_grad:
             def mark(grad, call=call):
@@ -151,6 +152,21 @@ def install_hooks() -> None:
         return out.sum() / denom
 
     F.cross_entropy = cross_entropy
+
+
+SUBMISSION_FILE = "train_gpt.py"
+
+
+def _submission_line() -> int | None:
+    """The innermost line of the submission's code on the current stack."""
+    import sys
+
+    f = sys._getframe(2)
+    while f is not None:
+        if f.f_code.co_filename.endswith(SUBMISSION_FILE):
+            return f.f_lineno
+        f = f.f_back
+    return None
 
 
 def wrap_candidates(mod, skip: set[str]) -> list[str]:
@@ -266,6 +282,8 @@ class Run:
     scalars: list = field(default_factory=list)  # (label, value)
     elements: dict | None = None  # arrays: call, pos, loss, grad, trained
     c2: dict = field(default_factory=dict)
+    functions: list = field(default_factory=list)  # the submission's functions the run called, in first-call order
+    loss_lines: list = field(default_factory=list)  # lines whose cross_entropy calls gave the losses
 
 
 def _walk(value, label, depth, n, exposed, scalars, seen):
@@ -304,7 +322,20 @@ def _walk(value, label, depth, n, exposed, scalars, seen):
                 _walk(v, f"{label}.{k}", depth + 1, n, exposed, scalars, seen)
 
 
-def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool = False) -> Run:
+def _tracer(seen: dict, filename: str):
+    """A profile hook recording which of the submission's functions were called."""
+    def hook(frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            if code.co_filename == filename and code.co_name not in seen and not code.co_name.startswith("<"):
+                seen[code.co_name] = code.co_firstlineno
+    return hook
+
+
+def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool = False,
+              trace_file: str | None = None) -> Run:
+    import sys
+
     import torch
 
     kwargs = kwargs_fn(torch.from_numpy(stream.copy()))
@@ -314,9 +345,13 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
     REC.active = True
     started = time.perf_counter()
     torch.manual_seed(0)
+    seen: dict = {}
+    if trace_file:
+        sys.setprofile(_tracer(seen, trace_file))
     try:
         ret = entry.fn(**kwargs)
     except Exception as exc:
+        sys.setprofile(None)
         REC.active = False
         tb = exc.__traceback__
         where = ""
@@ -324,9 +359,11 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
             if tb.tb_frame.f_code.co_filename.endswith("train_gpt.py"):
                 where = f" (train_gpt.py:{tb.tb_lineno})"
             tb = tb.tb_next
-        return Run(False, f"{type(exc).__name__}: {str(exc)[:300]}{where}", time.perf_counter() - started)
+        return Run(False, f"{type(exc).__name__}: {str(exc)[:300]}{where}", time.perf_counter() - started,
+                   functions=list(seen))
+    sys.setprofile(None)
     REC.active = False
-    run = Run(True, seconds=time.perf_counter() - started, c2=dict(REC.c2) if c2 else {})
+    run = Run(True, seconds=time.perf_counter() - started, c2=dict(REC.c2) if c2 else {}, functions=list(seen))
     n = len(stream)
     exposed: list = []
     _walk(ret, "return", 0, n, exposed, run.scalars, set())
@@ -336,8 +373,10 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
         if arr.size == n - 1:
             arr = np.concatenate([[np.nan], arr])
         run.exposed, run.exposed_from = arr, label
-    calls, pos, loss, grad, trained = [], [], [], [], []
+    calls, pos, loss, grad, trained, col, sig = [], [], [], [], [], [], []
+    sigs: dict = {}
     for ci, call in enumerate(REC.calls):
+        sid = sigs.setdefault((call.target.shape, call.target.tobytes()), len(sigs))  # same targets, same call shape
         for row_t, row_l in zip(call.target, call.loss):
             p = index.map_row(row_t.tolist())
             p[row_t < 0] = -1
@@ -346,17 +385,25 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
             loss.append(row_l)
             grad.append(np.full(row_t.size, call.grad))
             trained.append(np.full(row_t.size, call.trained))
+            col.append(np.arange(row_t.size))
+            sig.append(np.full(row_t.size, sid))
     if calls:
         run.elements = {"call": np.concatenate(calls), "pos": np.concatenate(pos), "loss": np.concatenate(loss),
-                        "grad": np.concatenate(grad), "trained": np.concatenate(trained)}
+                        "grad": np.concatenate(grad), "trained": np.concatenate(trained), "col": np.concatenate(col), "sig": np.concatenate(sig)}
+    run.loss_lines = sorted({c.line for c in REC.calls if c.line is not None})
     REC.calls = []
     return run
 
 
 # ----------------------------------------------------------------------------- selections
 
+# maxctx: the computation where the position has the most context in its row (the
+# scored tail of overlapping sliding windows, which slice the per-token losses they count);
+# maxctxlast: the same, the last such computation (a multi-epoch pass counting its final epoch);
+# lastpass: the first computation of the last pass, a pass starting again whenever the call that
+# first computed the position recurs with the same targets (epochs over chunk windows that overlap)
 MODES = ["first-nograd", "last-nograd", "first-untrained", "last-untrained", "first-any", "last-any", "all-nograd",
-         "all-any"]
+         "all-any", "maxctx-nograd", "maxctx-untrained", "maxctx-any", "maxctxlast-nograd", "maxctxlast-any", "lastpass-any", "lastpass-nograd"]
 
 
 def select(el: dict, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, float, int]:
@@ -376,6 +423,30 @@ def select(el: dict, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, float, 
         np.add.at(vals, pos[mapped], loss[mapped])
         values = np.where(counts > 0, vals, np.nan)
         return values, counts, float(loss.sum()), int(idx.size)
+    if which in ("maxctx", "maxctxlast"):
+        pos, loss, col = pos[mapped], loss[mapped], el["col"][idx][mapped]
+        seq = np.arange(pos.size) if which == "maxctx" else -np.arange(pos.size)
+        order = np.lexsort((seq, -col, pos))  # by position, most context first, then first (last) computed
+        keep = np.ones(pos.size, dtype=bool)
+        keep[1:] = pos[order][1:] != pos[order][:-1]
+        chosen = order[keep]
+        values[pos[chosen]] = loss[chosen]
+        counts[pos[chosen]] = 1
+        return values, counts, float(loss[chosen].sum()), int(chosen.size)
+    if which == "lastpass":
+        pos_m, loss_m, sig_m = pos[mapped].tolist(), loss[mapped], el["sig"][idx][mapped].tolist()
+        first_sig: dict = {}
+        chosen: dict = {}
+        for i, (p, g) in enumerate(zip(pos_m, sig_m)):
+            if p not in first_sig:
+                first_sig[p], chosen[p] = g, i
+            elif g == first_sig[p]:
+                chosen[p] = i
+        sel = np.fromiter(chosen.values(), dtype=np.int64, count=len(chosen))
+        ps = np.fromiter(chosen.keys(), dtype=np.int64, count=len(chosen))
+        values[ps] = loss_m[sel]
+        counts[ps] = 1
+        return values, counts, float(loss_m[sel].sum()), int(sel.size)
     order = np.arange(idx.size) if which == "first" else np.arange(idx.size)[::-1]
     seen = np.zeros(n, dtype=bool)
     total, count = 0.0, 0
@@ -411,11 +482,16 @@ def per_position(run: Run, n: int, use_exposed: bool = True) -> dict:
         values, counts, total, count = select(run.elements, mode, n)
         if count == 0:
             continue
-        for label, value in run.scalars:
-            if _close(total, value) or _close(total / count, value):
-                return {"values": values, "counts": counts, "mode": mode, "verified": True,
-                        "source": f"intercepted cross_entropy, {mode} computation per position "
-                                  f"(its {'sum' if _close(total, value) else 'mean'} equals {label} = {value:.6g})"}
+        # with the computations no stream position maps to (padding, masked targets) or without them
+        mapped_total, mapped_count = float(np.nansum(values)), int(counts.sum())
+        for t, c, how in ((total, count, ""), (mapped_total, mapped_count, ", positions in the stream only")):
+            if c == 0:
+                continue
+            for label, value in run.scalars:
+                if _close(t, value) or _close(t / c, value):
+                    return {"values": values, "counts": counts, "mode": mode, "verified": True,
+                            "source": f"intercepted cross_entropy, {mode} computation per position{how} "
+                                      f"(its {'sum' if _close(t, value) else 'mean'} equals {label} = {value:.6g})"}
     mode = "last-nograd" if (~run.elements["grad"]).any() else "last-any"
     values, counts, _, _ = select(run.elements, mode, n)
     return {"values": values, "counts": counts, "mode": mode, "verified": False,
@@ -425,7 +501,39 @@ def per_position(run: Run, n: int, use_exposed: bool = True) -> dict:
 # ----------------------------------------------------------------------------- probes
 
 
-def probe_c1(base: dict, flipped: dict, k: int) -> dict:
+def every_computation_moved(a: dict | None, b: dict | None, k: int) -> list[int]:
+    """Positions before k whose every no-grad computation (every computation when none is
+    no-grad) moved between two runs of the same entry: whichever one is counted moved.
+    The runs must have made the same computations in the same order."""
+    if a is None or b is None or a["pos"].size != b["pos"].size or a["pos"].size == 0:
+        return []
+    same = (a["pos"] == b["pos"]) & (a["pos"] > 0) & (a["pos"] < k)
+    pool = ~a["grad"] if (~a["grad"]).any() else np.ones_like(a["grad"])
+    m = same & pool
+    if not m.any():
+        return []
+    pos = a["pos"][m]
+    moved = np.abs(a["loss"][m] - b["loss"][m]) > ATOL
+    n_all = np.bincount(pos, minlength=k)
+    n_moved = np.bincount(pos, weights=moved.astype(np.float64), minlength=k)
+    return [int(p) for p in np.flatnonzero((n_all > 0) & (n_moved == n_all))]
+
+
+def computations_moved(a: dict | None, b: dict | None, k: int) -> dict[int, float]:
+    """Positions before k with any computation (counted or not) that moved: position -> largest change."""
+    if a is None or b is None or a["pos"].size != b["pos"].size or a["pos"].size == 0:
+        return {}
+    m = (a["pos"] == b["pos"]) & (a["pos"] > 0) & (a["pos"] < k)
+    d = a["loss"][m] - b["loss"][m]
+    out: dict[int, float] = {}
+    for p, v in zip(a["pos"][m][np.abs(d) > ATOL].tolist(), d[np.abs(d) > ATOL].tolist()):
+        if abs(v) > abs(out.get(p, 0.0)):
+            out[p] = v
+    return out
+
+
+def probe_c1(base: dict, flipped: dict, k: int, all_moved: list[int] | None = None,
+             any_moved: dict[int, float] | None = None) -> dict:
     a, b = base["values"], flipped["values"]
     both = np.isfinite(a[:k]) & np.isfinite(b[:k])
     both[0] = False
@@ -441,6 +549,17 @@ def probe_c1(base: dict, flipped: dict, k: int) -> dict:
         worst = int(changed[np.argmax(diff[changed])])
         out.update(worst_position=worst, worst_delta=float(a[worst] - b[worst]), max_abs=float(diff[worst]),
                    first_changed=int(changed[0]), sample=[[int(p), float(a[p] - b[p])] for p in changed[:8]])
+        if not out["verified"] and all_moved:
+            # not tied to a returned total, but every computation of these positions moved: the counted one did
+            out.update(verified=True, all_moved=len(all_moved), all_moved_sample=all_moved[:8])
+    elif not base["verified"] and any_moved:
+        # the counted losses are unknown and the guessed selection did not move, but other
+        # computations of earlier positions did: not a pass, an unverified failure
+        ps = sorted(any_moved)
+        worst = max(ps, key=lambda p: abs(any_moved[p]))
+        out.update(status="fail", changed=len(ps), worst_position=worst, worst_delta=any_moved[worst],
+                   max_abs=abs(any_moved[worst]), first_changed=ps[0], sample=[[p, any_moved[p]] for p in ps[:8]],
+                   uncounted=True)
     return out
 
 

@@ -5,8 +5,15 @@
 
 Codes: PG150 probe-c1-flip, PG151 probe-c4-count, PG152 probe-c2-sum,
 PG153 probe-bos-isolation (illegal when a leak is measured, info with the
-numbers when the probe passed), PG159 probe-not-run (info: why a probe, or all
-of them, could not run; the verdict then rests on the static rules).
+numbers when the probe passed), PG159 probe-not-run (why a probe, or all of
+them, could not run).
+
+Verdict honesty: a probe result is a measured violation, a check that held (with
+the functions that ran and the positions compared), or not proven. When nothing
+ran, or the evaluation that printed the logs' headline (auditor.probes.headline)
+did not run, PG159 is a WARNING naming what could not run: never a PASS. A
+PG159 summary (info) lists, per probe, the entries it ran on and the
+submission's functions each entry called.
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ PROBE_RULES = [C1, C4, C2, BOS, NOT_RUN]
 STREAM_TOKENS = 7 * 64 + 1
 SIBLING_MAX_BYTES = 4_000_000
 PROBES = {"c1": C1, "c4": C4, "c2": C2, "bos": BOS}
+
+
+class UnknownEntry(ValueError):
+    """`--entry` names a function the script does not define (a usage error)."""
 
 
 @dataclass
@@ -105,6 +116,21 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
         return _nothing(report, "no train_gpt.py to run", None, started)
     source, layer = innermost_source(unit)
     where = Location(unit.name, None, None, layer)
+    from auditor.probes.headline import _facts, defined_functions, headline_of, logged_env
+
+    if entries:
+        defined = defined_functions(source)
+        unknown = [e for e in entries if e not in defined]
+        if unknown:
+            raise UnknownEntry(f"--entry {', '.join(unknown)}: no such function in {unit.name} ({layer} layer)"
+                               + (f"; it defines {', '.join(sorted(defined)[:12])}" if defined else ""))
+    try:
+        facts = _facts(source)
+    except Exception:  # unparsable here: the child reports the import error
+        facts = None
+    headline, headline_why = headline_of(record, source, facts) if facts is not None else (None, "the script does not parse")
+    switched = logged_env(record, source, facts) if facts is not None else {}
+    cfg_env = {**config_env(record), **{k: v for k, (v, _) in switched.items()}, **(env or {})}
     try:
         from auditor.probes.tokenizer import ensure_tokenizer
 
@@ -112,7 +138,8 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
     except Exception as exc:  # sentencepiece missing, unwritable cache
         return _nothing(report, f"no probe tokenizer: {type(exc).__name__}: {exc}", where, started)
     spec = {"source": source, "siblings": _siblings(record, unit.name), "tokenizer": tok, "vocab": vocab, "bos": 1, "n_tokens": n_tokens,
-            "config_env": {**config_env(record), **(env or {})}, "entries": entries or [], "intercept_only": intercept_only}
+            "config_env": cfg_env, "entries": entries or [], "intercept_only": intercept_only,
+            "headline": (headline.functions if headline and not entries else [])}
     child = run_child(spec, timeout_s, threads=threads)
     report.data = child.data
     if child.data is None:
@@ -129,9 +156,15 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
                                             key=f"{e['name']}:entry"))
             continue
         for probe, rule in PROBES.items():
-            findings += _entry_findings(probe, rule, e, data, loc)
+            got = _entry_findings(probe, rule, e, data, loc)
+            if headline is not None and not entries and not e.get("headline"):
+                got = [_apart(f, headline) for f in got]
+            findings += got
     if child.reason:  # timed out after some entries
         findings.append(NOT_RUN.finding(Severity.INFO, f"probes stopped: {child.reason}", where, key="timeout"))
+    findings += _honesty(data, headline, headline_why, entries, where,
+                         [f"{k}={v} ({why})" for k, (v, why) in switched.items() if k not in (env or {})],
+                         data.get("stubs", []), child.reason)
     report.findings = sort_findings(findings)
     report.elapsed_s = time.perf_counter() - started
     return report
@@ -153,9 +186,80 @@ def _siblings(record, script_name: str) -> dict[str, str]:
     return out
 
 
+def _apart(f: Finding, headline) -> Finding:
+    """A violation measured on an evaluation that did not produce the headline score is
+    reported apart: a warning, not the score's violation."""
+    if f.severity != Severity.ILLEGAL:
+        return f
+    from dataclasses import replace
+
+    return replace(f, severity=Severity.WARNING,
+                   message=f.message + f" [another evaluation: the headline score comes from "
+                                       f"{', '.join(headline.functions)}]",
+                   evidence=tuple(f.evidence) + (f"headline `{headline.text[:80]}` ({headline.where})",))
+
+
+def _label(e: dict) -> str:
+    pre = e.get("pre_steps")
+    return (e["name"] + (" (headline)" if e.get("headline") else "")
+            + (f" (after {pre['function']}() lines {pre['lines'][0]}-{pre['lines'][1]})" if pre else ""))
+
+
+def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, where,
+             switched: list[str] = (), stubs: list[str] = (), stopped: str = "") -> list[Finding]:
+    """The summary (which entries each probe ran on, which functions they called) and
+    the verdict guard: nothing ran, or the headline's evaluation did not run -> WARNING."""
+    ents = data.get("entries", [])
+    ok = [e for e in ents if e.get("status") == "ok"]
+    out = []
+    ran_lines = []
+    for probe, rule in PROBES.items():
+        on = [e for e in ok if (e.get(probe) or {}).get("status") in ("pass", "fail", "deviation", "unverified")]
+        if on:
+            ran_lines.append(f"{rule.code} {probe} ran on: " + ", ".join(
+                _label(e)
+                + (f", {e[probe]['checked']} positions compared" if "checked" in e[probe] else "")
+                + (f", {e[probe]['targets']} targets counted" if "targets" in e[probe] else "") for e in on))
+        else:
+            ran_lines.append(f"{rule.code} {probe} ran on no entry")
+    for e in ents:
+        if e.get("functions"):
+            ran_lines.append(f"{e['name']} called: {', '.join(e['functions'][:40])}"
+                             + (f" (+{len(e['functions']) - 40} more)" if len(e["functions"]) > 40 else ""))
+    hl_names = [e["name"] for e in ents if e.get("headline")]
+    if headline is not None:
+        ran_lines.insert(0, f"headline `{headline.text[:80]}` ({headline.where}) is printed at line "
+                            f"{', '.join(map(str, headline.printed_at))} from {', '.join(headline.functions)}")
+    elif not named:
+        ran_lines.insert(0, f"headline evaluation not identified: {headline_why}")
+    ran_lines += [f"configuration the logs show: {s}" for s in switched]
+    ran_lines += [f"CPU stub: {s}" for s in stubs]
+    if not ok:
+        why = "; ".join(f"{e['name']}: {e.get('reason')}" for e in ents) or data.get("error") or "no entry ran"
+        out.append(NOT_RUN.finding(Severity.WARNING, f"NOT PROVEN: no evaluation ran, so no probe checked anything "
+                                                     f"({why[:400]})", where, tuple(ran_lines), key="none-ran"))
+        return out
+    if headline is not None and not named:
+        hl_ok = [e for e in ok if e.get("headline")]
+        if not hl_ok:
+            missing = [e for e in ents if e.get("headline")]
+            why = ("; ".join(f"{e['name']}: {e.get('reason')}" for e in missing) if missing else
+                   f"the probes stopped before it ran: {stopped}" if stopped else
+                   f"{', '.join(headline.functions)} could not be loaded from the script")
+            out.append(NOT_RUN.finding(
+                Severity.WARNING, f"NOT PROVEN: the evaluation that produced the headline score "
+                                  f"({', '.join(headline.functions)}) did not run ({why[:400]}); the probes that "
+                                  f"ran checked other evaluations only", where, tuple(ran_lines), key="headline-not-run"))
+            return out
+    names = ", ".join(_label(e) for e in ok)
+    out.append(NOT_RUN.finding(Severity.INFO, f"probes ran on {len(ok)} of {len(ents)} entries: {names}", where,
+                               tuple(ran_lines), key="summary"))
+    return out
+
+
 def _nothing(report: ProbeReport, reason: str, where, started) -> ProbeReport:
     report.reason = reason
-    report.findings = [NOT_RUN.finding(Severity.INFO, f"no probe ran: {reason}", where, key="record")]
+    report.findings = [NOT_RUN.finding(Severity.WARNING, f"NOT PROVEN: no probe ran: {reason}", where, key="record")]
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -165,6 +269,13 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
     name, status = e["name"], r.get("status")
     key = f"{name}:{probe}:{status}"
     src = f"per-token losses: {e.get('source')}"
+    if e.get("loss_lines") and "intercepted" in str(e.get("source")):
+        src += f"; computed by cross_entropy at {e.get('file', 'train_gpt.py')} line(s) " + ", ".join(
+            map(str, e["loss_lines"][:8]))
+    if e.get("pre_steps"):
+        a, b = e["pre_steps"]["lines"]
+        src += (f"; pipeline: {e['pre_steps']['function']}() lines {a}-{b} (steps after the weights are loaded that "
+                f"train on validation tokens) ran first, on the same model")
     if status == "not_applicable":
         return []
     if status == "not_run":
@@ -174,12 +285,24 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
         k = r["flipped"]
         if status == "fail":
             sev = Severity.ILLEGAL if r.get("verified") else Severity.WARNING
-            msg = (f"{name}: position {r['worst_position']}'s loss changed by {r['max_abs']:.3g} nats when token {k} "
+            if r.get("uncounted"):
+                msg = (f"{name}: NOT PROVEN: flipping token {k} moved computations of {r['changed']} earlier positions "
+                       f"(up to {r['max_abs']:.3g} nats at position {r['worst_position']}), but which computations are "
+                       f"counted in the returned score could not be determined (C1 unverified)")
+            else:
+                msg = (f"{name}: position {r['worst_position']}'s loss changed by {r['max_abs']:.3g} nats when token {k} "
                    f"was flipped; {r['changed']} of {r['checked']} earlier positions moved (C1: a score depends on a "
                    f"later token)")
             ev.append("first changed positions (position, loss change in nats): "
                       + ", ".join(f"{p}: {d:+.4g}" for p, d in r.get("sample", [])))
-            if not r.get("verified"):
+            if r.get("all_moved"):
+                ev.append(f"the counted losses were not tied to a returned total, but every no-grad computation of "
+                          f"{r['all_moved']} earlier positions moved (first {r['all_moved_sample']}): whichever "
+                          f"computation is counted, it moved")
+            elif r.get("uncounted"):
+                ev.append("the counted losses could not be tied to a returned total; these are computations the "
+                          "entry made for earlier positions (any of them may be the counted one)")
+            elif not r.get("verified"):
                 ev.append("the counted losses could not be tied to a returned total; the moved values were computed "
                           "by the entry but may not all be counted")
             return [rule.finding(sev, msg, loc, ev, key)]

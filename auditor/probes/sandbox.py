@@ -41,6 +41,10 @@ def child_env(extra: dict[str, str] | None = None, threads: int = 2) -> dict[str
         TORCHINDUCTOR_DISABLE="1", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0",
         WORLD_SIZE="1", RANK="0", LOCAL_RANK="0",
     )
+    # the child imports the same auditor as the parent (a checkout run from its own folder,
+    # not whichever copy is installed): the child's cwd is the scratch folder
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root])
     env.update(extra or {})
     return env
 

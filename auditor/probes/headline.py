@@ -1,0 +1,93 @@
+"""Which of the submission's functions computed the reported score (parent side).
+
+Reuses the rules' facts read-only: `rules.facts.headline.headline_path` finds the log
+call that printed the logs' headline metric line and the functions whose results it
+formats (the evaluators). The probe runs those first and judges its verdict by them.
+
+    headline_of(record, source) -> Headline | None, reason
+    logged_env(record, source) -> {ENV_KEY: "1"} for switches the logs show were on
+    defined_functions(source) -> set of module-level function names
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Headline:
+    text: str  # the headline log line
+    where: str  # "log:line"
+    printed_at: list[int]  # the printing calls' lines in the script
+    functions: list[str] = field(default_factory=list)  # the evaluators, module-level functions
+
+
+def _facts(source: str):
+    import libcst as cst
+
+    from rules.facts import Facts
+
+    return Facts(cst.parse_module(source), source, env={})
+
+
+def logged_env(record, source: str, facts=None) -> dict[str, tuple[str, str]]:
+    """Switches a log line shows were on: a message piece printed only when a switch is
+    true (`f"{f' slot_lr={lr}' if use_slot else ''}"` printed ` slot_lr=`) sets the env
+    key behind that switch so the gate holds. {KEY: (value, why)}."""
+    try:
+        from rules.engine import _gate_true_under
+        from rules.facts.headline import gated_pieces, log_calls
+
+        facts = facts or _facts(source)
+        grouped = [lc for lc in log_calls(facts) if lc.groups]
+        if not grouped:
+            return {}
+        out: dict[str, tuple[str, str]] = {}
+        for run in getattr(record, "logs", None) or []:
+            for number, text in run.context:
+                if not any(lc.anchor in text for lc in grouped):
+                    continue
+                for lc, gate, piece in gated_pieces(facts, text):
+                    sw = facts.switch_for(gate)
+                    for v in sw.vars:
+                        key = v.env_key
+                        if not key or key in out or facts.test_value(gate) is not False:
+                            continue
+                        for value in ("1", "True"):
+                            if _gate_true_under(facts, sw, {key: value}):
+                                out[key] = (value, f"{run.log}:{number} shows `{piece.strip()[:40]}`, printed at "
+                                                   f"line {lc.line} only when `{facts.code(gate.test).strip()}`")
+                                break
+        return out
+    except Exception:  # the static facts failed: the configuration stays as the logs' config events give it
+        return {}
+
+
+def headline_of(record, source: str, facts=None) -> tuple[Headline | None, str]:
+    lines = [(run.log, run.headline.line, run.headline.text)
+             for run in (getattr(record, "logs", None) or []) if getattr(run, "headline", None) is not None]
+    if not lines:
+        return None, "no log shows a headline metric line"
+    try:
+        from rules.facts.headline import headline_path
+
+        hp = headline_path(facts or _facts(source), lines)
+    except Exception as exc:  # the static facts failed: say so, never guess
+        return None, f"the headline's code could not be analysed ({type(exc).__name__}: {exc})"
+    if hp is None:
+        return None, f"no code of the script prints the headline line `{lines[0][2].strip()[:80]}`"
+    top = defined_functions(source)
+    funcs = sorted(f.name for f in hp.evaluators if f.name in top)
+    if not funcs:
+        return None, f"the headline line is printed at line {hp.printers[0].line}, but not from a module-level function"
+    return Headline(hp.text.strip(), hp.where, sorted(p.line for p in hp.printers), funcs), ""
+
+
+def defined_functions(source: str) -> set[str]:
+    """Module-level functions the script defines (what `--entry` may name)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError):
+        return set()
+    return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
