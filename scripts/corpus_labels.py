@@ -45,6 +45,14 @@ def static_code(f: Finding) -> bool:
 def audit_entry(repo: Path, entry: dict, tmp: Path, n: int) -> list[Finding]:
     """The findings of ``pgolf check`` on the entry's folder at its commit (a script that
     is not in a ``records/<track>/<folder>/`` is audited alone)."""
+    audit = audit_path(extract_entry(repo, entry, tmp, n))
+    if audit.error:
+        raise GitError(audit.error)
+    return audit.findings
+
+
+def extract_entry(repo: Path, entry: dict, tmp: Path, n: int) -> Path:
+    """Write the entry's folder at its commit under ``tmp/<n>/`` and return it."""
     path = entry["path"]
     folder = record_folder_of(path)
     if folder is None:
@@ -58,10 +66,7 @@ def audit_entry(repo: Path, entry: dict, tmp: Path, n: int) -> list[Finding]:
             root = materialize(blobs, tmp, n, git_target("labels", entry["commit"], folder, listing.get(folder, [])))
         finally:
             blobs.close()
-    audit = audit_path(root)
-    if audit.error:
-        raise GitError(audit.error)
-    return audit.findings
+    return root
 
 
 def judge(entry: dict, findings: list[Finding]) -> tuple[bool, set[str]]:

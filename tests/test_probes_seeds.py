@@ -1,10 +1,12 @@
 """Optional corpus test: on the four seed submissions of issue 12 the probe reports a
 measured violation (C1 flip or C4 count, with positions and nats) on the evaluation that
-produced the score. Opt in with PGOLF_PROBE_SEEDS=1; the seeds are read from
-PGOLF_SEED_DIR (default /tmp/dev, one extracted record folder per PR number)."""
+produced the score. Opt in with PGOLF_PROBE_SEEDS=1 and PGOLF_CORPUS (a mirror of
+openai/parameter-golf); each seed's folder is read from it at the commit the labels
+(PGOLF_LABELS, default ../shared/corpus/dev.json) give."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -13,9 +15,12 @@ import pytest
 
 from auditor.findings import Severity
 
-pytestmark = pytest.mark.skipif(os.environ.get("PGOLF_PROBE_SEEDS") != "1",
-                                reason="opt-in corpus test (PGOLF_PROBE_SEEDS=1): minutes of CPU")
-SEEDS = Path(os.environ.get("PGOLF_SEED_DIR", "/tmp/dev"))
+from scripts import corpus_labels
+
+MIRROR = os.environ.get("PGOLF_CORPUS")
+LABELS = Path(os.environ.get("PGOLF_LABELS", corpus_labels.DEFAULT_LABELS))
+pytestmark = pytest.mark.skipif(os.environ.get("PGOLF_PROBE_SEEDS") != "1" or not MIRROR or not LABELS.is_file(),
+                                reason="opt-in corpus test (PGOLF_PROBE_SEEDS=1, PGOLF_CORPUS=mirror): minutes of CPU")
 
 # PR -> (entry that must be proven, env the run used when its logs do not show it, probe code)
 CASES = {
@@ -31,9 +36,8 @@ def test_seed_violation_is_measured_on_the_scoring_path(pr, tmp_path):
     pytest.importorskip("torch")
     from auditor.probes.runner import probe_record
 
-    folder = SEEDS / str(pr)
-    if not (folder / "train_gpt.py").is_file():
-        pytest.skip(f"seed #{pr} is not extracted under {SEEDS}")
+    entry_of = next(e for e in json.loads(LABELS.read_text()) if e["pr"] == pr)
+    folder = corpus_labels.extract_entry(Path(MIRROR), entry_of, tmp_path / "src", pr)
     entry, env, code = CASES[pr]
     r = probe_record(folder, timeout_s=280, env=env, tokenizer_cache=tmp_path)
     hits = [f for f in r.findings if f.code == code and f.severity == Severity.ILLEGAL and f.message.startswith(entry)]
