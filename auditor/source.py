@@ -218,7 +218,9 @@ def _to_text(data: bytes) -> tuple[str, str | None]:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         return data.decode(encoding), None
-    except (SyntaxError, LookupError, UnicodeDecodeError):
+    except (SyntaxError, LookupError, UnicodeError, ValueError, TypeError):
+        # UnicodeError, not only UnicodeDecodeError: a cookie naming `undefined` or
+        # `punycode` fails with the base class; Python would refuse to run it too.
         return data.decode("utf-8", "replace"), "non-utf8"
 
 
@@ -688,7 +690,12 @@ class _Unpacker:
             self._problem("binary", f"{self.name} is binary data, not Python source", SHIPPED, None)
             return unit
         if kind == "non-utf8":
-            self._problem("non-utf8", f"{self.name} is not valid UTF-8 (read with replacement characters)", SHIPPED, None)
+            self._problem(
+                "non-utf8",
+                f"{self.name} is not valid UTF-8 in the encoding it declares (read as UTF-8 with replacement characters)",
+                SHIPPED,
+                None,
+            )
         self._scan_layer(unit.layers[0], 0)
         order = {layer.name: n for n, layer in enumerate(unit.layers)}
         unit.links.sort(key=lambda link: (order[link.layer], link.line))

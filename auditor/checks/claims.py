@@ -36,7 +36,8 @@ def matches(claimed: float, logged: float) -> bool:
 
 def check(record: Record) -> list[Finding]:
     claim = declared(record.submission)
-    runs = [run for run in record.logs if run.headline and run.headline.val_bpb is not None]
+    runs = [run for run in record.logs  # a diverged run (NaN, inf) is PG403's finding, not a claim to compare
+            if run.headline and run.headline.val_bpb is not None and math.isfinite(run.headline.val_bpb)]
     if not runs or claim.val_bpb is None and not claim.per_seed:
         return []
     findings: list[Finding] = []

@@ -1,0 +1,128 @@
+"""Hostile or careless input (issue 13): every reproducer ends in a verdict with
+findings, never a traceback, and loses nothing it could still read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from auditor.audit import Options, audit_path
+from auditor.cli import app
+from auditor.evidence.parse import parse_log_text
+from auditor.findings import Severity
+from auditor.record import MAX_FILES, load
+from auditor.source import unpack_file
+from tests.recordkit import RecordSpec, Run, write_record
+
+def audit(folder: Path):
+    result = audit_path(folder, Options())
+    assert result.error is None, result.error
+    return result
+
+
+def codes(result, severity=None) -> set[str]:
+    return {f.code for f in result.findings if severity is None or f.severity == severity}
+
+
+# ------------------------------------------------------------ submission.json
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("[" * 100_000, "nested too deeply"),
+        ('{"val_bpb": ' + "9" * 5000 + "}", "number too long"),
+    ],
+    ids=["nested-100k", "int-5000-digits"],
+)
+def test_unreadable_submission_json_is_a_finding_not_a_crash(tmp_path, text, says):
+    folder = write_record(tmp_path, RecordSpec(submission=text))
+    result = audit(folder)
+    assert any(f.code == "PG402" and says in f.message for f in result.findings)
+    assert result.record.script is not None and len(result.record.logs) == 3  # nothing else lost
+
+
+# ------------------------------------------------------------ coding cookies
+
+
+@pytest.mark.parametrize("codec", ["undefined", "punycode"])
+def test_coding_cookie_python_cannot_decode_is_a_finding(tmp_path, codec):
+    path = tmp_path / "train_gpt.py"
+    path.write_bytes(f"# coding: {codec}\nprint(1)\n".encode())
+    unit = unpack_file(path, root=tmp_path)
+    assert [p.kind for p in unit.problems] == ["non-utf8"]
+    folder = write_record(tmp_path / "rec", RecordSpec(script=f"# coding: {codec}\nprint(1)\n".encode()))
+    assert "PG414" in codes(audit(folder))
+
+
+# ------------------------------------------------------------ diverged runs
+
+
+def _diverge(folder: Path, seed: int, old: str, new: str) -> None:
+    log = folder / f"train_seed{seed}.log"
+    log.write_text(log.read_text().replace(old, new))
+
+
+def test_nan_headline_is_an_illegal_finding_citing_its_line(tmp_path):
+    folder = write_record(tmp_path)
+    _diverge(folder, 42, "val_bpb:1.12601230", "val_bpb:nan")
+    result = audit(folder)
+    hits = [f for f in result.findings if "diverged" in f.message]
+    assert len(hits) == 1 and hits[0].severity == Severity.ILLEGAL
+    assert hits[0].location.file == "train_seed42.log" and hits[0].location.line_start
+    assert "nan" in hits[0].evidence[0]
+
+
+def test_infinite_pgolf_metric_is_an_illegal_finding(tmp_path):
+    folder = write_record(tmp_path)
+    log = folder / "train_seed314.log"
+    log.write_text(
+        log.read_text()
+        + ':::PGOLF {"event":"metric","name":"final_sliding_window","val_loss":Infinity,'
+        '"val_bpb":Infinity,"headline":true}\n'
+    )
+    result = audit(folder)
+    hits = [f for f in result.findings if "diverged" in f.message]
+    assert len(hits) == 1 and hits[0].severity == Severity.ILLEGAL
+    assert hits[0].location.file == "train_seed314.log"
+
+
+def test_nan_headline_through_the_cli_is_a_fail_not_an_error(tmp_path):
+    folder = write_record(tmp_path)
+    _diverge(folder, 42, "val_bpb:1.12601230", "val_bpb:nan")
+    out = CliRunner().invoke(app, ["check", str(folder), "-f", "json"])
+    assert out.exit_code == 1, out.output
+    doc = json.loads(out.output)
+    assert "NaN" not in out.output or "diverged" in out.output
+    assert doc
+
+
+# ------------------------------------------------------------ logs
+
+
+def test_a_step_number_past_the_int_limit_costs_one_line_not_the_log():
+    log = "step:" + "9" * 5000 + "/100 train_loss:3.0\nseed:7\nfinal_x val_loss:2.0 val_bpb:1.10\n"
+    ev = parse_log_text(log, "t.log")
+    assert ev.headline is not None and ev.headline.val_bpb == 1.10
+    assert ev.seed is not None and ev.seed.value == 7
+    assert any("line 1" in p and "skipped" in p for p in ev.problems)
+
+
+# ------------------------------------------------------------ folder layout
+
+
+def test_ten_thousand_logs_do_not_push_out_the_required_files(tmp_path):
+    folder = write_record(tmp_path)
+    logs = folder / "logs"
+    logs.mkdir()
+    for i in range(MAX_FILES + 500):
+        (logs / f"extra_{i:05d}.txt").write_text("x\n")
+    record = load(folder)
+    for name in ("train_gpt.py", "submission.json", "README.md", "train_seed42.log"):
+        assert name in record.files
+    assert record.script is not None and record.submission is not None
+    assert any("more than" in p for p in record.problems)
+    assert "PG401" not in codes(audit(folder), Severity.ILLEGAL)
