@@ -126,3 +126,35 @@ def test_ten_thousand_logs_do_not_push_out_the_required_files(tmp_path):
     assert record.script is not None and record.submission is not None
     assert any("more than" in p for p in record.problems)
     assert "PG401" not in codes(audit(folder), Severity.ILLEGAL)
+
+
+# ------------------------------------------------------------ linear tokenizer scan
+
+
+def test_tokenizer_names_are_found_as_the_old_regex_found_them():
+    import re
+
+    from auditor.checks.data import model_names
+
+    old = re.compile(r"([\w.-]+)\.model\b")
+    for text in (
+        "tokenizer_path: ./data/tokenizers/fineweb_8192_bpe.model",
+        "sp = spm.SentencePieceProcessor(model_file='fineweb_1024_bpe.model'); self.model = m",
+        "a.models b-c.model, x.model\n",
+    ):
+        assert model_names(text) == [m.group(1) for m in old.finditer(text)]
+
+
+def test_a_huge_hex_literal_is_scanned_for_tokenizer_names_in_linear_time(tmp_path):
+    """60 KB of word characters without `.model` (quadratic before), then a real name."""
+    from auditor.checks.data import model_names, tokenizer_name
+
+    blob = "ab12" * 500_000  # 2 MB: minutes for the old regex, milliseconds now
+    assert model_names(blob) == []
+    assert model_names(blob + ".model") == [blob[-200:]]  # bounded name, still one hit
+    script = f'BLOB = "{"0f" * 30_000}"\nTOK = "./data/tokenizers/fineweb_8192_bpe.model"\n'
+    folder = write_record(tmp_path, RecordSpec(script=script))
+    record = load(folder)
+    run = record.logs[0]
+    run.context = [(n, t) for n, t in run.context if "tokenizer" not in t.lower()]
+    assert tokenizer_name(record, run) == "fineweb_8192_bpe"
