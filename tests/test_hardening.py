@@ -158,3 +158,30 @@ def test_a_huge_hex_literal_is_scanned_for_tokenizer_names_in_linear_time(tmp_pa
     run = record.logs[0]
     run.context = [(n, t) for n, t in run.context if "tokenizer" not in t.lower()]
     assert tokenizer_name(record, run) == "fineweb_8192_bpe"
+
+
+# ------------------------------------------------------------ terminal escapes in reports
+
+
+@pytest.mark.parametrize("fmt", ["rich", "text", "markdown", "github"])
+def test_reports_escape_control_characters_from_file_names_and_lines(tmp_path, fmt):
+    evil = "\x1b]0;pwned\x07\x1b[2J\u202e"
+    log = (
+        f"seed:7 {evil}\n"
+        f"final_sliding_window val_loss:nan val_bpb:nan {evil}\n"
+    )
+    folder = write_record(tmp_path, RecordSpec(extra_files={f"train_seed7{evil}.log": log}))
+    out = CliRunner().invoke(app, ["check", str(folder), "-f", fmt])
+    assert out.exit_code == 1, out.output
+    text = out.output
+    assert "diverged" in text
+    for char in ("\x1b", "\x07", "\u202e"):
+        assert char not in text
+    assert "\\x1b" in text
+
+
+def test_printable_keeps_tabs_and_text_and_escapes_the_rest():
+    from auditor.report.frames import printable
+
+    assert printable("a\tb é ✓") == "a\tb é ✓"
+    assert printable("a\x1b[31m\r\n\x9b\x7f") == "a\\x1b[31m\\x0d\\x0a\\x9b\\x7f"
