@@ -185,3 +185,12 @@ def test_printable_keeps_tabs_and_text_and_escapes_the_rest():
 
     assert printable("a\tb é ✓") == "a\tb é ✓"
     assert printable("a\x1b[31m\r\n\x9b\x7f") == "a\\x1b[31m\\x0d\\x0a\\x9b\\x7f"
+
+
+def test_seed_keys_past_the_int_limit_or_in_odd_digits_claim_nothing(tmp_path):
+    """Found by the fuzz suite: a 4,301-digit seed key was an internal error."""
+    from auditor.declared import declared
+
+    claim = declared({"seed_results": {"9" * 4301: {"val_bpb": 1.1}, "²": 1.2, "42": 1.3}, "seeds": ["²", "7"]})
+    assert list(claim.per_seed) == [42] and claim.seeds == [7]
+    assert len(claim.unreadable_seed_results) == 2
