@@ -131,12 +131,16 @@ def list_files(root: Path) -> list[str]:
 
 def _read_json(path: Path) -> tuple[str | None, dict | None, str | None]:
     """Read submission.json: (text, data, None), or a clear reason in place of data."""
-    try:
-        raw = path.read_bytes()
+    try:  # the size is checked before anything is read: a 2 GB file costs a stat
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            return None, None, f"{path.name} is {size:,} bytes, over the {MAX_JSON_BYTES:,}-byte limit"
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_JSON_BYTES + 1)
     except OSError as exc:
         return None, None, f"cannot read {path.name}: {exc.strerror}"
-    if len(raw) > MAX_JSON_BYTES:
-        return None, None, f"{path.name} is {len(raw):,} bytes, over the {MAX_JSON_BYTES:,}-byte limit"
+    if len(raw) > MAX_JSON_BYTES:  # grew since the stat
+        return None, None, f"{path.name} is over the {MAX_JSON_BYTES:,}-byte limit"
     if not raw.strip():
         return None, None, f"{path.name} is empty"
     try:

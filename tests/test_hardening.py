@@ -194,3 +194,16 @@ def test_seed_keys_past_the_int_limit_or_in_odd_digits_claim_nothing(tmp_path):
     claim = declared({"seed_results": {"9" * 4301: {"val_bpb": 1.1}, "²": 1.2, "42": 1.3}, "seeds": ["²", "7"]})
     assert list(claim.per_seed) == [42] and claim.seeds == [7]
     assert len(claim.unreadable_seed_results) == 2
+
+
+def test_a_huge_submission_json_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from auditor import record as record_mod
+
+    folder = write_record(tmp_path)
+    with (folder / "submission.json").open("r+b") as fh:
+        fh.truncate(2 * 2**30)  # 2 GiB, sparse: reading it whole would cost 2 GiB
+    opened = []
+    real_open = Path.open
+    monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self.name) or real_open(self, *a, **k))
+    text, data, error = record_mod._read_json(folder / "submission.json")
+    assert data is None and "over the" in error and "submission.json" not in opened
