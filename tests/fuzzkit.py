@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from auditor.audit import Options, audit_path
 from auditor.cli import app
 from auditor.report import FORMATS
+from tests.recordkit import LEGAL_SCRIPT, RecordSpec, default_submission, log_text
 
 # ------------------------------------------------------------------ numbers and text
 
@@ -197,9 +198,40 @@ _NAME_CHARS = string.ascii_letters + string.digits + "_-. " + "\x1b\x07é✓\u20
 NAMES = st.text(alphabet=_NAME_CHARS, min_size=1, max_size=24).filter(lambda s: s not in (".", "..") and "/" not in s)
 
 
+def legal_files() -> dict[str, bytes | None]:
+    """The files of a passing record (tests/recordkit), to mutate one at a time."""
+    spec = RecordSpec()
+    script = LEGAL_SCRIPT.encode()
+    files: dict[str, bytes | None] = {"train_gpt.py": script, "README.md": spec.readme.encode()}
+    files["submission.json"] = json.dumps(default_submission(spec, len(script))).encode()
+    for run in spec.runs:
+        files[f"train_seed{run.seed}.log"] = log_text(run, len(script)).encode()
+    return files
+
+
+@st.composite
+def mutated_records(draw) -> dict[str, bytes | None]:
+    """A passing record with one file replaced, truncated, or a line of a log altered."""
+    files = legal_files()
+    target = draw(st.sampled_from(sorted(files)))
+    how = draw(st.sampled_from(["replace", "truncate", "line"]))
+    data = files[target] or b""
+    if how == "truncate":
+        files[target] = data[: draw(st.integers(0, len(data)))]
+    elif how == "line" and target.endswith(".log"):
+        lines = data.decode().split("\n")
+        lines.insert(draw(st.integers(0, len(lines))), draw(log_lines()))
+        files[target] = "\n".join(lines).encode("utf-8", "surrogatepass")
+    else:
+        files[target] = draw({"train_gpt.py": scripts(), "submission.json": submissions()}.get(target, logs()))
+    return files
+
+
 @st.composite
 def layouts(draw) -> dict[str, bytes | None]:
     """Relative path -> bytes (None: a folder); the required files present or not."""
+    if draw(st.booleans()):
+        return draw(mutated_records())
     files: dict[str, bytes | None] = {}
     if draw(st.integers(0, 9)):
         files["train_gpt.py"] = draw(scripts())
