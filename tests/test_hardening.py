@@ -207,3 +207,21 @@ def test_a_huge_submission_json_is_refused_before_it_is_read(tmp_path, monkeypat
     monkeypatch.setattr(Path, "open", lambda self, *a, **k: opened.append(self.name) or real_open(self, *a, **k))
     text, data, error = record_mod._read_json(folder / "submission.json")
     assert data is None and "over the" in error and "submission.json" not in opened
+
+
+def test_absurd_byte_counts_in_a_log_claim_nothing(tmp_path):
+    """Found by scripts/fuzz.py: a model size of 4,300 digits plus the code size overflowed
+    printing in PG405 (an internal error). Counts past 10**18 are not read."""
+    folder = write_record(tmp_path)
+    log = folder / "train_seed42.log"
+    huge = "9" * 4300
+    log.write_text(
+        log.read_text()
+        .replace("Serialized model int6+lzma: 15800000 bytes", f"Serialized model int6+lzma: {huge} bytes")
+        + f"bytes_total:{huge}\n"
+        + ':::PGOLF {"event":"artifact","bytes_model":' + huge + "}\n"
+    )
+    result = audit(folder)
+    run = next(r for r in result.record.logs if r.log == "train_seed42.log")
+    assert run.bytes_model is None or run.bytes_model.value < 10**18
+    assert any("bytes_model" in p for p in run.problems)

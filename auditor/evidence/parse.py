@@ -269,7 +269,10 @@ class _Scan:
                 if n is not None:
                     self.last("bytes_code", n, i, line)
             for bk in BYTES_KV_RE.finditer(line):
-                c = Cited(int(bk.group(2)), i, clip(line))
+                n = to_int(bk.group(2))
+                if n is None:
+                    continue
+                c = Cited(n, i, clip(line))
                 kind = bk.group(1)
                 if kind == "total":
                     self.total_comp = c
