@@ -225,3 +225,18 @@ def test_absurd_byte_counts_in_a_log_claim_nothing(tmp_path):
     run = next(r for r in result.record.logs if r.log == "train_seed42.log")
     assert run.bytes_model is None or run.bytes_model.value < 10**18
     assert any("bytes_model" in p for p in run.problems)
+
+
+def test_an_infinite_metric_that_is_not_the_headline_matches_no_claim(tmp_path):
+    """Found by scripts/fuzz.py: an inf val_bpb on an earlier final metric was an internal error."""
+    from auditor.checks.claims import matches
+
+    assert not matches(1.1, float("inf")) and not matches(1.1, float("nan")) and not matches(1.1, 1e308)
+    folder = write_record(tmp_path)
+    log = folder / "train_seed42.log"
+    text = log.read_text()
+    log.write_text(text.replace("final_int6_sliding_window val_loss", "final_int8_roundtrip val_loss:inf val_bpb:inf\nfinal_int6_sliding_window val_loss", 1))
+    submission = json.loads((folder / "submission.json").read_text())
+    submission["seed_results"]["42"]["val_bpb"] = 1.5  # a claim that matches neither metric
+    (folder / "submission.json").write_text(json.dumps(submission))
+    assert "PG406" in codes(audit(folder))
