@@ -92,14 +92,18 @@ def _number(value) -> float | None:
 
 
 def _integer(value) -> int | None:
+    """An integer, or None: bools, fractions and strings of over 100 digits claim nothing."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) <= 100:
+        try:  # "²" is a digit to isdigit() but not to int()
+            return int(value)
+        except ValueError:
+            return None
     return None
 
 

@@ -8,6 +8,7 @@ and never stops early, so the checks can then report all of them at once.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,28 +94,53 @@ def _parse_log(root: Path, name: str) -> RunEvidence:
     return run
 
 
+_SKIP_DIRS = {".git", "__pycache__"}
+
+
 def list_files(root: Path) -> list[str]:
-    """Relative POSIX paths of regular files, sorted, skipping VCS and caches."""
+    """Relative POSIX paths of regular files, sorted, skipping VCS and caches.
+
+    Breadth first, so a crowded subfolder (10,000 logs) fills the cap only after
+    every file of the folders above it, train_gpt.py and submission.json among
+    them, has been listed. Each folder is read with one scandir, never whole trees.
+    """
     found: list[str] = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part in {".git", "__pycache__"} for part in rel.parts):
-            continue
-        if path.is_file() and not path.is_symlink():
-            found.append(rel.as_posix())
-            if len(found) >= MAX_FILES:
-                break
-    return found
+    level: list[tuple[Path, str]] = [(root, "")]
+    while level and len(found) < MAX_FILES:
+        below: list[tuple[Path, str]] = []
+        for folder, prefix in level:
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_symlink():
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name not in _SKIP_DIRS:
+                            below.append((Path(entry.path), prefix + entry.name + "/"))
+                    elif entry.is_file(follow_symlinks=False) and len(found) < MAX_FILES:
+                        found.append(prefix + entry.name)
+                except OSError:
+                    continue
+        level = below
+    return sorted(found, key=lambda rel: rel.split("/"))
 
 
 def _read_json(path: Path) -> tuple[str | None, dict | None, str | None]:
     """Read submission.json: (text, data, None), or a clear reason in place of data."""
-    try:
-        raw = path.read_bytes()
+    try:  # the size is checked before anything is read: a 2 GB file costs a stat
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            return None, None, f"{path.name} is {size:,} bytes, over the {MAX_JSON_BYTES:,}-byte limit"
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_JSON_BYTES + 1)
     except OSError as exc:
         return None, None, f"cannot read {path.name}: {exc.strerror}"
-    if len(raw) > MAX_JSON_BYTES:
-        return None, None, f"{path.name} is {len(raw):,} bytes, over the {MAX_JSON_BYTES:,}-byte limit"
+    if len(raw) > MAX_JSON_BYTES:  # grew since the stat
+        return None, None, f"{path.name} is over the {MAX_JSON_BYTES:,}-byte limit"
     if not raw.strip():
         return None, None, f"{path.name} is empty"
     try:
@@ -125,6 +151,10 @@ def _read_json(path: Path) -> tuple[str | None, dict | None, str | None]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return text, None, f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        return text, None, f"{path.name} is nested too deeply to read (arrays or objects inside each other)"
+    except ValueError as exc:  # an integer past Python's int-string limit (4,300 digits)
+        return text, None, f"{path.name} holds a number too long to read: {str(exc).split(';')[0]}"
     if not isinstance(data, dict):
         return text, None, f"{path.name} must hold a JSON object, found {type(data).__name__}"
     return text, data, None

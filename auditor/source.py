@@ -143,8 +143,10 @@ class Limits:
     """Bounds that keep a hostile file from costing more than a normal one."""
 
     max_file_bytes: int = 32 * 2**20
-    max_layer_bytes: int = 64 * 2**20
-    max_total_bytes: int = 256 * 2**20
+    # Decoded source of real records is under 200 KB; 16 MiB a layer (and 64 MiB in all)
+    # keeps a bomb's output plus lzma's own 64 MiB window under 100 MB over a tiny script.
+    max_layer_bytes: int = 16 * 2**20
+    max_total_bytes: int = 64 * 2**20
     max_depth: int = 8
 
 
@@ -205,7 +207,7 @@ def _too_large(path: Path | None, name: str, size: int, limits: Limits) -> Sourc
 _TEXT_CONTROLS = set(range(32)) - {9, 10, 12, 13} | {127}
 
 
-def _to_text(data: bytes) -> tuple[str, str | None]:
+def _to_text(data: bytes, binary_text: bool = True) -> tuple[str, str | None]:
     """Decode source bytes the way Python would (BOM, coding cookie, else UTF-8).
 
     Returns the text (with replacement characters when undecodable) and a
@@ -214,11 +216,14 @@ def _to_text(data: bytes) -> tuple[str, str | None]:
     """
     controls = sum(1 for byte in data[:65536] if byte in _TEXT_CONTROLS)
     if b"\x00" in data or controls > 0.05 * min(len(data), 65536):
-        return data.decode("utf-8", "replace"), "binary"
+        # a decoded payload that is binary is dropped: not decoding it spares a copy of up to a layer's budget
+        return (data.decode("utf-8", "replace") if binary_text else ""), "binary"
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
         return data.decode(encoding), None
-    except (SyntaxError, LookupError, UnicodeDecodeError):
+    except (SyntaxError, LookupError, UnicodeError, ValueError, TypeError):
+        # UnicodeError, not only UnicodeDecodeError: a cookie naming `undefined` or
+        # `punycode` fails with the base class; Python would refuse to run it too.
         return data.decode("utf-8", "replace"), "non-utf8"
 
 
@@ -688,7 +693,12 @@ class _Unpacker:
             self._problem("binary", f"{self.name} is binary data, not Python source", SHIPPED, None)
             return unit
         if kind == "non-utf8":
-            self._problem("non-utf8", f"{self.name} is not valid UTF-8 (read with replacement characters)", SHIPPED, None)
+            self._problem(
+                "non-utf8",
+                f"{self.name} is not valid UTF-8 in the encoding it declares (read as UTF-8 with replacement characters)",
+                SHIPPED,
+                None,
+            )
         self._scan_layer(unit.layers[0], 0)
         order = {layer.name: n for n, layer in enumerate(unit.layers)}
         unit.links.sort(key=lambda link: (order[link.layer], link.line))
@@ -838,7 +848,7 @@ class _Unpacker:
             return
         data, steps = found
         self._spend(len(data))
-        text, kind = _to_text(data)
+        text, kind = _to_text(data, binary_text=False)
         if kind or not _looks_like_code(text):
             return
         line = scan.line(literal)
@@ -848,7 +858,7 @@ class _Unpacker:
 
     def _add_layer(self, parent: Layer, depth: int, value: str | bytes, steps: tuple[str, ...], line: int, origin: str, *, executed: bool) -> None:
         if isinstance(value, bytes):
-            text, kind = _to_text(value)
+            text, kind = _to_text(value, binary_text=False)
             if kind == "binary":
                 self._problem("binary", f"payload at {parent.name}:{line} decodes ({'>'.join(steps)}) to binary data, not Python source", parent.name, line)
                 return

@@ -27,16 +27,22 @@ def tolerance(claimed: float) -> float:
 def matches(claimed: float, logged: float) -> bool:
     """A claim matches a log if it is the logged value rounded, or truncated
     at 4+ decimals (coarser truncation would hide a real overclaim)."""
+    if not (math.isfinite(claimed) and math.isfinite(logged)):  # a diverged metric matches no claim
+        return False
     places = min(decimals(claimed), 8)
     if abs(claimed - logged) <= tolerance(claimed):
         return True
-    truncated = math.trunc(logged * 10**places) / 10**places
+    scaled = logged * 10**places
+    if not math.isfinite(scaled):  # 1e308 scaled overflows: no truncation of it is a claim
+        return False
+    truncated = math.trunc(scaled) / 10**places
     return places >= 4 and abs(claimed - truncated) < 1e-12
 
 
 def check(record: Record) -> list[Finding]:
     claim = declared(record.submission)
-    runs = [run for run in record.logs if run.headline and run.headline.val_bpb is not None]
+    runs = [run for run in record.logs  # a diverged run (NaN, inf) is PG403's finding, not a claim to compare
+            if run.headline and run.headline.val_bpb is not None and math.isfinite(run.headline.val_bpb)]
     if not runs or claim.val_bpb is None and not claim.per_seed:
         return []
     findings: list[Finding] = []

@@ -17,8 +17,25 @@ VAL_TOKENS = CheckRule(
 )
 HARDWARE = CheckRule("PG415", "hardware", "The logs show the run on 8xH100.", "README: 8xH100 SXM")
 
-# `tokenizer_path: ./data/tokenizers/fineweb_8192_bpe.model` in a log, or the script's default
-TOKENIZER_RE = re.compile(r"([\w.-]+)\.model\b")
+# `tokenizer_path: ./data/tokenizers/fineweb_8192_bpe.model` in a log, or the script's default.
+# Found as `.model` then read backwards over name characters, at most _NAME_MAX of them:
+# the regex `([\w.-]+)\.model\b` was quadratic on a long run of word characters (a 50 KB
+# hex literal took over a minute), this is linear in the text.
+_MODEL_RE = re.compile(r"\.model\b")
+_NAME_MAX = 200
+
+
+def model_names(text: str) -> list[str]:
+    """The NAME of every `NAME.model` in text, in order (NAME: letters, digits, `_.-`)."""
+    names = []
+    for m in _MODEL_RE.finditer(text):
+        end = i = m.start()
+        floor = max(0, end - _NAME_MAX)
+        while i > floor and (text[i - 1].isalnum() or text[i - 1] in "_.-"):
+            i -= 1
+        if i < end:
+            names.append(text[i:end])
+    return names
 
 
 def tokenizer_name(record: Record, run) -> str | None:
@@ -26,13 +43,13 @@ def tokenizer_name(record: Record, run) -> str | None:
     script names; None when neither names exactly one known model."""
     for _n, text in run.context:
         if "tokenizer" in text.lower():
-            found = [m.group(1) for m in TOKENIZER_RE.finditer(text)]
+            found = model_names(text)
             if found:
                 return found[-1]
     names = set()
     if record.script is not None:
         for layer in record.script.effective_layers:
-            names |= {m.group(1) for m in TOKENIZER_RE.finditer(layer.text[:400_000])}
+            names |= set(model_names(layer.text[:400_000]))
     known = names & set(CANONICAL_VAL_TOKENS)
     return known.pop() if len(known) == 1 else None
 

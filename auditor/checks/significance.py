@@ -24,8 +24,10 @@ SIGNIFICANCE = CheckRule(
 
 def scores(runs) -> tuple[list[float], list[float]]:
     """Per-seed headline (val_loss, val_bpb) of runs that have both or either."""
-    losses = [r.headline.val_loss for r in runs if r.headline and r.headline.val_loss is not None]
-    bpbs = [r.headline.val_bpb for r in runs if r.headline and r.headline.val_bpb is not None]
+    losses = [r.headline.val_loss for r in runs
+              if r.headline and r.headline.val_loss is not None and math.isfinite(r.headline.val_loss)]
+    bpbs = [r.headline.val_bpb for r in runs
+            if r.headline and r.headline.val_bpb is not None and math.isfinite(r.headline.val_bpb)]
     return losses, bpbs
 
 

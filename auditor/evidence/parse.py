@@ -269,7 +269,10 @@ class _Scan:
                 if n is not None:
                     self.last("bytes_code", n, i, line)
             for bk in BYTES_KV_RE.finditer(line):
-                c = Cited(int(bk.group(2)), i, clip(line))
+                n = to_int(bk.group(2))
+                if n is None:
+                    continue
+                c = Cited(n, i, clip(line))
                 kind = bk.group(1)
                 if kind == "total":
                     self.total_comp = c
@@ -345,23 +348,31 @@ def _parse(text: str, name: str) -> RunEvidence:
         line = raw.rstrip("\r")
         if not line:
             continue
-        structured = PGOLF_PREFIX in line
-        stop = not structured and "stopping_early" in line
-        step = STEP_RE.search(line) if not (structured or stop) and "step" in line else None
-        if step:
-            scan.step_line(i, line, step)
-            continue
-        if len(ev.context) < CONTEXT_LINES:
-            ev.context.append((i, line[:CONTEXT_WIDTH]))
-        if structured:
-            scan.structured_line(i, line)
-        elif stop:
-            scan.stop_line(i, line)
-        else:
-            scan.other_line(i, line)
+        try:
+            _scan_line(scan, ev, i, line)
+        except (ValueError, OverflowError, RecursionError) as exc:
+            # one odd line (a step number of 4,300 digits) costs that line, not the log
+            ev.problems.append(f"line {i} of {name} could not be read ({exc.__class__.__name__}: {str(exc).split(';')[0][:120]}); skipped")
 
     _finish(scan, ev, ends_with_newline)
     return ev
+
+
+def _scan_line(scan: _Scan, ev: RunEvidence, i: int, line: str) -> None:
+    structured = PGOLF_PREFIX in line
+    stop = not structured and "stopping_early" in line
+    step = STEP_RE.search(line) if not (structured or stop) and "step" in line else None
+    if step:
+        scan.step_line(i, line, step)
+        return
+    if len(ev.context) < CONTEXT_LINES:
+        ev.context.append((i, line[:CONTEXT_WIDTH]))
+    if structured:
+        scan.structured_line(i, line)
+    elif stop:
+        scan.stop_line(i, line)
+    else:
+        scan.other_line(i, line)
 
 
 def _finish(scan: _Scan, ev: RunEvidence, ends_with_newline: bool) -> None:
@@ -468,8 +479,7 @@ def _finish(scan: _Scan, ev: RunEvidence, ends_with_newline: bool) -> None:
             )
     headline, why_none = _choose_headline(scan)
     ev.headline = headline
-    if headline is not None and headline.val_bpb is not None and not math.isfinite(headline.val_bpb):
-        ev.problems.append(f"headline val_bpb in {name} is not finite ({headline.val_bpb}, line {headline.line})")
+    # a non-finite headline (a diverged run) is judged by PG403, which cites its line
 
     # eval time
     ev.eval_phases = dict(scan.phases)

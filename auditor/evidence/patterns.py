@@ -114,12 +114,16 @@ def to_ms(num: str, key_unit: str | None, unit: str | None) -> float | None:
     return v
 
 
+MAX_COUNT = 10**18  # no byte count, token count or step is this large; sums of larger ones overflow printing
+
+
 def to_int(s: str) -> int | None:
-    """A captured byte count; ``,`` and ``_`` digit separators allowed."""
+    """A captured byte count; ``,`` and ``_`` digit separators allowed; None past MAX_COUNT."""
     try:
-        return int(s.replace(",", "").replace("_", ""))
+        n = int(s.replace(",", "").replace("_", ""))
     except (TypeError, ValueError):
         return None
+    return n if abs(n) < MAX_COUNT else None
 
 
 def is_compressed(qualifier: str) -> bool:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.evidence.model import Metric, base_name, clip
+from auditor.evidence.patterns import MAX_COUNT
 
 PGOLF_PREFIX = ":::PGOLF"
 
@@ -68,7 +69,7 @@ def _coerce(value: Any, kind: str) -> tuple[bool, Any]:
         return False, None
     if kind == "int":
         if isinstance(value, int):
-            return True, value
+            return (True, value) if abs(value) < MAX_COUNT else (False, None)
         if isinstance(value, float) and value.is_integer():
             return True, int(value)
         return False, None

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from auditor.report.frames import frame
+from auditor.report.frames import frame, printable as p
 
 STYLES = {"illegal": "bold red", "warning": "yellow", "info": "cyan"}
 VERDICT_STYLES = {"FAIL": "bold white on red", "WARN": "bold black on yellow", "PASS": "bold white on green", "ERROR": "bold white on magenta"}
@@ -23,18 +23,18 @@ def render(audits, out) -> None:
 
 def render_one(audit) -> Group:
     name = audit.record.display if audit.record else audit.target
-    title = Text.assemble((f" {audit.verdict.value} ", VERDICT_STYLES[audit.verdict.value]), "  ", (name, "bold"))
+    title = Text.assemble((f" {audit.verdict.value} ", VERDICT_STYLES[audit.verdict.value]), "  ", (p(name), "bold"))
     tree = Tree(title)
     if audit.error:
-        tree.add(Text(f"could not be analysed: {audit.error}", style="magenta"))
+        tree.add(Text(f"could not be analysed: {p(audit.error)}", style="magenta"))
     record = audit.record
     if record is not None and record.script is not None:
         script = record.script
         node = tree.add(f"train_gpt.py: {script.shipped_bytes:,} bytes shipped" + (", packed" if script.packed else ""))
         for layer in script.layers[1:]:
-            node.add(f"layer {layer.name}: {len(layer.text.encode()):,} bytes, {layer.origin}")
+            node.add(Text(p(f"layer {layer.name}: {len(layer.text.encode()):,} bytes, {layer.origin}")))
         for unit in record.linked:
-            node.add(Text(f"runs {unit.name} ({unit.shipped_bytes:,} bytes)", style="red"))
+            node.add(Text(p(f"runs {unit.name} ({unit.shipped_bytes:,} bytes)"), style="red"))
     if audit.seeds:
         tree.add(_seed_table(audit))
     suppressed = getattr(audit, "suppressed", None) or {}
@@ -55,7 +55,7 @@ def _seed_table(audit) -> Table:
         table.add_column(column, justify="right" if column not in ("log", "headline") else "left")
     for r in audit.seeds:
         table.add_row(
-            _v(r.seed), r.log, _v(r.metric), _f(r.val_loss, 6), _f(r.val_bpb, 6), _f(r.train_s, 1), _f(r.eval_s, 1),
+            _v(r.seed), Text(p(r.log)), Text(p(_v(r.metric))), _f(r.val_loss, 6), _f(r.val_bpb, 6), _f(r.train_s, 1), _f(r.eval_s, 1),
             "—" if r.bytes_total is None else f"{r.bytes_total:,}",
         )
     return table
@@ -65,12 +65,12 @@ def _finding(audit, finding) -> Group:
     style = STYLES[finding.severity.value]
     head = Text.assemble((f"{finding.severity.value:>7} ", style), (finding.rule, "bold"), "  ")
     if finding.location is not None:
-        head.append(str(finding.location), style="underline")
+        head.append(p(finding.location), style="underline")
     reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
     if reason is not None:
         head.stylize("dim")
-        head.append(f"  [suppressed: {reason}]", style="bold dim")
-    lines: list = [head, Text("        " + finding.message)]
+        head.append(f"  [suppressed: {p(reason)}]", style="bold dim")
+    lines: list = [head, Text("        " + p(finding.message))]
     code = frame(audit, finding)
     if code is not None:
         start, text = code
@@ -82,9 +82,9 @@ def _finding(audit, finding) -> Group:
             )
         )
     for item in finding.evidence:
-        lines.append(Text(f"        evidence: {item}", style="dim"))
+        lines.append(Text(f"        evidence: {p(item)}", style="dim"))
     if finding.reference:
-        lines.append(Text(f"        ruling: {finding.reference}", style="dim"))
+        lines.append(Text(f"        ruling: {p(finding.reference)}", style="dim"))
     return Group(*lines)
 
 

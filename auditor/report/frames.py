@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +10,22 @@ from auditor.findings import Finding
 from auditor.record import read_text
 
 MAX_FRAME_FILE_BYTES = 16 * 2**20
+
+# C0 controls but tab, DEL, C1 controls, and the bidi overrides and line separators
+# that make a terminal or a PR page show something other than the bytes.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_one(m: re.Match) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value) -> str:
+    """`str(value)` with every control character written as an escape (ESC as `\\x1b`),
+    so file names, log lines and source lines cannot drive the reader's terminal."""
+    text = str(value)
+    return _UNPRINTABLE.sub(_escape_one, text) if _UNPRINTABLE.search(text) else text
 
 
 def frame(audit, finding: Finding, context: int = 2) -> tuple[int, list[str]] | None:
@@ -26,7 +43,7 @@ def frame(audit, finding: Finding, context: int = 2) -> tuple[int, list[str]] | 
     end = min(len(lines), (loc.line_end or loc.line_start) + context)
     if start > len(lines):
         return None
-    return start, [line[:240] for line in lines[start - 1 : end]]
+    return start, [printable(line[:240]) for line in lines[start - 1 : end]]
 
 
 def _layer_text(record, file: str, layer: str) -> str | None:

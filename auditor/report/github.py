@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from auditor.report.frames import artifact_path
+from auditor.report.frames import artifact_path, printable
 
 COMMANDS = {"illegal": "error", "warning": "warning", "info": "notice"}
 
@@ -29,7 +29,8 @@ def render(audits, out) -> None:
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """GitHub's own escapes for % and newlines, then every other control character escaped."""
+    return printable(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _escape_prop(text: str) -> str:

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Callable
 
 from auditor import __version__
+from auditor.report.frames import printable
 
 SCHEMA = "pgolf-scan/1"
 VERDICTS = ("FAIL", "WARN", "PASS", "ERROR")
@@ -120,13 +121,14 @@ def render_markdown(result, out) -> None:
     if errors:
         out.write("\n**Internal errors**\n\n")
         for ref, record, message in errors:
-            where = f"`{ref}:{record}`: " if record else ""
+            where = f"`{_md(ref)}:{_md(record)}`: " if record else ""
             out.write(f"- {where}{_md(message.splitlines()[0])}\n")
 
 
 def render_rich(result, out) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from auditor.report.console import VERDICT_STYLES
 
@@ -138,7 +140,7 @@ def render_rich(result, out) -> None:
     for entry in result.entries:
         r = row(entry)
         table.add_row(
-            r["ref"] or "—", r["record"], f"[{VERDICT_STYLES[r['verdict']]}] {r['verdict']} [/]", " ".join(r["rules"]) or "—",
+            Text(printable(r["ref"] or "—")), Text(printable(r["record"])), f"[{VERDICT_STYLES[r['verdict']]}] {r['verdict']} [/]", " ".join(r["rules"]) or "—",
             _f(r["val_bpb_mean"]), _b(r["bytes_max"]), str(r["seeds"]),
         )
     console.print(table)
@@ -154,9 +156,10 @@ def render_rich(result, out) -> None:
         console.print(rules)
     for entry in result.entries:
         if entry.internal_error:
-            console.print(f"[magenta]error[/] {entry.ref + ':' if entry.ref else ''}{entry.record}: {entry.internal_error.splitlines()[0]}", markup=True, highlight=False)
+            where = f"{entry.ref + ':' if entry.ref else ''}{entry.record}"
+            console.print(Text.assemble(("error", "magenta"), printable(f" {where}: {entry.internal_error.splitlines()[0]}")), highlight=False)
     for ref_error in result.ref_errors:
-        console.print(f"[magenta]error[/] {ref_error}", highlight=False)
+        console.print(Text.assemble(("error", "magenta"), printable(f" {ref_error}")), highlight=False)
     console.print(_footer(result), highlight=False)
 
 
@@ -185,7 +188,7 @@ def _n(value) -> str:
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|")
+    return printable(text).replace("|", "\\|")
 
 
 SCAN_FORMATS: dict[str, Callable] = {

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from auditor.report.frames import artifact_path
+from auditor.report.frames import artifact_path, printable
 
 
 def render(audits, out) -> None:
     for audit in audits:
         if audit.error:
-            out.write(f"{audit.target}: error: {audit.error}\n")
+            out.write(printable(f"{audit.target}: error: {audit.error}") + "\n")
         for finding in audit.findings:
             loc = finding.location
             where = audit.target
@@ -20,4 +20,4 @@ def render(audits, out) -> None:
                     where += f" [{loc.layer}]:{loc.line_start}"
             reason = (getattr(audit, "suppressed", None) or {}).get(finding.fingerprint)
             mark = f" [suppressed: {reason}]" if reason is not None else ""
-            out.write(f"{where}: {finding.severity.value} {finding.rule}: {finding.message}{mark}\n")
+            out.write(printable(f"{where}: {finding.severity.value} {finding.rule}: {finding.message}{mark}") + "\n")
