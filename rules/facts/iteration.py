@@ -230,16 +230,8 @@ def picks_data(facts, loop: LoopInfo) -> bool:
         return False
     body_assigns = [ai for ai in facts.assigns
                     if ai.ctx.func is loop.func and loop.start < ai.line <= loop.end and ai.value is not None]
-    changed = True
-    while changed:
-        changed = False
-        for ai in body_assigns:
-            if facts.names(ai.value) & derived:
-                for t in ai.targets:
-                    new = set(target_names(t)) - derived
-                    if new and not isinstance(t, cst.Subscript):
-                        derived |= new
-                        changed = True
+    derived = facts.derived_names(derived, body_assigns,
+                                  lambda t: set() if isinstance(t, cst.Subscript) else set(target_names(t)))
     for sub, line, ctx in facts.subscripts:
         if ctx.func is loop.func and loop.start < line <= loop.end:
             if any(facts.names(el.slice) & derived for el in sub.slice):

@@ -193,16 +193,22 @@ class SiteFacts:
         counted."""
         if func is None:
             return True
-        reached = {acc}
         assigns = [ai for ai in self.assigns if ai.ctx.func is func and ai.value is not None]
+        reached = self.derived_names({acc}, assigns, lambda t: {base_name(t)} - {""})
+        return any(self.names(r) & reached for r in func.returns)
+
+    def derived_names(self, seeds: set[str], assigns: list, bound) -> set[str]:
+        """``seeds`` and every name ``bound(target)`` gives for the targets of those
+        ``assigns`` whose value mentions one of them, transitively."""
+        out = set(seeds)
         changed = True
         while changed:
             changed = False
             for ai in assigns:
-                if self.names(ai.value) & reached:
+                if self.names(ai.value) & out:
                     for t in ai.targets:
-                        n = base_name(t)
-                        if n and n not in reached:
-                            reached.add(n)
+                        new = bound(t) - out
+                        if new:
+                            out |= new
                             changed = True
-        return any(self.names(r) & reached for r in func.returns)
+        return out
