@@ -1,6 +1,7 @@
 """Audit labelled real submissions and say, per family, whether the right rule fired.
 
     python scripts/corpus_labels.py MIRROR [--labels FILE] [--only 467,568] [--verbose]
+    python scripts/corpus_labels.py MIRROR --probes [--timeout 280] [--json OUT]
 
 MIRROR is a bare mirror (or clone) of openai/parameter-golf holding the labelled
 commits (``refs/pull/N/head``). ``--labels`` is a JSON list of entries with ``pr``,
@@ -15,6 +16,13 @@ A hit needs an illegal finding of an expected code; a false alarm is an illegal
 PG1xx-PG3xx finding on a legal entry. ``--verbose`` prints, for every entry, the
 illegal findings with their lines. Exit status: 0 when every illegal entry is a hit
 and no legal entry is flagged, 1 otherwise, 2 on usage errors.
+
+``--probes`` runs ``pgolf probe`` instead, on the illegal entries of the families a
+dynamic probe can see (PROBE_FAMILIES), and tallies per family how many the probes
+prove (a violation measured on the evaluation that produced the headline), measure on
+another evaluation only, measure without proof that the moved values are counted,
+check without finding anything, and leave not proven, with each entry's reason.
+Exit status 0 (it is a survey, not a gate).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,6 +44,11 @@ from auditor.record import SCRIPT_NAME as SCRIPT
 from auditor.scan import Blobs, git_target, ls_tree, materialize
 
 DEFAULT_LABELS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "dev.json"
+# the families whose violation shows in per-token losses: multi-epoch rescoring, two-pass,
+# pre-evaluation TTT, scored-region SLOT, target-keyed caches (the others are byte tables,
+# calibration constants and code the probes do not see)
+PROBE_FAMILIES = ("multi_epoch_rescore", "two_pass", "prequant_ttt", "scored_slot", "ngram_target_in_key")
+OUTCOMES = ("proven", "other_evaluation", "unverified", "checked", "not_proven")
 
 
 def static_code(f: Finding) -> bool:
@@ -76,12 +90,48 @@ def judge(entry: dict, findings: list[Finding]) -> tuple[bool, set[str]]:
     return (bool(codes & set(entry["expect"])) if entry["expect"] else bool(codes)), codes
 
 
+def probe_survey(repo: Path, entries: list[dict], timeout_s: float, out=sys.stdout) -> list[dict]:
+    """Probe every illegal entry of PROBE_FAMILIES; one row per entry, printed as it ends."""
+    from auditor.probes.runner import probe_record
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pgolf-labels-probe-") as tmp:
+        for n, e in enumerate(entries):
+            if e["verdict"] != "illegal" or e["family"] not in PROBE_FAMILIES:
+                continue
+            started = time.perf_counter()
+            try:
+                folder = extract_entry(repo, e, Path(tmp) / "src", n)
+                outcome, why = probe_record(folder, timeout_s=timeout_s, tokenizer_cache=Path(tmp)).outcome()
+            except (GitError, OSError) as exc:
+                outcome, why = "not_proven", f"could not extract the entry: {exc}"
+            row = {"pr": e["pr"], "family": e["family"], "outcome": outcome, "why": why,
+                   "seconds": round(time.perf_counter() - started, 1)}
+            rows.append(row)
+            print(f"#{e['pr']:<5} {e['family']:20} {outcome:16} {row['seconds']:6.1f}s  {why[:150]}", file=out, flush=True)
+    return rows
+
+
+def print_survey(rows: list[dict], out=sys.stdout) -> None:
+    per = defaultdict(lambda: dict.fromkeys(OUTCOMES, 0))
+    for r in rows:
+        per[r["family"]][r["outcome"]] += 1
+    print(f"{'family':22} " + " ".join(f"{o:>16}" for o in OUTCOMES), file=out)
+    for fam in sorted(per):
+        print(f"{fam:22} " + " ".join(f"{per[fam][o]:>16}" for o in OUTCOMES), file=out)
+    total = {o: sum(r["outcome"] == o for r in rows) for o in OUTCOMES}
+    print(f"{'all ' + str(len(rows)):22} " + " ".join(f"{total[o]:>16}" for o in OUTCOMES), file=out)
+
+
 def main(argv: list[str] | None = None, out=sys.stdout) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mirror", type=Path)
     ap.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
     ap.add_argument("--only", help="comma-separated PR numbers")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--probes", action="store_true", help="survey the dynamic probes instead of the static audit")
+    ap.add_argument("--timeout", type=float, default=280.0, help="seconds per probe run (with --probes)")
+    ap.add_argument("--json", type=Path, default=None, help="write the probe survey's rows here (with --probes)")
     a = ap.parse_args(argv)
     try:
         entries = json.loads(a.labels.read_text())
@@ -91,6 +141,12 @@ def main(argv: list[str] | None = None, out=sys.stdout) -> int:
     if a.only:
         keep = {int(x) for x in a.only.split(",")}
         entries = [e for e in entries if e["pr"] in keep]
+    if a.probes:
+        rows = probe_survey(a.mirror, entries, a.timeout, out)
+        print_survey(rows, out)
+        if a.json:
+            a.json.write_text(json.dumps(rows, indent=2))
+        return 0
     per = defaultdict(lambda: [0, 0])
     misses, alarms, errors = [], [], []
     with tempfile.TemporaryDirectory(prefix="pgolf-labels-") as tmp:

@@ -43,6 +43,7 @@ PROBE_RULES = [C1, C4, C2, BOS, NOT_RUN]
 STREAM_TOKENS = 7 * 64 + 1
 SIBLING_MAX_BYTES = 4_000_000
 PROBES = {"c1": C1, "c4": C4, "c2": C2, "bos": BOS}
+PROBE_CODES = frozenset(rule.code for rule in PROBES.values())
 
 
 class UnknownEntry(ValueError):
@@ -65,6 +66,25 @@ class ProbeReport:
     def failed(self, probe: str) -> list[str]:
         return [e["name"] for e in (self.data or {}).get("entries", [])
                 if e.get(probe, {}).get("status") == "fail"]
+
+    def outcome(self) -> tuple[str, str]:
+        """What the probes established, in one word and the message behind it: ``proven``
+        (a violation measured on the scoring path), ``other_evaluation`` (measured on an
+        evaluation that did not produce the headline), ``unverified`` (something moved,
+        but not provably counted), ``not_proven`` (the scoring path did not run) or
+        ``checked`` (it ran and every probe held)."""
+        measured = [f for f in self.findings if f.code in PROBE_CODES]
+        for f in measured:
+            if f.severity == Severity.ILLEGAL:
+                return "proven", f.message
+        for f in measured:
+            if f.severity == Severity.WARNING and not f.key.endswith(":deviation"):  # a BOS gap is accepted
+                return ("other_evaluation" if f.key.endswith(":apart") else "unverified"), f.message
+        for f in self.findings:
+            if f.code == NOT_RUN.code and f.severity == Severity.WARNING:
+                return "not_proven", f.message
+        summary = next((f.message for f in self.findings if f.key == "summary"), "")
+        return "checked", summary
 
 
 def innermost_source(unit) -> tuple[str, str]:
@@ -193,7 +213,7 @@ def _apart(f: Finding, headline) -> Finding:
         return f
     from dataclasses import replace
 
-    return replace(f, severity=Severity.WARNING,
+    return replace(f, severity=Severity.WARNING, key=f.key + ":apart",
                    message=f.message + f" [another evaluation: the headline score comes from "
                                        f"{', '.join(headline.functions)}]",
                    evidence=tuple(f.evidence) + (f"headline `{headline.text[:80]}` ({headline.where})",))
@@ -226,7 +246,6 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
         if e.get("functions"):
             ran_lines.append(f"{e['name']} called: {', '.join(e['functions'][:40])}"
                              + (f" (+{len(e['functions']) - 40} more)" if len(e["functions"]) > 40 else ""))
-    hl_names = [e["name"] for e in ents if e.get("headline")]
     if headline is not None:
         ran_lines.insert(0, f"headline `{headline.text[:80]}` ({headline.where}) is printed at line "
                             f"{', '.join(map(str, headline.printed_at))} from {', '.join(headline.functions)}")
@@ -310,7 +329,7 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
                                             f"positions' losses (largest difference {r.get('max_abs', 0.0):.2g} nats)",
                              loc, ev, key)]
     if probe == "c4":
-        n, scored = r["targets"], r["scored"]
+        n = r["targets"]
         if status in ("fail", "unverified"):
             parts = []
             if r["twice"]:
