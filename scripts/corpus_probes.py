@@ -3,9 +3,11 @@
     python scripts/corpus_probes.py CHECKOUT [--ref REF (default HEAD)] [--track track_10min_16mb] [--timeout 60] [--limit N] [--json OUT]
 
 For each `records/<track>/<folder>/train_gpt.py` it runs `probe_record` and
-reports, per probe (C1 flip, C4 count, C2 sum, BOS isolation), on how many
-scripts the probe ran, how many it failed, why it did not run elsewhere, and how
-long each record took. CHECKOUT is a work tree or a bare git directory read at
+reports on how many records the headline pipeline (the evaluation the logs'
+headline comes from, with the steps before it) ran, which records the probes prove
+a violation on, and, per probe (C1 flip, C4 count, C2 sum, BOS isolation), on how
+many scripts it ran, how many it failed, why it did not run elsewhere, and how long
+each record took (median and total: the benchmark of issue 12's time bar). CHECKOUT is a work tree or a bare git directory read at
 --ref (auditor.corpus.checkout extracts records/ with git archive).
 """
 
@@ -41,11 +43,16 @@ def run(root: Path, track: str, timeout: float, limit: int | None, ref: str = "H
             try:
                 report = probe_record(folder, timeout_s=timeout)
                 data, reason = report.data or {}, report.reason
+                outcome, outcome_why = report.outcome()
             except Exception as exc:  # one broken record never stops the survey
                 data, reason = {}, f"{type(exc).__name__}: {exc}"
+                outcome, outcome_why = "not_proven", reason
             entries = data.get("entries", [])
+            # the headline pipeline ran: an entry the logs' headline names, run to the end
+            headline_ran = any(e.get("headline") and e.get("status") == "ok" for e in entries)
             row = {"record": folder.name, "seconds": round(time.perf_counter() - started, 2), "reason": reason,
-                   "entries": [e.get("name") for e in entries], "probes": {}}
+                   "entries": [e.get("name") for e in entries], "headline_ran": headline_ran,
+                   "outcome": outcome, "outcome_why": outcome_why, "probes": {}}
             for p in PROBES:
                 statuses = [e.get(p, {}).get("status", e.get("status")) for e in entries] or ["not_run"]
                 ran = [s for s in statuses if s in ("pass", "fail", "deviation", "unverified")]
@@ -58,7 +65,7 @@ def run(root: Path, track: str, timeout: float, limit: int | None, ref: str = "H
                 row["probes"][p] = {"ran": bool(ran), "fail": "fail" in ran, "not_applicable": applicable,
                                     "why_not": why}
             rows.append(row)
-            print(f"{folder.name}: {row['seconds']:.1f}s " + " ".join(
+            print(f"{folder.name}: {row['seconds']:.1f}s {outcome} headline={'ran' if headline_ran else 'no'} " + " ".join(
                 f"{p}={'FAIL' if v['fail'] else 'ok' if v['ran'] else 'n/a' if v['not_applicable'] else '-'}"
                 for p, v in row["probes"].items())
                 + (f"  ({reason[:80]})" if reason else ""), file=sys.stderr)
@@ -76,6 +83,9 @@ def summarize(rows: list[dict]) -> dict:
                   "failed": sum(r["probes"][p]["fail"] for r in rows),
                   "failed_records": [r["record"] for r in rows if r["probes"][p]["fail"]],
                   "not_run_reasons": dict(why.most_common(10))}
+    out["headline_ran"] = sum(r["headline_ran"] for r in rows)
+    out["proven"] = [r["record"] for r in rows if r["outcome"] == "proven"]
+    out["headline_not_run"] = {r["record"]: r["outcome_why"][:200] for r in rows if not r["headline_ran"]}
     secs = sorted(r["seconds"] for r in rows)
     out["seconds"] = {"total": round(sum(secs), 1), "median": secs[len(secs) // 2] if secs else 0.0,
                       "max": secs[-1] if secs else 0.0, "under_60s": sum(s < 60 for s in secs)}
@@ -99,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     s = result["summary"]
-    print(f"{result['records']} train_gpt.py files under records/{args.track}/")
+    n = result["records"]
+    print(f"{n} train_gpt.py files under records/{args.track}/")
+    print(f"  headline pipeline ran on {s['headline_ran']} of {n} ({100 * s['headline_ran'] / max(n, 1):.0f} %); "
+          f"proven violations on {len(s['proven'])}" + (f": {', '.join(s['proven'])}" if s["proven"] else ""))
+    for record, why in list(s["headline_not_run"].items())[:12]:
+        print(f"      headline not run: {record}: {why[:160]}")
     for p, name in zip(PROBES, ("C1 flip", "C4 count", "C2 sum", "BOS isolation")):
         print(f"  {name:14s} ran on {s[p]['ran']:4d}, failed on {s[p]['failed']:4d}, nothing to check on "
               f"{s[p]['not_applicable']:4d}, not run on {s[p]['not_run']:4d}"

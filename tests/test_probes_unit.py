@@ -102,3 +102,99 @@ def test_fstrings_downgrade_leaves_valid_code_and_refuses_what_it_cannot_requote
     assert fstrings.downgrade(ok) == ok
     with pytest.raises(fstrings.Unconvertible):
         fstrings.downgrade('f"{"a\\n"}"\n')  # a backslash in a replacement field: not before 3.12
+
+
+MODEL_BUILT_IN_MAIN = '''
+import os
+import torch
+from torch import nn
+
+
+class Settings:
+    model_dim = int(os.environ.get("MODEL_DIM", 32))
+    vocab_size = int(os.environ.get("VOCAB_SIZE", 64))
+    num_layers = 2
+    mlp_mult = 3
+
+
+class HashedPairs(nn.Module):
+    """A part with a large table: more parameters than the whole small model."""
+    def __init__(self, model_dim, buckets=8192):
+        super().__init__()
+        self.table = nn.Embedding(buckets, model_dim)
+
+
+class Layer(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.up, self.down = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+
+class Net(nn.Module):
+    def __init__(self, vocab_size, model_dim, hidden, num_layers):
+        super().__init__()
+        self.emb = nn.Embedding(vocab_size, model_dim)
+        self.layers = nn.ModuleList([Layer(model_dim, hidden) for _ in range(num_layers)])
+        self.pairs = HashedPairs(model_dim, buckets=16)
+
+
+def main():
+    args = Settings()
+    hidden = args.mlp_mult * args.model_dim
+    model = Net(vocab_size=args.vocab_size, model_dim=args.model_dim, hidden=hidden, num_layers=args.num_layers)
+    return model
+'''
+
+
+def test_the_model_is_built_the_way_main_builds_it(tmp_path, monkeypatch):
+    """`Net` needs `hidden`, which main computes: it is built by replaying main's call; the
+    hash part with more parameters is not taken for the model (it holds no other part)."""
+    pytest.importorskip("torch")
+    from auditor.probes import discover
+    from auditor.probes.loader import load_source
+
+    path = tmp_path / "train_gpt.py"
+    path.write_text(MODEL_BUILT_IN_MAIN)
+    mod = load_source(MODEL_BUILT_IN_MAIN, str(path), name="pgolf_unit_model")
+    cfg = discover.make_config(discover.find_config_class(mod), 64)
+    (name, model), errors = discover.build_model(mod, cfg, 64)
+    assert name == "Net", errors
+    assert model.layers[0].up.out_features == 3 * cfg.model_dim
+    # without main's call, Net cannot be bound from the config and the part would win
+    monkeypatch.setattr(discover, "replayed_constructions", lambda *a: [])
+    (name, _), _ = discover.build_model(mod, cfg, 64)
+    assert name == "HashedPairs"
+
+
+def test_a_probe_stopped_before_every_entry_ran_is_not_proven():
+    """No headline identified, the child timed out after one of two entries: not a PASS."""
+    from auditor.findings import Location, Severity
+    from auditor.probes.runner import ProbeReport, _honesty
+
+    ok = {"name": "eval_a", "status": "ok", "c1": {"status": "pass", "checked": 10}}
+    data = {"planned": ["eval_a", "eval_b"], "entries": [ok], "stage": "probe"}
+    where = Location("train_gpt.py", None, None, "source")
+    stopped = _honesty(data, None, "no logs", None, where, stopped="timed out after 60 s")
+    assert [(f.severity, f.key) for f in stopped] == [(Severity.WARNING, "stopped")]
+    assert "eval_b" in stopped[0].message
+    assert ProbeReport("x", stopped).outcome()[0] == "not_proven"
+    finished = _honesty(dict(data, planned=["eval_a"], stage="done"), None, "no logs", None, where)
+    assert [(f.severity, f.key) for f in finished] == [(Severity.INFO, "summary")]
+    assert ProbeReport("x", finished).outcome()[0] == "checked"
+
+
+def test_outcome_names_what_the_probes_established():
+    from auditor.findings import Severity
+    from auditor.probes.runner import C1, C4, NOT_RUN, ProbeReport
+
+    measured = C1.finding(Severity.ILLEGAL, "eval: position 3 moved", key="eval:c1:fail")
+    apart = C1.finding(Severity.WARNING, "other: position 3 moved", key="other:c1:fail:apart")
+    unproven = C1.finding(Severity.WARNING, "eval: NOT PROVEN: moved", key="eval:c1:fail")
+    bos_gap = C4.finding(Severity.WARNING, "eval: 3 BOS positions never scored", key="eval:c4:deviation")
+    not_run = NOT_RUN.finding(Severity.WARNING, "NOT PROVEN: the headline did not run", key="headline-not-run")
+    summary = NOT_RUN.finding(Severity.INFO, "probes ran on 1 of 1 entries", key="summary")
+    assert ProbeReport("x", [not_run, apart, measured]).outcome() == ("proven", measured.message)
+    assert ProbeReport("x", [not_run, apart]).outcome()[0] == "other_evaluation"
+    assert ProbeReport("x", [unproven, summary]).outcome()[0] == "unverified"
+    assert ProbeReport("x", [bos_gap, not_run]).outcome()[0] == "not_proven"
+    assert ProbeReport("x", [bos_gap, summary]).outcome() == ("checked", summary.message)

@@ -160,6 +160,7 @@ def main(spec_path: str) -> int:
         result.update(error="no evaluation entry point found (a function taking a model and validation tokens)")
         _write(out, result)
         return 0
+    result["planned"] = [e.name for e in entries]  # a timeout mid-entry still says what never finished
     probes.wrap_candidates(mod, {e.name for e in entries})
 
     stream = probes.make_stream(vocab, bos, n_tokens=int(spec.get("n_tokens", 7 * discover.SEQ + 1)), seed=int(spec.get("seed", 0)))
@@ -178,6 +179,7 @@ def main(spec_path: str) -> int:
     pristine = model
     for entry in entries:
         if time.perf_counter() - started > deadline:
+            result["out_of_time"] = True
             result["entries"].append({"name": entry.name, "line": entry.line, "status": "not_run",
                                       "reason": "the probe's time limit ran out before this entry"})
             continue

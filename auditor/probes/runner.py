@@ -270,6 +270,14 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
                                   f"({', '.join(headline.functions)}) did not run ({why[:400]}); the probes that "
                                   f"ran checked other evaluations only", where, tuple(ran_lines), key="headline-not-run"))
             return out
+    unfinished = [n for n in data.get("planned", []) if n not in {e["name"] for e in ok}]
+    if headline is None and not named and unfinished and (stopped or data.get("stage") != "done"
+                                                             or data.get("out_of_time")):
+        out.append(NOT_RUN.finding(
+            Severity.WARNING, f"NOT PROVEN: the probes stopped ({stopped or 'out of time'}) before "
+                              f"{', '.join(unfinished)} ran, and which evaluation produced the headline score is "
+                              f"not known; the ones that ran held", where, tuple(ran_lines), key="stopped"))
+        return out
     names = ", ".join(_label(e) for e in ok)
     out.append(NOT_RUN.finding(Severity.INFO, f"probes ran on {len(ok)} of {len(ents)} entries: {names}", where,
                                tuple(ran_lines), key="summary"))
