@@ -198,3 +198,37 @@ def test_outcome_names_what_the_probes_established():
     assert ProbeReport("x", [unproven, summary]).outcome()[0] == "unverified"
     assert ProbeReport("x", [bos_gap, not_run]).outcome()[0] == "not_proven"
     assert ProbeReport("x", [bos_gap, summary]).outcome() == ("checked", summary.message)
+
+
+ENTRY_CALLED_WITH_CONFIG = MODEL_BUILT_IN_MAIN + '''
+
+def score(model, val_tokens, order, alpha):
+    return float(order) + alpha
+
+
+def run_eval(model, val_tokens):
+    args = Settings()
+    return score(model, val_tokens, args.num_layers + 1, alpha=args.mlp_mult / 10)
+'''
+
+
+def test_an_entry_parameter_is_bound_from_the_scripts_own_call(tmp_path):
+    """`order` and `alpha` have no default and no config field of that name: the values
+    come from the call in run_eval, evaluated with the probe's config."""
+    pytest.importorskip("torch")
+    from auditor.probes import discover
+    from auditor.probes.loader import load_source
+
+    path = tmp_path / "train_gpt.py"
+    path.write_text(ENTRY_CALLED_WITH_CONFIG)
+    mod = load_source(ENTRY_CALLED_WITH_CONFIG, str(path), name="pgolf_unit_entry")
+    cfg = discover.make_config(discover.find_config_class(mod), 64)
+    cfg.num_layers = 5
+    entry = discover.Entry("score", mod.score, ["model", "val_tokens", "order", "alpha"], False, None)
+    kwargs, why = discover.bind_entry(entry, model=None, tokens=[1, 2], cfg=cfg, tables=None, sp=None,
+                                      vocab=64, bos=1, mod=mod)
+    assert why is None and kwargs["order"] == 6 and kwargs["alpha"] == pytest.approx(0.3)
+    uncalled = discover.Entry("run_eval_missing", mod.score, [], False, None)
+    _, why = discover.bind_entry(uncalled, model=None, tokens=[1, 2], cfg=cfg, tables=None, sp=None,
+                                 vocab=64, bos=1, mod=mod)
+    assert why == "cannot bind required parameter 'order'"

@@ -194,43 +194,61 @@ def build_model(mod, cfg, vocab: int):
 def replayed_constructions(mod, classes: dict, cfg) -> list[tuple[str, tuple, dict]]:
     """(class name, args, kwargs) for every call in the script's functions that builds
     one of its own nn.Module classes (``GPT(vocab_size=args.vocab_size, mlp_hidden=mlp_hidden)``
-    in main), with the arguments evaluated as the function would: the plain assignments
-    they read (``mlp_hidden = ...``) replayed first, in order, and the configuration
-    object, wherever the function or the module builds one, replaced by the shrunk ``cfg``.
-    A constructor that takes values main computes is built the way main builds it."""
+    in main) and whose every argument could be evaluated (see call_arguments). A
+    constructor that takes values main computes is built the way main builds it."""
+    out = []
+    for name in classes:
+        for n_args, values in call_arguments(mod, name, cfg):
+            if len(values) == n_args:
+                args = tuple(values[i] for i in sorted(k for k in values if isinstance(k, int)))
+                out.append((name, args, {k: v for k, v in values.items() if isinstance(k, str)}))
+    return out
+
+
+def call_arguments(mod, callee: str, cfg, wanted=None):
+    """Yield, for each call ``callee(...)`` inside the script's functions, (number of
+    arguments, {position or keyword: value}) with each argument evaluated as the function
+    would evaluate it: the plain assignments it reads (``mlp_hidden = ...``) replayed
+    first, in order, and the configuration object, wherever the function or the module
+    builds one, replaced by the shrunk ``cfg``. Arguments that cannot be evaluated are
+    left out; ``wanted`` (positions and keywords) limits which are tried. Runs in the
+    probe child only: the replayed lines are the submission's own code."""
     import ast
 
-    try:
-        with open(mod.__file__, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
-    except (OSError, SyntaxError, ValueError, TypeError):
-        return []
+    tree = _script_tree(mod)
+    if tree is None:
+        return
     cfg_type = type(cfg) if cfg is not None else None
 
     def is_cfg(name: str, value) -> bool:
         if cfg_type is None:
             return False
-        if name in CFG_PARAMS and not isinstance(value, ast.AST):
-            return True  # a parameter of the function or an unknown global named like a config
         if isinstance(value, ast.AST):  # `args = Hyperparameters()` / `Hyperparameters.from_env()`
             func = value.func if isinstance(value, ast.Call) else None
             func = func.value if isinstance(func, ast.Attribute) else func
             return isinstance(func, ast.Name) and func.id == cfg_type.__name__
-        return isinstance(value, cfg_type)
+        # a parameter of the function or a global: the config's instance, or named like one
+        return isinstance(value, cfg_type) or (name in CFG_PARAMS and value is None)
 
     def reads(node) -> set[str]:
         return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
-    out = []
+    def value_of(node, env):
+        return eval(compile(ast.Expression(node), mod.__file__, "eval"), env)
+
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         assigns = sorted((n for n in ast.walk(fn) if isinstance(n, ast.Assign) and len(n.targets) == 1
                           and isinstance(n.targets[0], ast.Name)), key=lambda n: n.lineno)
         for call in ast.walk(fn):
-            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in classes):
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == callee):
                 continue
-            needed = set().union(*(reads(a) for a in call.args), *(reads(k.value) for k in call.keywords), set())
+            given = {i: a for i, a in enumerate(call.args) if not isinstance(a, ast.Starred)}
+            given.update({k.arg: k.value for k in call.keywords if k.arg is not None})
+            if wanted is not None:
+                given = {k: v for k, v in given.items() if k in wanted}
+            needed = set().union(set(), *(reads(v) for v in given.values()))
             chosen = []
             for a in reversed([a for a in assigns if a.lineno < call.lineno]):
                 if a.targets[0].id in needed:
@@ -242,21 +260,34 @@ def replayed_constructions(mod, classes: dict, cfg) -> list[tuple[str, tuple, di
                     env[name] = cfg
             for a in reversed(chosen):
                 name = a.targets[0].id
-                if is_cfg(name, a.value):
-                    env[name] = cfg
-                    continue
                 try:
-                    env[name] = eval(compile(ast.Expression(a.value), mod.__file__, "eval"), env)
+                    env[name] = cfg if is_cfg(name, a.value) else value_of(a.value, env)
                 except Exception:
-                    pass  # the argument that reads it fails below, and the call is skipped
-            try:
-                args = tuple(eval(compile(ast.Expression(a), mod.__file__, "eval"), env) for a in call.args)
-                kwargs = {k.arg: eval(compile(ast.Expression(k.value), mod.__file__, "eval"), env)
-                          for k in call.keywords if k.arg is not None}
-            except Exception:
-                continue
-            out.append((call.func.id, args, kwargs))
-    return out
+                    pass  # an argument that reads it is left out below
+            values = {}
+            for key, node in given.items():
+                try:
+                    values[key] = value_of(node, env)
+                except Exception:
+                    continue
+            yield len(call.args) + len(call.keywords), values
+
+
+_TREES: dict[str, object] = {}
+
+
+def _script_tree(mod):
+    """The parsed script the module was loaded from (once per file), or None."""
+    import ast
+
+    path = getattr(mod, "__file__", None)
+    if path not in _TREES:
+        try:
+            with open(path, encoding="utf-8") as f:
+                _TREES[path] = ast.parse(f.read())
+        except (OSError, SyntaxError, ValueError, TypeError):
+            _TREES[path] = None
+    return _TREES[path]
 
 
 def find_tables_fn(mod):
@@ -466,9 +497,28 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
             kwargs[name] = SEQ // 2
         elif "batch" in low:
             kwargs[name] = 4
+        elif (found := _from_call_site(mod, entry, name, cfg)) is not _NONE:
+            kwargs[name] = found
         else:
             return None, f"cannot bind required parameter {name!r}"
     return kwargs, None
+
+
+_NONE = object()
+
+
+def _from_call_site(mod, entry: Entry, param: str, cfg):
+    """The value the script's own call of the entry passes for `param` (``order=args.ngram_order``
+    in main), evaluated with the shrunk config; _NONE when no call site gives one."""
+    if mod is None:
+        return _NONE
+    names = list(inspect.signature(getattr(entry, "inner", entry.fn)).parameters)
+    position = names.index(param) if param in names else None
+    for _, values in call_arguments(mod, entry.name, cfg, wanted={param, position}):
+        for key in (param, position):
+            if key in values:
+                return values[key]
+    return _NONE
 
 
 # ----------------------------------------------------------------------------- the headline pipeline
