@@ -232,3 +232,74 @@ def test_an_entry_parameter_is_bound_from_the_scripts_own_call(tmp_path):
     _, why = discover.bind_entry(uncalled, model=None, tokens=[1, 2], cfg=cfg, tables=None, sp=None,
                                  vocab=64, bos=1, mod=mod)
     assert why == "cannot bind required parameter 'order'"
+
+
+def test_a_headline_evaluation_no_probe_could_read_is_not_proven():
+    """The headline's evaluation ran, but its per-token losses never reached a probe (it
+    mixes probabilities in numpy): that is not a check that held."""
+    from auditor.findings import Location, Severity
+    from auditor.probes.headline import Headline
+    from auditor.probes.runner import ProbeReport, _honesty
+
+    unread = {"status": "not_run", "reason": "the entry neither exposes per-token losses nor calls cross_entropy"}
+    hl = {"name": "eval_mix", "status": "ok", "headline": True, "c1": unread, "c4": unread,
+          "c2": {"status": "not_applicable"}, "bos": {"status": "not_applicable"}}
+    other = {"name": "eval_plain", "status": "ok", "c1": {"status": "pass", "checked": 9}}
+    headline = Headline("final val_bpb:1.1", "train.log:9", [40], ["eval_mix"])
+    where = Location("train_gpt.py", None, None, "source")
+    got = _honesty({"entries": [hl, other], "planned": ["eval_mix", "eval_plain"], "stage": "done"},
+                   headline, "", None, where)
+    assert [(f.severity, f.key) for f in got] == [(Severity.WARNING, "headline-unchecked")]
+    assert "eval_mix" in got[0].message and "cross_entropy" in got[0].message
+    assert ProbeReport("x", got).outcome()[0] == "not_proven"
+    alone = _honesty({"entries": [hl], "stage": "done"}, None, "no logs", None, where)
+    assert [(f.severity, f.key) for f in alone] == [(Severity.WARNING, "unchecked")]
+    read = dict(hl, c4={"status": "pass", "targets": 9, "scored": 9})
+    fine = _honesty({"entries": [read, other], "stage": "done"}, headline, "", None, where)
+    assert [(f.severity, f.key) for f in fine] == [(Severity.INFO, "summary")]
+
+
+NESTED_CONFIG = '''
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelSettings:
+    vocab_size: int = int(os.environ.get("VOCAB_SIZE", 64))
+    model_dim: int = int(os.environ.get("MODEL_DIM", 32))
+    num_layers: int = 9
+
+
+@dataclass
+class EvalSettings:
+    window: int = 7
+
+
+@dataclass
+class RunSettings:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+
+def evaluate(config: RunSettings, model, val_tokens):
+    return config.eval.window, config.model.num_layers
+'''
+
+
+def test_a_config_parameter_gets_the_class_it_is_annotated_with(tmp_path):
+    """The probe's config is the model settings; an entry annotated with the run settings that
+    hold them gets a run-settings object whose model part is the probe's (shrunk) config."""
+    from auditor.probes import discover
+    from auditor.probes.loader import load_source
+
+    path = tmp_path / "train_gpt.py"
+    path.write_text(NESTED_CONFIG)
+    mod = load_source(NESTED_CONFIG, str(path), name="pgolf_unit_nested")
+    cfg = discover.make_config(discover.find_config_class(mod), 64)
+    assert type(cfg).__name__ == "ModelSettings" and cfg.num_layers == 2
+    entry = discover.Entry("evaluate", mod.evaluate, ["config", "model", "val_tokens"], False, None)
+    kwargs, why = discover.bind_entry(entry, model=None, tokens=[1], cfg=cfg, tables=None, sp=None, vocab=64,
+                                      bos=1, mod=mod)
+    assert why is None and type(kwargs["config"]).__name__ == "RunSettings"
+    assert kwargs["config"].model is cfg and mod.evaluate(**kwargs) == (7, 2)

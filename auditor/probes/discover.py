@@ -458,6 +458,8 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
             kwargs[name] = SEQ // 2 if p.default else p.default
         elif low in ("grad_accum_steps", "accum_steps", "grad_accum"):
             kwargs[name] = 1
+        elif (wanted := _own_config_class(mod, p)) is not None and cfg is not None:
+            kwargs[name] = _config_as(wanted, cfg, vocab)
         elif low in CFG_PARAMS and cfg is not None:
             kwargs[name] = cfg
         elif low in ("tables", "luts", "byte_tables", "lut", "byte_luts"):
@@ -505,6 +507,33 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
 
 
 _NONE = object()
+
+
+def _own_config_class(mod, param):
+    """The script's own (non-module) class a parameter is annotated with (``config: ExperimentConfig``)."""
+    ann = param.annotation
+    if isinstance(ann, str) and ann.isidentifier():
+        ann = getattr(mod, ann, None) if mod is not None else None
+    if not (inspect.isclass(ann) and mod is not None and own(mod, ann)):
+        return None
+    import torch
+
+    return None if issubclass(ann, torch.nn.Module) else ann
+
+
+def _config_as(cls, cfg, vocab: int):
+    """An instance of config class `cls` consistent with the probe's `cfg`: cfg itself, the
+    part of cfg that is a `cls`, or a shrunk `cls` whose part of cfg's class is cfg."""
+    if isinstance(cfg, cls):
+        return cfg
+    for value in vars(cfg).values() if hasattr(cfg, "__dict__") else ():
+        if isinstance(value, cls):
+            return value
+    whole = make_config(cls, vocab)
+    for key, value in (vars(whole).items() if hasattr(whole, "__dict__") else ()):
+        if type(value) is type(cfg):
+            setattr(whole, key, cfg)
+    return whole
 
 
 def _from_call_site(mod, entry: Entry, param: str, cfg):
@@ -620,8 +649,11 @@ def pipeline_entry(entry: Entry, pre: PreSteps, mod, cfg) -> Entry:
             ns.update({n: cfg for n in CFG_PARAMS})
         ns.update(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1, distributed=False,
                   master_process=True, is_main_process=True, grad_accum_steps=1)
-        for k, v in kw.items():  # the entry's own arguments (byte tables ...) under their names
-            ns.setdefault(k, v)
+        for k, v in kw.items():  # the entry's own arguments (byte tables, its config) under their names
+            if k in CFG_PARAMS:
+                ns[k] = v
+            else:
+                ns.setdefault(k, v)
         for log in LOG_FUNCTIONS:
             ns[log] = lambda *a, **k: None
         exec(pre.code, ns)

@@ -44,6 +44,7 @@ STREAM_TOKENS = 7 * 64 + 1
 SIBLING_MAX_BYTES = 4_000_000
 PROBES = {"c1": C1, "c4": C4, "c2": C2, "bos": BOS}
 PROBE_CODES = frozenset(rule.code for rule in PROBES.values())
+RAN = ("pass", "fail", "deviation", "unverified")  # a probe status that is a verdict
 
 
 class UnknownEntry(ValueError):
@@ -61,7 +62,7 @@ class ProbeReport:
     def ran(self, probe: str) -> list[str]:
         """Entries on which a probe produced a verdict (pass, fail, deviation)."""
         return [e["name"] for e in (self.data or {}).get("entries", [])
-                if e.get(probe, {}).get("status") in ("pass", "fail", "deviation", "unverified")]
+                if e.get(probe, {}).get("status") in RAN]
 
     def failed(self, probe: str) -> list[str]:
         return [e["name"] for e in (self.data or {}).get("entries", [])
@@ -234,7 +235,7 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
     out = []
     ran_lines = []
     for probe, rule in PROBES.items():
-        on = [e for e in ok if (e.get(probe) or {}).get("status") in ("pass", "fail", "deviation", "unverified")]
+        on = [e for e in ok if (e.get(probe) or {}).get("status") in RAN]
         if on:
             ran_lines.append(f"{rule.code} {probe} ran on: " + ", ".join(
                 _label(e)
@@ -270,6 +271,21 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
                                   f"({', '.join(headline.functions)}) did not run ({why[:400]}); the probes that "
                                   f"ran checked other evaluations only", where, tuple(ran_lines), key="headline-not-run"))
             return out
+        unread = [e for e in hl_ok if not any((e.get(p) or {}).get("status") in RAN for p in PROBES)]
+        if len(unread) == len(hl_ok):
+            why = "; ".join(f"{e['name']}: {(e.get('c1') or {}).get('reason') or 'no probe verdict'}" for e in unread)
+            out.append(NOT_RUN.finding(
+                Severity.WARNING, f"NOT PROVEN: the evaluation that produced the headline score "
+                                  f"({', '.join(headline.functions)}) ran, but no probe could check it ({why[:400]}); "
+                                  f"the probes that ran checked other evaluations only", where, tuple(ran_lines),
+                key="headline-unchecked"))
+            return out
+    if not any((e.get(p) or {}).get("status") in RAN for e in ok for p in PROBES):
+        out.append(NOT_RUN.finding(
+            Severity.WARNING, "NOT PROVEN: evaluations ran, but no probe could check any of them ("
+                              + "; ".join(f"{e['name']}: {(e.get('c1') or {}).get('reason') or 'no probe verdict'}"
+                                          for e in ok)[:400] + ")", where, tuple(ran_lines), key="unchecked"))
+        return out
     unfinished = [n for n in data.get("planned", []) if n not in {e["name"] for e in ok}]
     if headline is None and not named and unfinished and (stopped or data.get("stage") != "done"
                                                              or data.get("out_of_time")):
