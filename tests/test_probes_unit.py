@@ -171,7 +171,7 @@ def test_a_probe_stopped_before_every_entry_ran_is_not_proven():
     from auditor.findings import Location, Severity
     from auditor.probes.runner import ProbeReport, _honesty
 
-    ok = {"name": "eval_a", "status": "ok", "c1": {"status": "pass", "checked": 10}}
+    ok = {"name": "eval_a", "status": "ok", "verified": True, "c1": {"status": "pass", "checked": 10}}
     data = {"planned": ["eval_a", "eval_b"], "entries": [ok], "stage": "probe"}
     where = Location("train_gpt.py", None, None, "source")
     stopped = _honesty(data, None, "no logs", None, where, stopped="timed out after 60 s")
@@ -244,7 +244,7 @@ def test_a_headline_evaluation_no_probe_could_read_is_not_proven():
     unread = {"status": "not_run", "reason": "the entry neither exposes per-token losses nor calls cross_entropy"}
     hl = {"name": "eval_mix", "status": "ok", "headline": True, "c1": unread, "c4": unread,
           "c2": {"status": "not_applicable"}, "bos": {"status": "not_applicable"}}
-    other = {"name": "eval_plain", "status": "ok", "c1": {"status": "pass", "checked": 9}}
+    other = {"name": "eval_plain", "status": "ok", "verified": True, "c1": {"status": "pass", "checked": 9}}
     headline = Headline("final val_bpb:1.1", "train.log:9", [40], ["eval_mix"])
     where = Location("train_gpt.py", None, None, "source")
     got = _honesty({"entries": [hl, other], "planned": ["eval_mix", "eval_plain"], "stage": "done"},
@@ -254,9 +254,14 @@ def test_a_headline_evaluation_no_probe_could_read_is_not_proven():
     assert ProbeReport("x", got).outcome()[0] == "not_proven"
     alone = _honesty({"entries": [hl], "stage": "done"}, None, "no logs", None, where)
     assert [(f.severity, f.key) for f in alone] == [(Severity.WARNING, "unchecked")]
-    read = dict(hl, c4={"status": "pass", "targets": 9, "scored": 9})
+    read = dict(hl, c4={"status": "pass", "targets": 9, "scored": 9}, verified=True)
     fine = _honesty({"entries": [read, other], "stage": "done"}, headline, "", None, where)
     assert [(f.severity, f.key) for f in fine] == [(Severity.INFO, "summary")]
+    # a pass on model losses that the returned score is not made of proves nothing
+    untied = dict(read, verified=False, source="intercepted cross_entropy (not tied to a returned total)")
+    got = _honesty({"entries": [untied, other], "stage": "done"}, headline, "", None, where)
+    assert [(f.severity, f.key) for f in got] == [(Severity.WARNING, "headline-unchecked")]
+    assert "not tied to the score it returns" in got[0].message
 
 
 NESTED_CONFIG = '''

@@ -19,7 +19,7 @@ submission's functions each entry called.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from auditor.checks.base import CheckRule
@@ -178,6 +178,10 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
             continue
         for probe, rule in PROBES.items():
             got = _entry_findings(probe, rule, e, data, loc)
+            if not e.get("verified") and probe in ("c1", "c4", "bos"):
+                got = [f if f.severity != Severity.INFO else
+                       replace(f, message=f.message + " (on losses not tied to the score the entry returns: not proof)")
+                       for f in got]
             if headline is not None and not entries and not e.get("headline"):
                 got = [_apart(f, headline) for f in got]
             findings += got
@@ -212,8 +216,6 @@ def _apart(f: Finding, headline) -> Finding:
     reported apart: a warning, not the score's violation."""
     if f.severity != Severity.ILLEGAL:
         return f
-    from dataclasses import replace
-
     return replace(f, severity=Severity.WARNING, key=f.key + ":apart",
                    message=f.message + f" [another evaluation: the headline score comes from "
                                        f"{', '.join(headline.functions)}]",
@@ -271,20 +273,20 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
                                   f"({', '.join(headline.functions)}) did not run ({why[:400]}); the probes that "
                                   f"ran checked other evaluations only", where, tuple(ran_lines), key="headline-not-run"))
             return out
-        unread = [e for e in hl_ok if not any((e.get(p) or {}).get("status") in RAN for p in PROBES)]
-        if len(unread) == len(hl_ok):
-            why = "; ".join(f"{e['name']}: {(e.get('c1') or {}).get('reason') or 'no probe verdict'}" for e in unread)
+        # the headline may come from any of its printers' evaluators: each one that ran must be checked
+        unread = [e for e in hl_ok if _unchecked(e)]
+        if unread:
+            why = "; ".join(f"{e['name']}: {_unchecked(e)}" for e in unread)
             out.append(NOT_RUN.finding(
-                Severity.WARNING, f"NOT PROVEN: the evaluation that produced the headline score "
-                                  f"({', '.join(headline.functions)}) ran, but no probe could check it ({why[:400]}); "
-                                  f"the probes that ran checked other evaluations only", where, tuple(ran_lines),
+                Severity.WARNING, f"NOT PROVEN: the headline score may come from {', '.join(e['name'] for e in unread)}, "
+                                  f"which ran, but no probe could check it ({why[:400]})", where, tuple(ran_lines),
                 key="headline-unchecked"))
             return out
-    if not any((e.get(p) or {}).get("status") in RAN for e in ok for p in PROBES):
+    if all(_unchecked(e) for e in ok):
         out.append(NOT_RUN.finding(
             Severity.WARNING, "NOT PROVEN: evaluations ran, but no probe could check any of them ("
-                              + "; ".join(f"{e['name']}: {(e.get('c1') or {}).get('reason') or 'no probe verdict'}"
-                                          for e in ok)[:400] + ")", where, tuple(ran_lines), key="unchecked"))
+                              + "; ".join(f"{e['name']}: {_unchecked(e)}" for e in ok)[:400] + ")",
+            where, tuple(ran_lines), key="unchecked"))
         return out
     unfinished = [n for n in data.get("planned", []) if n not in {e["name"] for e in ok}]
     if headline is None and not named and unfinished and (stopped or data.get("stage") != "done"
@@ -298,6 +300,17 @@ def _honesty(data: dict, headline, headline_why: str, named: list[str] | None, w
     out.append(NOT_RUN.finding(Severity.INFO, f"probes ran on {len(ok)} of {len(ents)} entries: {names}", where,
                                tuple(ran_lines), key="summary"))
     return out
+
+
+def _unchecked(e: dict) -> str:
+    """Why no probe checked what an entry that ran returns ("" when one did): no probe gave a
+    verdict, or the per-token losses compared are not the ones its returned score is made of."""
+    if not any((e.get(p) or {}).get("status") in RAN for p in PROBES):
+        return (e.get("c1") or {}).get("reason") or "no probe verdict"
+    if not e.get("verified") and not any((e.get(p) or {}).get("status") == "fail" for p in PROBES):
+        return (f"the per-token losses compared ({e.get('source')}) are not tied to the score it returns, "
+                f"which is computed some other way")
+    return ""
 
 
 def _nothing(report: ProbeReport, reason: str, where, started) -> ProbeReport:
