@@ -202,19 +202,21 @@ def test_outcome_names_what_the_probes_established():
 
 ENTRY_CALLED_WITH_CONFIG = MODEL_BUILT_IN_MAIN + '''
 
-def score(model, val_tokens, order, alpha):
+def score(model, val_tokens, order, alpha, chunk_tokens=32768, window=9):
     return float(order) + alpha
 
 
 def run_eval(model, val_tokens):
     args = Settings()
-    return score(model, val_tokens, args.num_layers + 1, alpha=args.mlp_mult / 10)
+    return score(model, val_tokens, args.num_layers + 1, alpha=args.mlp_mult / 10, chunk_tokens=args.model_dim)
 '''
 
 
 def test_an_entry_parameter_is_bound_from_the_scripts_own_call(tmp_path):
     """`order` and `alpha` have no default and no config field of that name: the values
-    come from the call in run_eval, evaluated with the probe's config."""
+    come from the call in run_eval, evaluated with the probe's config; so does the
+    defaulted `chunk_tokens` main passes (the entry runs as main runs it), while `window`,
+    which no call passes, keeps its default."""
     pytest.importorskip("torch")
     from auditor.probes import discover
     from auditor.probes.loader import load_source
@@ -228,6 +230,7 @@ def test_an_entry_parameter_is_bound_from_the_scripts_own_call(tmp_path):
     kwargs, why = discover.bind_entry(entry, model=None, tokens=[1, 2], cfg=cfg, tables=None, sp=None,
                                       vocab=64, bos=1, mod=mod)
     assert why is None and kwargs["order"] == 6 and kwargs["alpha"] == pytest.approx(0.3)
+    assert kwargs["chunk_tokens"] == cfg.model_dim and "window" not in kwargs
     uncalled = discover.Entry("run_eval_missing", mod.score, [], False, None)
     _, why = discover.bind_entry(uncalled, model=None, tokens=[1, 2], cfg=cfg, tables=None, sp=None,
                                  vocab=64, bos=1, mod=mod)

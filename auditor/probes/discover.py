@@ -433,6 +433,7 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
 
     sig = inspect.signature(getattr(entry, "inner", entry.fn))
     kwargs = {}
+    defaulted: list[str] = []
     table_parts = {}
     if isinstance(tables, (tuple, list)) and len(tables) == 3:
         table_parts = {"base": tables[0], "space": tables[1], "boundary": tables[2]}
@@ -488,6 +489,7 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
         elif low == "vocab_size":
             kwargs[name] = vocab
         elif p.default is not p.empty:
+            defaulted.append(name)  # the script's own call may pass a value (below)
             continue
         elif cfg is not None and hasattr(cfg, name):
             kwargs[name] = getattr(cfg, name)
@@ -499,14 +501,14 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
             kwargs[name] = SEQ // 2
         elif "batch" in low:
             kwargs[name] = 4
-        elif (found := _from_call_site(mod, entry, name, cfg)) is not _NONE:
-            kwargs[name] = found
+        elif name in (found := _call_site_values(mod, entry, [name], cfg)):
+            kwargs[name] = found[name]
         else:
             return None, f"cannot bind required parameter {name!r}"
+    # a parameter left at its default takes what the script's own call passes
+    # (`ttt_chunk_tokens=args.ttt_chunk_tokens`): the entry runs the way main runs it
+    kwargs.update(_call_site_values(mod, entry, defaulted, cfg))
     return kwargs, None
-
-
-_NONE = object()
 
 
 def _own_config_class(mod, param):
@@ -536,18 +538,18 @@ def _config_as(cls, cfg, vocab: int):
     return whole
 
 
-def _from_call_site(mod, entry: Entry, param: str, cfg):
-    """The value the script's own call of the entry passes for `param` (``order=args.ngram_order``
-    in main), evaluated with the shrunk config; _NONE when no call site gives one."""
-    if mod is None:
-        return _NONE
+def _call_site_values(mod, entry: Entry, params: list[str], cfg) -> dict:
+    """The values the script's own call of the entry passes for `params` (``order=args.ngram_order``
+    in main), evaluated with the shrunk config; the first call that gives one wins."""
+    if mod is None or not params:
+        return {}
     names = list(inspect.signature(getattr(entry, "inner", entry.fn)).parameters)
-    position = names.index(param) if param in names else None
-    for _, values in call_arguments(mod, entry.name, cfg, wanted={param, position}):
-        for key in (param, position):
-            if key in values:
-                return values[key]
-    return _NONE
+    wanted = {p: p for p in params} | {names.index(p): p for p in params if p in names}
+    out: dict = {}
+    for _, values in call_arguments(mod, entry.name, cfg, wanted=set(wanted)):
+        for key, value in values.items():
+            out.setdefault(wanted[key], value)
+    return out
 
 
 # ----------------------------------------------------------------------------- the headline pipeline
