@@ -28,9 +28,9 @@ DONE = '\nraise SystemExit("done")\n'  # the child then stops at its import stag
 
 
 def _jail_or_skip() -> None:
-    bwrap, why = sandbox.jail_status()
-    if bwrap is None:
-        pytest.skip(f"no bubblewrap jail on this machine: {why}")
+    jail = sandbox.jail_status()
+    if jail.bwrap is None:
+        pytest.skip(f"no bubblewrap jail on this machine: {jail.confinement}")
 
 
 def _run(tmp_path: Path, source: str, timeout: float = 30.0):
@@ -172,7 +172,8 @@ open("outcome", "w").write(f"exit {{p.returncode}}: " + p.stderr.decode()[-200:]
 
 
 @pytest.mark.parametrize("name,script", [("raw _socket", RAW_SOCKET), ("reloaded socket", RELOADED_SOCKET),
-                                         ("udp", UDP), ("child process", CHILD_PROCESS)])
+                                         ("udp", UDP), ("child process", CHILD_PROCESS)],
+                         ids=["raw_socket", "reloaded_socket", "udp", "child_process"])
 def test_network_never_reaches_the_host(name, script, listener, tmp_path):
     _jail_or_skip()
     result, scratch, _ = _run(tmp_path, script.format(port=listener.port) + DONE)
@@ -345,5 +346,25 @@ def test_missing_bwrap_runs_unconfined_and_says_so(tmp_path, monkeypatch, fresh_
 def test_bwrap_that_cannot_sandbox_is_reported(monkeypatch, fresh_jail_status):
     """A bwrap that fails its one trial run (no user namespaces here): unconfined, with why."""
     monkeypatch.setattr(sandbox, "_find_bwrap", lambda: "/bin/false")
-    bwrap, why = sandbox.jail_status()
-    assert bwrap is None and why.startswith("unconfined: bwrap cannot create a sandbox here"), why
+    jail = sandbox.jail_status()
+    assert jail.bwrap is None and jail.confinement.startswith("unconfined: bwrap cannot create a sandbox here"), jail
+
+
+def test_old_bwrap_gets_the_basic_jail(tmp_path, listener, monkeypatch, fresh_jail_status):
+    """A bwrap without --disable-userns (older than 0.8, or no user namespaces): the basic
+    jail, still with its own network namespace."""
+    real = sandbox._find_bwrap()
+    if real is None:
+        pytest.skip("bwrap is not installed")
+    old = tmp_path / "bwrap"
+    old.write_text(f'#!/bin/sh\ncase " $* " in *" --disable-userns "*) echo "bwrap: Unknown option '
+                   f'--disable-userns" >&2; exit 1;; esac\nexec {real} "$@"\n')
+    old.chmod(0o755)
+    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: str(old))
+    jail = sandbox.jail_status()
+    if jail.bwrap is None:
+        pytest.skip(f"no bubblewrap jail on this machine: {jail.confinement}")
+    assert jail == sandbox.Jail(str(old), False, "bwrap")
+    result, scratch, _ = _run(tmp_path, RAW_SOCKET.format(port=listener.port) + DONE)
+    assert result.confinement == "bwrap" and "SystemExit: done" in result.data["error"], result
+    assert listener.close() == [], (scratch / "outcome").read_text()

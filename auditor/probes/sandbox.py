@@ -41,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens
 CONFINED = "bwrap"
@@ -95,7 +96,8 @@ def child_env(extra: dict[str, str] | None = None, threads: int = 2,
 def _readable(inputs: list[str], env: dict[str, str]) -> list[str]:
     """Host paths the child may read: the interpreter, its import path, the inputs."""
     paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
-    paths += [p for p in sys.path if p and os.path.isabs(p)]
+    cwd = os.getcwd()  # `python -m auditor` puts the folder it runs in (a record, a home) on sys.path
+    paths += [p for p in sys.path if p and os.path.isabs(p) and os.path.abspath(p) != cwd]
     for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "PYTHONHOME"):
         paths += [p for p in env.get(key, "").split(os.pathsep) if p and os.path.isabs(p)]
     paths += list(inputs)
@@ -112,10 +114,14 @@ def _readable(inputs: list[str], env: dict[str, str]) -> list[str]:
     return kept
 
 
-def bwrap_args(bwrap: str, scratch: Path, inputs: list[str], env: dict[str, str]) -> list[str]:
-    """The bubblewrap command line around the child (everything but the command)."""
+def bwrap_args(bwrap: str, scratch: Path, inputs: list[str], env: dict[str, str], hardened: bool = True) -> list[str]:
+    """The bubblewrap command line around the child (everything but the command). Not
+    `hardened`: without what needs bwrap >= 0.8 and user namespaces (--disable-userns,
+    a sized /dev/shm), for older bwraps and containers that refuse user namespaces."""
     args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--disable-userns", "--unshare-user", "--hostname", "pgolf-probe"]
+            "--hostname", "pgolf-probe"]
+    if hardened:
+        args += ["--unshare-user", "--disable-userns"]
     args += ["--tmpfs", "/", "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
@@ -129,8 +135,10 @@ def bwrap_args(bwrap: str, scratch: Path, inputs: list[str], env: dict[str, str]
         top = "/" + path.split("/")[1]
         if top != "/usr" and not os.path.islink(top):  # under /usr, or reached through /lib -> usr/lib
             args += ["--ro-bind", path, path]
-    args += ["--dev", "/dev", "--proc", "/proc", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
-             "--bind", str(scratch), str(scratch), "--remount-ro", "/", "--remount-ro", "/dev",
+    args += ["--dev", "/dev", "--proc", "/proc"]
+    if hardened:
+        args += ["--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]  # else /dev/shm stays read-only
+    args += ["--bind", str(scratch), str(scratch), "--remount-ro", "/", "--remount-ro", "/dev",
              "--chdir", str(scratch), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
@@ -141,25 +149,33 @@ def _find_bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
+class Jail(NamedTuple):
+    bwrap: str | None  # None: run unconfined
+    hardened: bool
+    confinement: str  # "bwrap" or "unconfined: <why>"
+
+
 @functools.lru_cache(maxsize=1)
-def jail_status() -> tuple[str | None, str]:
-    """(bwrap path, "bwrap") when bwrap runs a Python here, else (None, "unconfined: why").
-    Tried once per process: a machine without user namespaces fails the same way every time."""
+def jail_status() -> Jail:
+    """Whether bwrap runs a Python here (hardened first, then the basic jail), else why not.
+    Tried once per process: a machine without namespaces fails the same way every time."""
     bwrap = _find_bwrap()
     if bwrap is None:
-        return None, "unconfined: bwrap not found (install the bubblewrap package)"
-    with tempfile.TemporaryDirectory(prefix="pgolf-jailcheck-") as tmp:
-        env = child_env(scratch=Path(tmp))
-        try:
-            done = subprocess.run(bwrap_args(bwrap, Path(tmp), [], env) + [sys.executable, "-I", "-S", "-c", "pass"],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=30)
-        except (OSError, subprocess.SubprocessError) as exc:
-            return None, f"unconfined: bwrap could not start: {type(exc).__name__}: {exc}"
-    if done.returncode != 0:
+        return Jail(None, False, "unconfined: bwrap not found (install the bubblewrap package)")
+    why = ""
+    for hardened in (True, False):
+        with tempfile.TemporaryDirectory(prefix="pgolf-jailcheck-") as tmp:
+            cmd = bwrap_args(bwrap, Path(tmp), [], child_env(scratch=Path(tmp)), hardened)
+            try:
+                done = subprocess.run(cmd + [sys.executable, "-I", "-S", "-c", "pass"], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+            except (OSError, subprocess.SubprocessError) as exc:
+                return Jail(None, False, f"unconfined: bwrap could not start: {type(exc).__name__}: {exc}")
+        if done.returncode == 0:
+            return Jail(bwrap, hardened, CONFINED)
         last = [ln for ln in done.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        return None, f"unconfined: bwrap cannot create a sandbox here ({(last[-1] if last else f'exit {done.returncode}')[:200]})"
-    return bwrap, CONFINED
+        why = why or (last[-1] if last else f"exit {done.returncode}")[:200]
+    return Jail(None, False, f"unconfined: bwrap cannot create a sandbox here ({why})")
 
 
 def _limits(mem_bytes: int, cpu_s: int):
@@ -206,7 +222,7 @@ def run_child(spec: dict, timeout_s: float, mem_gib: float = 12.0, threads: int 
               scratch: Path | None = None) -> ChildResult:
     """Run `python -m auditor.probes.child SPEC` in the jail and read its JSON result."""
     started = time.perf_counter()
-    bwrap, confinement = jail_status()
+    bwrap, hardened, confinement = jail_status()
     with tempfile.TemporaryDirectory(prefix="pgolf-probe-") as tmp, tempfile.TemporaryFile() as err:
         work = Path(scratch or tmp).resolve()
         work.mkdir(parents=True, exist_ok=True)
@@ -219,7 +235,7 @@ def run_child(spec: dict, timeout_s: float, mem_gib: float = 12.0, threads: int 
         cmd = [sys.executable, "-m", "auditor.probes.child", str(spec_path)]
         if bwrap is not None:
             inputs = [spec["tokenizer"]] if isinstance(spec.get("tokenizer"), str) else []
-            cmd = bwrap_args(bwrap, work, inputs, env) + cmd
+            cmd = bwrap_args(bwrap, work, inputs, env, hardened) + cmd
         # stderr to a file, not a pipe: a daemon that keeps it open cannot stall the read
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, preexec_fn=_limits(int(mem_gib * 2**30), int(timeout_s * threads + 30)))
