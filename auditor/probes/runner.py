@@ -163,13 +163,14 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
             "headline": (headline.functions if headline and not entries else [])}
     child = run_child(spec, timeout_s, threads=threads)
     report.data = child.data
+    jail = NOT_RUN.finding(Severity.INFO, _jail_message(child.confinement), where, key="sandbox")
     if child.data is None:
-        return _nothing(report, child.reason, where, started)
+        return _nothing(report, child.reason, where, started, jail)
     data = child.data
     if data.get("error") and not data.get("entries"):
         stage = {"import": "importing the script failed"}.get(data.get("stage"), "the probes could not start")
-        return _nothing(report, f"{stage}: {data['error']}", where, started)
-    findings = []
+        return _nothing(report, f"{stage}: {data['error']}", where, started, jail)
+    findings = [jail]
     for e in data.get("entries", []):
         loc = Location(unit.name, e.get("line"), e.get("line"), layer)
         if e.get("status") != "ok":
@@ -313,9 +314,18 @@ def _unchecked(e: dict) -> str:
     return ""
 
 
-def _nothing(report: ProbeReport, reason: str, where, started) -> ProbeReport:
+def _jail_message(confinement: str) -> str:
+    if confinement == "bwrap":
+        return ("probe sandbox: bwrap (no network, own PID namespace, read-only system, writable scratch only, "
+                "allow-listed environment)")
+    return (f"probe sandbox: UNCONFINED ({confinement.removeprefix('unconfined: ')}): the submission's code ran "
+            f"as a plain subprocess, this machine's network, files and processes within its reach")
+
+
+def _nothing(report: ProbeReport, reason: str, where, started, *extra: Finding) -> ProbeReport:
     report.reason = reason
-    report.findings = [NOT_RUN.finding(Severity.WARNING, f"NOT PROVEN: no probe ran: {reason}", where, key="record")]
+    report.findings = [NOT_RUN.finding(Severity.WARNING, f"NOT PROVEN: no probe ran: {reason}", where, key="record"),
+                       *extra]
     report.elapsed_s = time.perf_counter() - started
     return report
 

@@ -1,16 +1,39 @@
-"""Run the probe child in a subprocess: wall-clock and memory limits, no network,
-a scratch working directory, a process group killed on timeout.
+"""Run the probe child in a jail: bubblewrap (`bwrap`) namespaces, rlimits, a wall clock.
 
-No network is best effort, not a jail: proxies point at a dead address and the
-child replaces socket connects with a function that raises before it imports the
-submission (see loader.block_network). A hostile script could still undo that;
-probes are for honest code that may reach for the network by accident.
+What the jail guarantees (when `bwrap` can create namespaces on the machine):
+- no network: its own network namespace with only a loopback of its own, so no
+  socket (raw `_socket`, UDP, a child process's) reaches this machine or beyond;
+- its own PID namespace: the child is reaped with every process it started
+  (setsid daemons too) when it exits, times out or the auditor dies
+  (`--die-with-parent`); a daemon holding stderr cannot hold the auditor, whose
+  reads of the child's output all have deadlines (stderr goes to a file);
+- a read-only view of only what Python needs (`/usr`, the interpreter's prefix,
+  the import path, the auditor's checkout, a few `/etc` files, the spec's input
+  files); no home folder, no `/tmp`, no `/work`; the one writable place is the
+  scratch folder (HOME and TMPDIR point into it) plus a 64 MiB `/dev/shm`;
+- an environment of an explicit allow-list (`--clearenv`): no secret of the
+  parent's environment reaches the child;
+- no capabilities, a new session (no terminal injection), no new user namespaces;
+- the memory (RLIMIT_AS), CPU, file size and wall-clock limits.
+
+What it does not guarantee: the kernel is shared (a kernel exploit escapes any
+namespace); the scratch folder's total size on disk is not capped (each file is:
+RLIMIT_FSIZE); CPU time is bounded per process, not for the namespace together;
+readable paths are readable (the import path's folders, the auditor's source).
+
+When `bwrap` is missing or cannot create namespaces here (checked once per process,
+the answer cached), the child runs as a plain subprocess with the same limits and
+environment, the network blocked only by dead proxies and the loader's
+`block_network` monkeypatch, and processes that leave its session may survive:
+the result says `confinement: "unconfined: <why>"` and the probe report shows it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +41,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens
+CONFINED = "bwrap"
+STDERR_TAIL = 4000
+FILE_LIMIT = 1 << 30  # RLIMIT_FSIZE: no single file the child writes grows past 1 GiB
+SHM_BYTES = 64 << 20
+KILL_GRACE_S = 5.0
+RESULT_MAX_BYTES = 64 << 20
+# /etc entries the dynamic linker, Python and torch read; the rest of /etc stays out
+ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
+       "localtime", "alternatives", "mime.types")
+# parent variables passed through when set: what locates Python's own libraries
+PASS_ENV = ("LD_LIBRARY_PATH", "PYTHONHOME")
 
 
 @dataclass
@@ -29,11 +64,19 @@ class ChildResult:
     reason: str  # why there is no data (timeout, crash, memory)
     elapsed_s: float
     stderr_tail: str = ""
+    confinement: str = ""  # "bwrap", or "unconfined: <why>"
 
 
-def child_env(extra: dict[str, str] | None = None, threads: int = 2) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+def child_env(extra: dict[str, str] | None = None, threads: int = 2,
+              scratch: Path | None = None) -> dict[str, str]:
+    """The child's whole environment: an allow-list, never a copy of the parent's."""
+    home = Path(scratch) / "home" if scratch else Path(tempfile.gettempdir())
+    env = {k: os.environ[k] for k in PASS_ENV if os.environ.get(k)}
     env.update(
+        PATH=os.pathsep.join(dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])),
+        HOME=str(home), TMPDIR=str(home / "tmp"), XDG_CACHE_HOME=str(home / ".cache"),
+        TORCHINDUCTOR_CACHE_DIR=str(home / ".cache" / "inductor"), TRITON_CACHE_DIR=str(home / ".cache" / "triton"),
+        MPLCONFIGDIR=str(home / ".cache" / "matplotlib"), LANG="C.UTF-8",
         HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, ALL_PROXY=DEAD_PROXY, NO_PROXY="",
         http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, all_proxy=DEAD_PROXY,
         HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
@@ -44,9 +87,95 @@ def child_env(extra: dict[str, str] | None = None, threads: int = 2) -> dict[str
     # the child imports the same auditor as the parent (a checkout run from its own folder,
     # not whichever copy is installed): the child's cwd is the scratch folder
     root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                  if os.path.isabs(p) and p != root])
     env.update(extra or {})
     return env
+
+
+def _readable(inputs: list[str], env: dict[str, str]) -> list[str]:
+    """Host paths the child may read: the interpreter, its import path, the inputs."""
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    cwd = os.getcwd()  # `python -m auditor` puts the folder it runs in (a record, a home) on sys.path
+    paths += [p for p in sys.path if p and os.path.isabs(p) and os.path.abspath(p) != cwd]
+    for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "PYTHONHOME"):
+        paths += [p for p in env.get(key, "").split(os.pathsep) if p and os.path.isabs(p)]
+    paths += list(inputs)
+    out: list[str] = []
+    for p in paths:
+        for q in dict.fromkeys([os.path.abspath(p), os.path.realpath(p)]):
+            if q != "/" and os.path.exists(q):
+                out.append(q)
+    out = sorted(set(out), key=lambda p: (p.count("/"), p))
+    kept: list[str] = []
+    for p in out:  # a folder already readable covers what lies under it
+        if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(p)
+    return kept
+
+
+def bwrap_args(bwrap: str, scratch: Path, inputs: list[str], env: dict[str, str], hardened: bool = True) -> list[str]:
+    """The bubblewrap command line around the child (everything but the command). Not
+    `hardened`: without what needs bwrap >= 0.8 and user namespaces (--disable-userns,
+    a sized /dev/shm), for older bwraps and containers that refuse user namespaces."""
+    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--hostname", "pgolf-probe"]
+    if hardened:
+        args += ["--unshare-user", "--disable-userns"]
+    args += ["--tmpfs", "/", "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    for name in ETC:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # torch counts cores
+    for path in _readable(inputs, env):
+        top = "/" + path.split("/")[1]
+        if top != "/usr" and not os.path.islink(top):  # under /usr, or reached through /lib -> usr/lib
+            args += ["--ro-bind", path, path]
+    args += ["--dev", "/dev", "--proc", "/proc"]
+    if hardened:
+        args += ["--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]  # else /dev/shm stays read-only
+    args += ["--bind", str(scratch), str(scratch), "--remount-ro", "/", "--remount-ro", "/dev",
+             "--chdir", str(scratch), "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, value]
+    return args + ["--"]
+
+
+def _find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+class Jail(NamedTuple):
+    bwrap: str | None  # None: run unconfined
+    hardened: bool
+    confinement: str  # "bwrap" or "unconfined: <why>"
+
+
+@functools.lru_cache(maxsize=1)
+def jail_status() -> Jail:
+    """Whether bwrap runs a Python here (hardened first, then the basic jail), else why not.
+    Tried once per process: a machine without namespaces fails the same way every time."""
+    bwrap = _find_bwrap()
+    if bwrap is None:
+        return Jail(None, False, "unconfined: bwrap not found (install the bubblewrap package)")
+    why = ""
+    for hardened in (True, False):
+        with tempfile.TemporaryDirectory(prefix="pgolf-jailcheck-") as tmp:
+            cmd = bwrap_args(bwrap, Path(tmp), [], child_env(scratch=Path(tmp)), hardened)
+            try:
+                done = subprocess.run(cmd + [sys.executable, "-I", "-S", "-c", "pass"], stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+            except (OSError, subprocess.SubprocessError) as exc:
+                return Jail(None, False, f"unconfined: bwrap could not start: {type(exc).__name__}: {exc}")
+        if done.returncode == 0:
+            return Jail(bwrap, hardened, CONFINED)
+        last = [ln for ln in done.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+        why = why or (last[-1] if last else f"exit {done.returncode}")[:200]
+    return Jail(None, False, f"unconfined: bwrap cannot create a sandbox here ({why})")
 
 
 def _limits(mem_bytes: int, cpu_s: int):
@@ -55,7 +184,7 @@ def _limits(mem_bytes: int, cpu_s: int):
 
         os.setsid()
         for which, value in ((resource.RLIMIT_AS, mem_bytes), (resource.RLIMIT_CPU, cpu_s),
-                             (resource.RLIMIT_CORE, 0)):
+                             (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, FILE_LIMIT)):
             try:
                 soft, hard = resource.getrlimit(which)
                 value = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -66,46 +195,80 @@ def _limits(mem_bytes: int, cpu_s: int):
     return apply
 
 
+def _tail(f) -> str:
+    """The last bytes of the child's stderr file (never the whole of it)."""
+    try:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - STDERR_TAIL))
+        return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the child's process group (bwrap, and with it the whole PID namespace)."""
+    for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
+        try:
+            kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        proc.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def run_child(spec: dict, timeout_s: float, mem_gib: float = 12.0, threads: int = 2,
               scratch: Path | None = None) -> ChildResult:
-    """Run `python -m auditor.probes.child SPEC` and read its JSON result."""
+    """Run `python -m auditor.probes.child SPEC` in the jail and read its JSON result."""
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="pgolf-probe-") as tmp:
-        work = Path(scratch or tmp)
+    bwrap, hardened, confinement = jail_status()
+    with tempfile.TemporaryDirectory(prefix="pgolf-probe-") as tmp, tempfile.TemporaryFile() as err:
+        work = Path(scratch or tmp).resolve()
+        work.mkdir(parents=True, exist_ok=True)
         spec = dict(spec, scratch=str(work), result=str(work / "result.json"),
                     deadline_s=max(1.0, timeout_s - 2.0))
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(spec))
+        env = child_env(spec.get("env_extra"), threads, work)
+        (work / "home" / "tmp").mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "auditor.probes.child", str(spec_path)]
-        proc = subprocess.Popen(
-            cmd, cwd=work, env=child_env(spec.get("env_extra"), threads), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=_limits(int(mem_gib * 2**30), int(timeout_s * threads + 30)),
-        )
+        if bwrap is not None:
+            inputs = [spec["tokenizer"]] if isinstance(spec.get("tokenizer"), str) else []
+            cmd = bwrap_args(bwrap, work, inputs, env, hardened) + cmd
+        # stderr to a file, not a pipe: a daemon that keeps it open cannot stall the read
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, preexec_fn=_limits(int(mem_gib * 2**30), int(timeout_s * threads + 30)))
+        reason = ""
         try:
-            _, err = proc.communicate(timeout=timeout_s)
-            reason = ""
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _, err = proc.communicate()
             reason = f"timed out after {timeout_s:.0f} s"
-        tail = (err or b"").decode("utf-8", "replace")[-4000:]
+        _stop(proc)  # also after a clean exit: whatever the child left in its process group
+        tail = _tail(err)
         data = None
         result = Path(spec["result"])
-        if result.is_file():
+        if result.is_file() and result.stat().st_size > RESULT_MAX_BYTES:
+            reason = reason or f"the probe result is over {RESULT_MAX_BYTES >> 20} MiB"
+        elif result.is_file():
             try:
                 data = json.loads(result.read_text())
             except (OSError, ValueError) as exc:
                 reason = reason or f"unreadable probe result: {exc}"
+        if isinstance(data, dict):
+            data["confinement"] = confinement
+        elif data is not None:
+            data, reason = None, reason or "the probe result is not a JSON object"
         if data is None and not reason:
-            if proc.returncode and proc.returncode < 0:
-                sig = signal.Signals(-proc.returncode).name
-                reason = f"probe process killed by {sig}" + (" (memory limit?)" if sig in ("SIGKILL", "SIGSEGV") else "")
+            code = proc.returncode
+            if bwrap is not None and code is not None and code > 128:  # bwrap exits 128+N when the child died by signal N
+                code = 128 - code
+            if code and code < 0 and -code in signal.valid_signals():
+                sig = signal.Signals(-code).name
+                reason = f"probe process killed by {sig}" + (" (memory limit?)" if sig in ("SIGKILL", "SIGSEGV") else
+                                                             " (file size limit)" if sig == "SIGXFSZ" else "")
             else:
                 last = [line for line in tail.strip().splitlines() if line.strip()]
                 reason = f"probe process exited with {proc.returncode}" + (f": {last[-1][:300]}" if last else "")
         return ChildResult(ok=data is not None, data=data, reason=reason,
-                           elapsed_s=time.perf_counter() - started, stderr_tail=tail)
+                           elapsed_s=time.perf_counter() - started, stderr_tail=tail, confinement=confinement)
