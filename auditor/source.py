@@ -148,6 +148,12 @@ class Limits:
     max_layer_bytes: int = 16 * 2**20
     max_total_bytes: int = 64 * 2**20
     max_depth: int = 8
+    # What one layer may hold to be analysed (parsed, then read by the rules): the largest
+    # real record is 191,812 bytes / 4,535 lines, and the analysis costs about 50 s a MB on
+    # one core (libcst), so a 5 MB script took minutes; past either cap the layer is
+    # reported as too large to analyse (PG414) and not parsed.
+    max_analysed_chars: int = 2**20
+    max_analysed_lines: int = 25_000
 
 
 def unpack_file(path: Path, *, root: Path | None = None, limits: Limits = Limits()) -> SourceUnit:
@@ -688,6 +694,11 @@ class _Unpacker:
             unit.problems.append(Problem("empty", f"{self.name} is empty", SHIPPED, None))
             return unit
         text, kind = _to_text(data)
+        oversize = self._oversize(text)
+        if oversize:
+            unit.layers.append(_shipped(""))
+            self._problem("too-large", f"{self.name} is {oversize}: too large to analyse, its code was not read", SHIPPED, None)
+            return unit
         unit.layers.append(_shipped(text))
         if kind == "binary":
             self._problem("binary", f"{self.name} is binary data, not Python source", SHIPPED, None)
@@ -708,6 +719,14 @@ class _Unpacker:
 
     def _problem(self, kind: str, message: str, layer: str, line: int | None) -> None:
         self.unit.problems.append(Problem(kind, message, layer, line))
+
+    def _oversize(self, text: str) -> str | None:
+        """Why a layer is too large to analyse (its size against the caps), or None."""
+        lines = text.count("\n") + 1
+        if len(text) <= self.limits.max_analysed_chars and lines <= self.limits.max_analysed_lines:
+            return None
+        return (f"{len(text):,} characters in {lines:,} lines, over the analysis cap of "
+                f"{self.limits.max_analysed_chars:,} characters or {self.limits.max_analysed_lines:,} lines")
 
     def _budget(self) -> int:
         return max(0, min(self.limits.max_layer_bytes, self.limits.max_total_bytes - self.spent))
@@ -826,7 +845,9 @@ class _Unpacker:
         finally:
             used.update(evaluate.used)
         text, kind = _to_text(val.value) if isinstance(val.value, bytes) else (val.value, None)
-        if kind or not isinstance(text, str) or not _looks_like_code(text):
+        if kind or not isinstance(text, str) or self._too_large_payload(layer, scan.line(call), val.steps, text):
+            return
+        if not _looks_like_code(text):
             return
         line = scan.line(call)
         origin = f"{self._render(scan, call)} at {layer.name}:{line}, decoded but not run" + self._render_names(scan, evaluate)
@@ -849,12 +870,20 @@ class _Unpacker:
         data, steps = found
         self._spend(len(data))
         text, kind = _to_text(data, binary_text=False)
-        if kind or not _looks_like_code(text):
+        if kind or self._too_large_payload(layer, scan.line(literal), steps, text) or not _looks_like_code(text):
             return
         line = scan.line(literal)
         what = f"<{len(value):,}-{'byte' if isinstance(value, bytes) else 'char'} literal>"
         origin = f"{what} at {layer.name}:{line} decodes as {'>'.join(steps)} to Python source; no code decodes it statically"
         self._add_layer(layer, depth, text, steps, line, origin, executed=False)
+
+    def _too_large_payload(self, parent: Layer, line: int, steps: tuple[str, ...], text: str) -> bool:
+        """True (and a too-large problem) when a decoded payload is over the analysis caps."""
+        oversize = self._oversize(text)
+        if oversize:
+            self._problem("too-large", f"payload at {parent.name}:{line} decodes ({'>'.join(steps)}) to {oversize}: "
+                          "too large to analyse, not read", parent.name, line)
+        return oversize is not None
 
     def _add_layer(self, parent: Layer, depth: int, value: str | bytes, steps: tuple[str, ...], line: int, origin: str, *, executed: bool) -> None:
         if isinstance(value, bytes):
@@ -866,6 +895,8 @@ class _Unpacker:
                 self._problem("non-utf8", f"payload at {parent.name}:{line} decodes ({'>'.join(steps)}) to text that is not valid UTF-8", parent.name, line)
         else:
             text = value
+        if self._too_large_payload(parent, line, steps, text):
+            return
         child = Layer(self._layer_name(parent.name, steps), text, parent.name, line, steps, origin, executed)
         self.unit.layers.append(child)
         self._scan_layer(child, depth + 1)
