@@ -544,7 +544,8 @@ def parse_log_file(path: Path, *, max_bytes: int = 64 * 2**20) -> RunEvidence:
     try:
         name = PurePath(path).name or str(path)
         with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+            data = fh.read(max_bytes)
+            over = bool(fh.read(1))  # peeked apart: slicing max_bytes + 1 would copy them
     except Exception as exc:
         ev = RunEvidence(log=name)
         ev.problems.append(f"could not read {name}: {exc.__class__.__name__}: {exc}")
@@ -555,23 +556,25 @@ def parse_log_file(path: Path, *, max_bytes: int = 64 * 2**20) -> RunEvidence:
         return ev
 
     notes: list[str] = []
-    if len(data) > max_bytes:
-        data = data[:max_bytes]
+    view = memoryview(data)  # cut and decoded without copying the bytes again
+    if over:
         cut = data.rfind(b"\n")
         if cut >= 0:
-            data = data[: cut + 1]
+            view = view[: cut + 1]
         notes.append(
-            f"{name} is larger than {max_bytes} bytes; only its first {len(data)} bytes were parsed"
+            f"{name} is larger than {max_bytes} bytes; only its first {len(view)} bytes were parsed"
         )
     if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+        view = view[3:]
     try:
-        text = data.decode("utf-8")
+        text = str(view, "utf-8")
     except UnicodeDecodeError as exc:
-        text = data.decode("utf-8", errors="replace")
+        text = str(view, "utf-8", "replace")
         notes.append(
             f"{name} is not valid UTF-8 (first bad byte at offset {exc.start}); decoded with replacement characters"
         )
+    view.release()
+    del view, data  # the text is all the parser needs
     ev = parse_log_text(text, name)
     ev.problems[:0] = notes
     return ev
