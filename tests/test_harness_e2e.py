@@ -158,6 +158,7 @@ def test_a_rank_aborting_after_every_metric_is_a_crash_at_exit_not_a_failed_run(
     # torchrun itself exits 1; the rank's signal is in its failure report in the log
     assert data["process"]["exit_code"] == 1
     assert data["process"]["worker_signals"] == [{"rank": 0, "signal": 6, "name": "SIGABRT"}]
+    assert "seed 1: exit 1, rank 0 by SIGABRT after" in result.stderr
     assert result.exit_code == 0 and json.loads(result.stdout)["audits"][0]["verdict"] == "WARN", result.stdout
     codes = {f["code"]: f for f in findings}
     assert "PG425" not in codes
