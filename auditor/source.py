@@ -22,7 +22,7 @@ import io
 import lzma
 import tokenize
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -102,6 +102,7 @@ class SourceUnit:
     layers: list[Layer]
     links: list[Link] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    decoded_bytes: int = 0  # spent of the decode budget (Limits.max_total_bytes)
 
     @property
     def packed(self) -> bool:
@@ -186,15 +187,22 @@ def unpack_bytes(data: bytes, name: str, *, root: Path | None = None, limits: Li
 
 
 def follow_links(unit: SourceUnit, root: Path, limits: Limits = Limits()) -> list[SourceUnit]:
-    """Unpack every file the unit links to, transitively, each file once."""
+    """Unpack every file the unit links to, transitively, each file once.
+
+    The decode budget (``max_total_bytes``) is the record's, not each file's: what
+    the unit and the files before have decoded is spent for the files after, so five
+    helper files with a 48 MiB payload each cost one budget, not five."""
     seen = {unit.path.resolve()} if unit.path is not None else set()
     queue, found = [unit], []
+    spent = unit.decoded_bytes
     while queue:
         for link in queue.pop(0).links:
             if link.path is None or link.path.resolve() in seen:
                 continue
             seen.add(link.path.resolve())
-            linked = unpack_file(link.path, root=root, limits=limits)
+            left = replace(limits, max_total_bytes=max(0, limits.max_total_bytes - spent))
+            linked = unpack_file(link.path, root=root, limits=left)
+            spent += linked.decoded_bytes
             found.append(linked)
             queue.append(linked)
     return found
@@ -734,6 +742,7 @@ class _Unpacker:
 
     def _spend(self, n: int) -> None:
         self.spent += n
+        self.unit.decoded_bytes = self.spent
 
     def _link(self, kind: str, target: str, path: Path | None, layer: str, line: int) -> None:
         link = Link(kind, target, path, layer, line)
