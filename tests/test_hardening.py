@@ -199,6 +199,19 @@ def test_a_step_number_past_the_int_limit_costs_one_line_not_the_log():
     assert any("line 1" in p and "skipped" in p for p in ev.problems)
 
 
+def test_a_2_gib_log_is_read_only_to_its_cap(tmp_path):
+    """A 2 GB log was read whole (8-10 s, up to 2.1 GB)."""
+    from auditor.evidence.parse import parse_log_file
+
+    log = tmp_path / "train_seed7.log"
+    log.write_text("seed:7\nfinal_x val_loss:2.0 val_bpb:1.10 eval_time:40ms\n")
+    with log.open("r+b") as fh:
+        fh.truncate(2 * 2**30)  # sparse NUL bytes after the two lines
+    ev = parse_log_file(log, max_bytes=1 << 20)
+    assert ev.headline is not None and ev.headline.val_bpb == 1.10
+    assert any(f"larger than {1 << 20} bytes" in p for p in ev.problems)
+
+
 def test_an_over_long_log_line_is_skipped_not_scanned():
     """A 2 GB log of NUL bytes is read up to its 64 MiB cap, and that one 64 MiB line took
     minutes and 670 MB in the line regexes: a line over MAX_LINE_CHARS is not scanned."""
