@@ -103,6 +103,7 @@ class SourceUnit:
     links: list[Link] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     decoded_bytes: int = 0  # spent of the decode budget (Limits.max_total_bytes)
+    analysed_chars: int = 0  # spent of the analysis budget (Limits.max_record_analysed_chars)
 
     @property
     def packed(self) -> bool:
@@ -156,6 +157,9 @@ class Limits:
     # Past either cap the layer is reported as too large to analyse (PG414), never parsed.
     max_analysed_chars: int = 512 * 1024
     max_analysed_lines: int = 12_000
+    # ... and what all the layers of a record may hold together (the script, its payloads
+    # and the files it runs: the largest real record has 191,762 characters in all).
+    max_record_analysed_chars: int = 2**20
 
 
 def unpack_file(path: Path, *, root: Path | None = None, limits: Limits = Limits()) -> SourceUnit:
@@ -189,20 +193,23 @@ def unpack_bytes(data: bytes, name: str, *, root: Path | None = None, limits: Li
 def follow_links(unit: SourceUnit, root: Path, limits: Limits = Limits()) -> list[SourceUnit]:
     """Unpack every file the unit links to, transitively, each file once.
 
-    The decode budget (``max_total_bytes``) is the record's, not each file's: what
-    the unit and the files before have decoded is spent for the files after, so five
-    helper files with a 48 MiB payload each cost one budget, not five."""
+    The decode and analysis budgets (``max_total_bytes``,
+    ``max_record_analysed_chars``) are the record's, not each file's: what the unit
+    and the files before have spent is gone for the files after, so five helper
+    files with a 48 MiB payload each cost one budget, not five."""
     seen = {unit.path.resolve()} if unit.path is not None else set()
     queue, found = [unit], []
-    spent = unit.decoded_bytes
+    decoded, analysed = unit.decoded_bytes, unit.analysed_chars
     while queue:
         for link in queue.pop(0).links:
             if link.path is None or link.path.resolve() in seen:
                 continue
             seen.add(link.path.resolve())
-            left = replace(limits, max_total_bytes=max(0, limits.max_total_bytes - spent))
+            left = replace(limits, max_total_bytes=max(0, limits.max_total_bytes - decoded),
+                           max_record_analysed_chars=max(0, limits.max_record_analysed_chars - analysed))
             linked = unpack_file(link.path, root=root, limits=left)
-            spent += linked.decoded_bytes
+            decoded += linked.decoded_bytes
+            analysed += linked.analysed_chars
             found.append(linked)
             queue.append(linked)
     return found
@@ -709,6 +716,7 @@ class _Unpacker:
             self._problem("too-large", f"{self.name} is {oversize}: too large to analyse, its code was not read", SHIPPED, None)
             return unit
         unit.layers.append(_shipped(text))
+        unit.analysed_chars += len(text)
         if kind == "binary":
             self._problem("binary", f"{self.name} is binary data, not Python source", SHIPPED, None)
             return unit
@@ -730,12 +738,17 @@ class _Unpacker:
         self.unit.problems.append(Problem(kind, message, layer, line))
 
     def _oversize(self, text: str) -> str | None:
-        """Why a layer is too large to analyse (its size against the caps), or None."""
+        """Why a layer is too large to analyse (its size against the caps and what is
+        left of the record's analysis budget), or None."""
         lines = text.count("\n") + 1
-        if len(text) <= self.limits.max_analysed_chars and lines <= self.limits.max_analysed_lines:
-            return None
-        return (f"{len(text):,} characters in {lines:,} lines, over the analysis cap of "
-                f"{self.limits.max_analysed_chars:,} characters or {self.limits.max_analysed_lines:,} lines")
+        if len(text) > self.limits.max_analysed_chars or lines > self.limits.max_analysed_lines:
+            return (f"{len(text):,} characters in {lines:,} lines, over the analysis cap of "
+                    f"{self.limits.max_analysed_chars:,} characters or {self.limits.max_analysed_lines:,} lines")
+        left = self.limits.max_record_analysed_chars - self.unit.analysed_chars
+        if len(text) > left:
+            return (f"{len(text):,} characters, over the {max(0, left):,} left of the record's analysis budget "
+                    f"(the script, its payloads and the files it runs)")
+        return None
 
     def _budget(self) -> int:
         return max(0, min(self.limits.max_layer_bytes, self.limits.max_total_bytes - self.spent))
@@ -909,6 +922,7 @@ class _Unpacker:
             return
         child = Layer(self._layer_name(parent.name, steps), text, parent.name, line, steps, origin, executed)
         self.unit.layers.append(child)
+        self.unit.analysed_chars += len(text)
         self._scan_layer(child, depth + 1)
 
     # -- links

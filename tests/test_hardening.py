@@ -188,6 +188,24 @@ def test_the_decode_budget_is_the_records_not_each_files(tmp_path):
     assert sum(u.decoded_bytes for u in linked) <= limits.max_total_bytes
 
 
+def test_the_analysis_budget_is_the_records_too(tmp_path, parsed_sizes):
+    """Each layer under the cap, but many of them (helper files, or payloads in one
+    script) would still add up to hours: the record's layers share one budget."""
+    from auditor.source import Limits, follow_links
+
+    code = _ordinary_code(400)
+    for n in (1, 2, 3):
+        (tmp_path / f"helper{n}.py").write_text(code)
+    (tmp_path / "train_gpt.py").write_text("import helper1\nimport helper2\nimport helper3\n")
+    limits = Limits(max_record_analysed_chars=int(2.5 * len(code)))
+    unit = unpack_file(tmp_path / "train_gpt.py", limits=limits)
+    linked = follow_links(unit, tmp_path, limits)
+    assert [bool(u.layers[0].text) for u in linked] == [True, True, False]
+    [problem] = linked[2].problems
+    assert problem.kind == "too-large" and "left of the record's analysis budget" in problem.message
+    assert sum(parsed_sizes) <= limits.max_record_analysed_chars
+
+
 # ------------------------------------------------------------ logs
 
 
