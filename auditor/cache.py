@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -39,9 +40,35 @@ def default_dir() -> Path:
     return Path(base) / "pgolf"
 
 
+HASH_CHUNK = 1 << 20
+
+
 def blob_id(data: bytes) -> str:
     """Git's blob id of some bytes (what `git hash-object` prints)."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    digest = hashlib.sha1(b"blob %d\0" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def file_blob_id(path: Path) -> str:
+    """Git's blob id of a file, read in 1 MiB chunks: a 2 GB file costs one chunk of
+    memory, not two copies of itself. The size is the one stat saw; a file that grows
+    meanwhile is hashed up to it (a key, so any stable answer will do)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO swapped in must not block
+    with open(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        size = st.st_size
+        digest = hashlib.sha1(b"blob %d\0" % size)
+        left = size
+        while left > 0:
+            chunk = fh.read(min(left, HASH_CHUNK))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
 
 
 def content_key(files: list[tuple[str, str]]) -> str:

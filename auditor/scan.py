@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from auditor.cache import Cache, audit_key, blob_id, content_key
+from auditor.cache import Cache, audit_key, content_key, file_blob_id
 from auditor.corpus import record_folders, records_dir
 from auditor.gitdiff import GitError, changes, fork_point, git, is_git_repo, record_folder_of, rev_parse
 from auditor.record import SCRIPT_NAME, list_files
@@ -221,7 +221,7 @@ def _disk_targets(path: Path) -> list[Target]:
         files = []
         for name in list_files(folder):  # the files an audit reads, so the key covers exactly them
             try:
-                files.append((name, blob_id((folder / name).read_bytes())))
+                files.append((name, file_blob_id(folder / name)))
             except OSError:
                 continue
         shown = folder.relative_to(path).as_posix() if folder != path else folder.name

@@ -22,7 +22,7 @@ import io
 import lzma
 import tokenize
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -102,6 +102,8 @@ class SourceUnit:
     layers: list[Layer]
     links: list[Link] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    decoded_bytes: int = 0  # spent of the decode budget (Limits.max_total_bytes)
+    analysed_chars: int = 0  # spent of the analysis budget (Limits.max_record_analysed_chars)
 
     @property
     def packed(self) -> bool:
@@ -148,6 +150,16 @@ class Limits:
     max_layer_bytes: int = 16 * 2**20
     max_total_bytes: int = 64 * 2**20
     max_depth: int = 8
+    # What one layer may hold to be analysed (parsed, then read by the rules): 2.7x the
+    # largest real record (191,812 bytes, 4,535 lines). The analysis grows linearly, about
+    # 0.8 MB of memory per KB of code (libcst), so a 5 MB script took 158 s and 2.3 GB and
+    # five times the largest record 109 s and 793 MB; at these caps it stays under 500 MB.
+    # Past either cap the layer is reported as too large to analyse (PG414), never parsed.
+    max_analysed_chars: int = 512 * 1024
+    max_analysed_lines: int = 12_000
+    # ... and what all the layers of a record may hold together (the script, its payloads
+    # and the files it runs: the largest real record has 191,762 characters in all).
+    max_record_analysed_chars: int = 2**20
 
 
 def unpack_file(path: Path, *, root: Path | None = None, limits: Limits = Limits()) -> SourceUnit:
@@ -179,15 +191,25 @@ def unpack_bytes(data: bytes, name: str, *, root: Path | None = None, limits: Li
 
 
 def follow_links(unit: SourceUnit, root: Path, limits: Limits = Limits()) -> list[SourceUnit]:
-    """Unpack every file the unit links to, transitively, each file once."""
+    """Unpack every file the unit links to, transitively, each file once.
+
+    The decode and analysis budgets (``max_total_bytes``,
+    ``max_record_analysed_chars``) are the record's, not each file's: what the unit
+    and the files before have spent is gone for the files after, so five helper
+    files with a 48 MiB payload each cost one budget, not five."""
     seen = {unit.path.resolve()} if unit.path is not None else set()
     queue, found = [unit], []
+    decoded, analysed = unit.decoded_bytes, unit.analysed_chars
     while queue:
         for link in queue.pop(0).links:
             if link.path is None or link.path.resolve() in seen:
                 continue
             seen.add(link.path.resolve())
-            linked = unpack_file(link.path, root=root, limits=limits)
+            left = replace(limits, max_total_bytes=max(0, limits.max_total_bytes - decoded),
+                           max_record_analysed_chars=max(0, limits.max_record_analysed_chars - analysed))
+            linked = unpack_file(link.path, root=root, limits=left)
+            decoded += linked.decoded_bytes
+            analysed += linked.analysed_chars
             found.append(linked)
             queue.append(linked)
     return found
@@ -688,7 +710,13 @@ class _Unpacker:
             unit.problems.append(Problem("empty", f"{self.name} is empty", SHIPPED, None))
             return unit
         text, kind = _to_text(data)
+        oversize = self._oversize(text)
+        if oversize:
+            unit.layers.append(_shipped(""))
+            self._problem("too-large", f"{self.name} is {oversize}: too large to analyse, its code was not read", SHIPPED, None)
+            return unit
         unit.layers.append(_shipped(text))
+        unit.analysed_chars += len(text)
         if kind == "binary":
             self._problem("binary", f"{self.name} is binary data, not Python source", SHIPPED, None)
             return unit
@@ -709,11 +737,25 @@ class _Unpacker:
     def _problem(self, kind: str, message: str, layer: str, line: int | None) -> None:
         self.unit.problems.append(Problem(kind, message, layer, line))
 
+    def _oversize(self, text: str) -> str | None:
+        """Why a layer is too large to analyse (its size against the caps and what is
+        left of the record's analysis budget), or None."""
+        lines = text.count("\n") + 1
+        if len(text) > self.limits.max_analysed_chars or lines > self.limits.max_analysed_lines:
+            return (f"{len(text):,} characters in {lines:,} lines, over the analysis cap of "
+                    f"{self.limits.max_analysed_chars:,} characters or {self.limits.max_analysed_lines:,} lines")
+        left = self.limits.max_record_analysed_chars - self.unit.analysed_chars
+        if len(text) > left:
+            return (f"{len(text):,} characters, over the {max(0, left):,} left of the record's analysis budget "
+                    f"(the script, its payloads and the files it runs)")
+        return None
+
     def _budget(self) -> int:
         return max(0, min(self.limits.max_layer_bytes, self.limits.max_total_bytes - self.spent))
 
     def _spend(self, n: int) -> None:
         self.spent += n
+        self.unit.decoded_bytes = self.spent
 
     def _link(self, kind: str, target: str, path: Path | None, layer: str, line: int) -> None:
         link = Link(kind, target, path, layer, line)
@@ -826,7 +868,9 @@ class _Unpacker:
         finally:
             used.update(evaluate.used)
         text, kind = _to_text(val.value) if isinstance(val.value, bytes) else (val.value, None)
-        if kind or not isinstance(text, str) or not _looks_like_code(text):
+        if kind or not isinstance(text, str) or self._too_large_payload(layer, scan.line(call), val.steps, text):
+            return
+        if not _looks_like_code(text):
             return
         line = scan.line(call)
         origin = f"{self._render(scan, call)} at {layer.name}:{line}, decoded but not run" + self._render_names(scan, evaluate)
@@ -849,12 +893,20 @@ class _Unpacker:
         data, steps = found
         self._spend(len(data))
         text, kind = _to_text(data, binary_text=False)
-        if kind or not _looks_like_code(text):
+        if kind or self._too_large_payload(layer, scan.line(literal), steps, text) or not _looks_like_code(text):
             return
         line = scan.line(literal)
         what = f"<{len(value):,}-{'byte' if isinstance(value, bytes) else 'char'} literal>"
         origin = f"{what} at {layer.name}:{line} decodes as {'>'.join(steps)} to Python source; no code decodes it statically"
         self._add_layer(layer, depth, text, steps, line, origin, executed=False)
+
+    def _too_large_payload(self, parent: Layer, line: int, steps: tuple[str, ...], text: str) -> bool:
+        """True (and a too-large problem) when a decoded payload is over the analysis caps."""
+        oversize = self._oversize(text)
+        if oversize:
+            self._problem("too-large", f"payload at {parent.name}:{line} decodes ({'>'.join(steps)}) to {oversize}: "
+                          "too large to analyse, not read", parent.name, line)
+        return oversize is not None
 
     def _add_layer(self, parent: Layer, depth: int, value: str | bytes, steps: tuple[str, ...], line: int, origin: str, *, executed: bool) -> None:
         if isinstance(value, bytes):
@@ -866,8 +918,11 @@ class _Unpacker:
                 self._problem("non-utf8", f"payload at {parent.name}:{line} decodes ({'>'.join(steps)}) to text that is not valid UTF-8", parent.name, line)
         else:
             text = value
+        if self._too_large_payload(parent, line, steps, text):
+            return
         child = Layer(self._layer_name(parent.name, steps), text, parent.name, line, steps, origin, executed)
         self.unit.layers.append(child)
+        self.unit.analysed_chars += len(text)
         self._scan_layer(child, depth + 1)
 
     # -- links

@@ -73,8 +73,23 @@ def setup_distributed() -> tuple[int, int, torch.device]:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         device = torch.device("cpu")
     if world > 1:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world, device
+
+
+def init_process_group(backend: str, **kwargs) -> None:
+    """``dist.init_process_group``, with ``torch.distributed.nn`` imported first.
+
+    Its functions take ``group=group.WORLD`` as a default argument, bound when the
+    module is first imported, and the first optimizer imports it (through
+    ``torch._dynamo``). Imported after init, those defaults keep the process group
+    alive past ``destroy_process_group``: its gloo threads then outlive ``main()`` and
+    are torn down inside the interpreter's own shutdown, which now and then aborts
+    the rank (SIGABRT) after every metric was printed. Imported first, WORLD is None.
+    """
+    import torch.distributed.nn  # noqa: F401
+
+    dist.init_process_group(backend, **kwargs)
 
 
 def barrier(world: int) -> None:

@@ -100,6 +100,112 @@ def test_nan_headline_through_the_cli_is_a_fail_not_an_error(tmp_path):
     assert doc
 
 
+# ------------------------------------------------------------ huge scripts
+
+
+def _ordinary_code(lines: int) -> str:
+    """Distinct, valid, ordinary functions: what a very long script would hold."""
+    return "".join(f"def block_{i}(x, w):\n    h = x * w + {i}\n    return h\n\n" for i in range(lines // 4 + 1))
+
+
+@pytest.fixture
+def parsed_sizes(monkeypatch):
+    """The length of every text libcst is asked to parse (the unpacker's and the rules engine's)."""
+    import libcst
+
+    sizes: list[int] = []
+    real = libcst.parse_module
+
+    def spy(source, *args, **kwargs):
+        sizes.append(len(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(libcst, "parse_module", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("shape", ["characters", "lines"])
+def test_a_huge_script_is_too_large_to_analyse_and_never_parsed(tmp_path, parsed_sizes, shape):
+    """A 5 MB script took 158 s and 2.3 GB (libcst, then the rules engine): over the
+    analysis caps it is a PG414 warning saying so, and nothing parses it."""
+    from auditor.source import Limits
+
+    caps = Limits()
+    if shape == "characters":  # few lines, many characters
+        script = "x = 1\n" + "# " + "y" * caps.max_analysed_chars + "\n"
+    else:  # short lines, well under the character cap
+        script = _ordinary_code(caps.max_analysed_lines + 100)
+        assert len(script) < caps.max_analysed_chars
+    folder = write_record(tmp_path, RecordSpec(script=script))
+    result = audit(folder)
+    [finding] = [f for f in result.findings if f.code == "PG414"]
+    assert finding.severity == Severity.WARNING and "too large to analyse" in finding.message
+    assert f"{caps.max_analysed_lines:,} lines" in finding.message
+    assert result.record.script.shipped_bytes == len(script.encode())  # it still counts toward the size
+    assert not any(n > caps.max_analysed_chars for n in parsed_sizes) and max(parsed_sizes, default=0) < len(script)
+    lint = CliRunner().invoke(app, ["lint", str(folder / "train_gpt.py"), "-f", "text"])
+    assert "PG414" in lint.output and "too large to analyse" in lint.output and lint.exit_code in (0, 1)
+
+
+def test_a_huge_packed_payload_is_too_large_to_analyse(tmp_path, parsed_sizes):
+    import base64
+    import zlib
+
+    from auditor.source import Limits
+
+    program = _ordinary_code(Limits().max_analysed_lines + 100)
+    blob = base64.b64encode(zlib.compress(program.encode())).decode()
+    script = f"import base64, zlib\nexec(zlib.decompress(base64.b64decode({blob!r})))\n"
+    path = tmp_path / "train_gpt.py"
+    path.write_text(script)
+    unit = unpack_file(path)
+    [problem] = unit.problems
+    assert problem.kind == "too-large" and problem.line == 2 and "too large to analyse" in problem.message
+    assert [layer.name for layer in unit.layers] == ["shipped"]  # the payload is not a layer the rules read
+    assert max(parsed_sizes) == len(script)
+
+
+def test_the_decode_budget_is_the_records_not_each_files(tmp_path):
+    """Five helper files with a 48 MiB payload each cost 14.5 s and 611 MB (a budget per
+    file); linked files now share the record's budget: the third helper's payload is
+    over what the first two left, so it is not decoded."""
+    import base64
+    import zlib
+
+    from auditor.source import Limits, follow_links
+
+    program = _ordinary_code(800)  # ~9 kB of code per helper
+    blob = base64.b64encode(zlib.compress(program.encode())).decode()
+    for n in (1, 2, 3):
+        (tmp_path / f"helper{n}.py").write_text(f"import base64, zlib\nexec(zlib.decompress(base64.b64decode({blob!r})))\n")
+    (tmp_path / "train_gpt.py").write_text("import helper1\nimport helper2\nimport helper3\n")
+    limits = Limits(max_total_bytes=int(2.5 * len(program)))
+    unit = unpack_file(tmp_path / "train_gpt.py", limits=limits)
+    linked = follow_links(unit, tmp_path, limits)
+    assert [u.name for u in linked] == ["helper1.py", "helper2.py", "helper3.py"]
+    assert [len(u.layers) for u in linked] == [2, 2, 1]  # the third payload stays undecoded
+    assert [p.kind for p in linked[2].problems] == ["bomb"]
+    assert sum(u.decoded_bytes for u in linked) <= limits.max_total_bytes
+
+
+def test_the_analysis_budget_is_the_records_too(tmp_path, parsed_sizes):
+    """Each layer under the cap, but many of them (helper files, or payloads in one
+    script) would still add up to hours: the record's layers share one budget."""
+    from auditor.source import Limits, follow_links
+
+    code = _ordinary_code(400)
+    for n in (1, 2, 3):
+        (tmp_path / f"helper{n}.py").write_text(code)
+    (tmp_path / "train_gpt.py").write_text("import helper1\nimport helper2\nimport helper3\n")
+    limits = Limits(max_record_analysed_chars=int(2.5 * len(code)))
+    unit = unpack_file(tmp_path / "train_gpt.py", limits=limits)
+    linked = follow_links(unit, tmp_path, limits)
+    assert [bool(u.layers[0].text) for u in linked] == [True, True, False]
+    [problem] = linked[2].problems
+    assert problem.kind == "too-large" and "left of the record's analysis budget" in problem.message
+    assert sum(parsed_sizes) <= limits.max_record_analysed_chars
+
+
 # ------------------------------------------------------------ logs
 
 
@@ -109,6 +215,34 @@ def test_a_step_number_past_the_int_limit_costs_one_line_not_the_log():
     assert ev.headline is not None and ev.headline.val_bpb == 1.10
     assert ev.seed is not None and ev.seed.value == 7
     assert any("line 1" in p and "skipped" in p for p in ev.problems)
+
+
+def test_a_2_gib_log_is_read_only_to_its_cap(tmp_path):
+    """A 2 GB log was read whole (8-10 s, up to 2.1 GB)."""
+    from auditor.evidence.parse import parse_log_file
+
+    log = tmp_path / "train_seed7.log"
+    log.write_text("seed:7\nfinal_x val_loss:2.0 val_bpb:1.10 eval_time:40ms\n")
+    with log.open("r+b") as fh:
+        fh.truncate(2 * 2**30)  # sparse NUL bytes after the two lines
+    ev = parse_log_file(log, max_bytes=1 << 20)
+    assert ev.headline is not None and ev.headline.val_bpb == 1.10
+    assert any(f"larger than {1 << 20} bytes" in p for p in ev.problems)
+
+
+def test_an_over_long_log_line_is_skipped_not_scanned():
+    """A 2 GB log of NUL bytes is read up to its 64 MiB cap, and that one 64 MiB line took
+    minutes and 670 MB in the line regexes: a line over MAX_LINE_CHARS is not scanned."""
+    from auditor.evidence.parse import MAX_LINE_CHARS
+
+    junk = "val_bpb:" * (MAX_LINE_CHARS // 8 + 1)
+    nul = "\x00" * (MAX_LINE_CHARS + 1)
+    log = f"seed:7\n{junk}\n{nul}\nfinal_x val_loss:2.0 val_bpb:1.10 eval_time:40ms\n"
+    ev = parse_log_text(log, "t.log")
+    assert ev.headline is not None and ev.headline.val_bpb == 1.10 and ev.headline.line == 4
+    assert [m.line for m in ev.metrics] == [4]  # nothing was read out of the long line of val_bpb
+    assert sum("characters long" in p and "not read" in p for p in ev.problems) == 2
+    assert any("NUL" in p for p in ev.problems)
 
 
 # ------------------------------------------------------------ folder layout

@@ -141,3 +141,36 @@ def test_log_claiming_fewer_bytes_than_measured_fails_with_both_numbers(tmp_path
     assert any(f"bytes_total {code + 500_000:,}" in l and f"{code + 1_000_000:,} artifact" in l for l in claims), claims
     assert any("bytes_model 500,000" in l and "1,000,000 model bytes" in l for l in claims), claims
     assert "PG420" not in result.stdout  # under the limit: only the claim is wrong
+
+
+def _abort_run(tmp_path: Path, at: str):
+    runs = tmp_path / "runs"
+    result = invoke(FIXTURES / "abort_at_exit", "--seeds", "1", "--nproc", "1", "--data", tmp_path, "--tokenizer",
+                    FIXTURES / "abort_at_exit" / "train_gpt.py", "--out", runs, "--env", f"ABORT_AT={at}",
+                    "--format", "json")
+    data = json.loads((runs / "abort_at_exit" / "seed1" / "run.json").read_text())
+    return result, data, json.loads(result.stdout)["audits"][0]["findings"]
+
+
+def test_a_rank_aborting_after_every_metric_is_a_crash_at_exit_not_a_failed_run(tmp_path):
+    """Issue 13: a rank that died by SIGABRT at shutdown after printing every metric was PG425 illegal."""
+    result, data, findings = _abort_run(tmp_path, "exit")
+    # torchrun itself exits 1; the rank's signal is in its failure report in the log
+    assert data["process"]["exit_code"] == 1
+    assert data["process"]["worker_signals"] == [{"rank": 0, "signal": 6, "name": "SIGABRT"}]
+    assert "seed 1: exit 1, rank 0 by SIGABRT after" in result.stderr
+    assert result.exit_code == 0 and json.loads(result.stdout)["audits"][0]["verdict"] == "WARN", result.stdout
+    codes = {f["code"]: f for f in findings}
+    assert "PG425" not in codes
+    crash = codes["PG429"]
+    assert crash["severity"] == "warning" and "rank 0 by SIGABRT" in crash["message"]
+    assert "once it had printed every metric" in crash["message"] and "final_int8_zlib_roundtrip" in crash["message"]
+
+
+def test_a_rank_aborting_before_its_metrics_is_still_a_failed_run(tmp_path):
+    result, data, findings = _abort_run(tmp_path, "eval")
+    assert data["process"]["worker_signals"] == [{"rank": 0, "signal": 6, "name": "SIGABRT"}]
+    assert result.exit_code == 1, result.stdout
+    failed = next(f for f in findings if f["code"] == "PG425")
+    assert failed["severity"] == "illegal" and "rank 0 by SIGABRT" in failed["message"]
+    assert "PG429" not in {f["code"] for f in findings}

@@ -139,15 +139,16 @@ def test_ngram_tilt_is_a_normalised_distribution():
 
 
 _RANK_SCRIPT = """
-import json, os, sys
+import json, sys
 import torch
 import torch.distributed as dist
 from reference_impl import ttt
 from reference_impl.config import Config
 from reference_impl.model import GPT
+from reference_impl.train import init_process_group
 
 rank, blob_path, init = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+init_process_group("gloo", init_method=init, rank=rank, world_size=2)
 blob = torch.load(blob_path)
 cfg = Config.from_env(blob["env"])
 model = GPT(cfg)
@@ -156,11 +157,7 @@ res, _ = ttt.eval_lora_ttt(model.eval(), blob["val"], blob["tables"], cfg, rank,
 if rank == 0:
     print(json.dumps(res), flush=True)
 dist.barrier()  # both ranks done before either tears its pairs down
-dist.destroy_process_group()
-sys.stdout.flush()
-# gloo's threads can abort the interpreter's own shutdown ("terminate called without an
-# active exception", SIGABRT) after every result is out; the work is done, so leave now
-os._exit(0)
+dist.destroy_process_group()  # the reference's init leaves no gloo thread to race shutdown
 """
 
 

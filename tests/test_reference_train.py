@@ -131,6 +131,51 @@ def test_torchrun_two_ranks_on_cpu_with_wallclock_cap(tmp_path):
         assert res["bytes"] == logged[name]["scored_bytes"]
 
 
+_TEARDOWN_SCRIPT = """
+import os, sys
+import torch
+import torch.distributed as dist
+from reference_impl.train import init_process_group
+
+def gloo_threads():
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                names.append(fh.read().strip())
+        except OSError:
+            pass
+    return sorted(n for n in names if "gloo" in n)
+
+rank, init = int(sys.argv[1]), sys.argv[2]
+init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+running = gloo_threads()
+torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])  # the first optimizer imports torch._dynamo
+flat = torch.ones(4)
+dist.all_reduce(flat)
+dist.barrier()
+dist.destroy_process_group()
+print("running", running, "left", gloo_threads(), flush=True)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread names come from /proc")
+def test_destroy_process_group_ends_gloo_threads(tmp_path):
+    """Issue 13's teardown race at its root: a process group still referenced after
+    destroy_process_group (torch.distributed.nn's default arguments, bound when the first
+    optimizer imports it) kept gloo's threads alive into interpreter shutdown, where a rank
+    now and then died by SIGABRT after printing every metric. Initialised the reference's
+    way, no gloo thread is left once the group is destroyed, and each rank exits 0."""
+    init = (tmp_path / "store").as_uri()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    procs = [subprocess.Popen([sys.executable, "-c", _TEARDOWN_SCRIPT, str(r), init], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert re.search(r"^running \[.*gloo.*\] left \[\]$", out, re.M), out + err[-2000:]
+
+
 def test_packed_source_is_one_self_contained_file(tmp_path):
     src = build_source()
     assert "from reference_impl" not in src and "import reference_impl" not in src

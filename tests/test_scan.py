@@ -425,3 +425,40 @@ def os_urandom_like(n: int) -> bytes:
 
     block = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(1 << 12))  # 128 KiB
     return (block * (n // len(block) + 1))[:n]
+
+
+def test_a_work_tree_file_is_hashed_as_git_does_in_chunks(tmp_path):
+    """Issue 13: the scan's content key read a 2 GB file whole (4.2 GB RSS); it is streamed now."""
+    import subprocess
+    import tracemalloc
+
+    from auditor.cache import HASH_CHUNK, blob_id, file_blob_id
+
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"\x00\xffodd bytes\n" * 1000)
+    git_id = subprocess.run(["git", "hash-object", str(small)], capture_output=True, text=True, check=True).stdout.strip()
+    assert file_blob_id(small) == blob_id(small.read_bytes()) == git_id
+
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as fh:
+        fh.truncate(96 << 20)
+    tracemalloc.start()
+    try:
+        key = file_blob_id(sparse)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * HASH_CHUNK, peak  # a chunk or two, never the 96 MiB file
+    assert key == subprocess.run(["git", "hash-object", str(sparse)], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+
+
+def test_a_fifo_in_place_of_a_file_is_not_waited_on(tmp_path):
+    import os
+
+    from auditor.cache import file_blob_id
+
+    fifo = tmp_path / "train_seed1.log"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError):
+        file_blob_id(fifo)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from auditor.checks.base import CheckRule
 from auditor.findings import Finding, Location, Severity
 from auditor.record import Record
-from auditor.source import DECODE_FAILURES
+from auditor.source import DECODE_FAILURES, Limits
 
 UNREADABLE_CODE = CheckRule(
     "PG414",
     "unreadable-code",
-    "Every packed layer of the script decodes and parses, so the rules saw all the code.",
+    "Every packed layer of the script decodes and parses, and no layer is too large to analyse "
+    f"(over {Limits().max_analysed_chars:,} characters or {Limits().max_analysed_lines:,} lines), "
+    "so the rules saw all the code.",
     "RULEBOOK.md: lessons from earlier reviewers (packed scripts read as clean)",
 )
 

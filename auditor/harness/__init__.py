@@ -1,6 +1,6 @@
 """The rerun harness: `pgolf rerun` re-runs a record's own train_gpt.py per seed
 under torchrun with a hard wall-clock limit, measures what it wrote, and turns
-the runs into Findings (PG420-PG428) and one Audit for every report format.
+the runs into Findings (PG420-PG429) and one Audit for every report format.
 
 - :mod:`auditor.harness.run`      launch, stream to a log, kill the process tree
 - :mod:`auditor.harness.measure`  artifact bytes on disk, hashes, environment

@@ -30,7 +30,7 @@ from typing import Callable
 from auditor.challenge import EVAL_LIMIT_S, TRAIN_LIMIT_S
 from auditor.evidence import RunEvidence, parse_log_file
 from auditor.harness import DEFAULT_GRACE_S, DEFAULT_MARGIN_S, measure
-from auditor.harness.run import LaunchResult, launch, last_lines
+from auditor.harness.run import LaunchResult, last_lines, launch, worker_signals
 from auditor.record import SCRIPT_NAME as SCRIPT
 
 SCHEMA = "pgolf-rerun/1"
@@ -267,6 +267,8 @@ def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, sta
             "killed_at_limit": result.killed,
             "wall_s": round(result.wall_s, 3),
             "leftover_pids": result.leftover,
+            # torchrun exits 1 when a rank dies by a signal; which one is only in its report
+            "worker_signals": worker_signals(log_path) if result.returncode else [],
         },
         "log": LOG_NAME,
         "log_bytes": log_path.stat().st_size if log_path.exists() else 0,

@@ -174,6 +174,7 @@ def rerun(
             raise typer.Exit(ANALYSIS_ERROR)
         p = data_out["process"]
         state = "killed at limit" if p["killed_at_limit"] else f"exit {p['exit_code']}"
+        state += "".join(f", rank {w['rank']} by {w['name']}" for w in p.get("worker_signals") or [])
         _say(f"seed {seed}: {state} after {p['wall_s']:.1f} s, artifact {data_out['measured']['artifact_bytes']:,} bytes measured")
         runs.append((seed, data_out, False))
 

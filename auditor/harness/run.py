@@ -18,6 +18,7 @@ group is signalled and checked.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -291,3 +292,29 @@ def last_lines(path: Path, n: int = 10, max_bytes: int = 65536) -> list[str]:
         return []
     lines = data.decode("utf-8", "replace").splitlines()
     return list(deque((line[:240] for line in lines if line.strip()), maxlen=n))
+
+
+_RANK_RE = re.compile(r"^\s*rank\s*:\s*(\d+)")
+_EXITCODE_RE = re.compile(r"^\s*exitcode\s*:\s*-(\d+)\b")
+
+
+def worker_signals(path: Path, max_bytes: int = 65536) -> list[dict]:
+    """Ranks that torchrun reports as killed by a signal, from its failure report at
+    the end of the log (``rank : 1 (local_rank: 1)`` then ``exitcode : -6``): the
+    launcher itself exits 1, so the signal is only in the log. One entry per rank."""
+    found: dict[int | None, int] = {}
+    rank = None
+    for line in last_lines(path, 400, max_bytes):
+        if (m := _RANK_RE.match(line)) is not None:
+            rank = int(m.group(1))
+        elif (m := _EXITCODE_RE.match(line)) is not None:
+            found.setdefault(rank, int(m.group(1)))
+            rank = None
+    out = []
+    for rank, number in found.items():
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        out.append({"rank": rank, "signal": number, "name": name})
+    return sorted(out, key=lambda d: (d["rank"] is None, d["rank"] or 0))

@@ -10,6 +10,7 @@ The Audit's record points at the runs directory, so each finding's location
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -70,9 +71,15 @@ RERUN_MEASURED = CheckRule(
     "What the re-run measured per seed: process wall time, script clocks, artifact bytes, environment.",
     REF,
 )
+RERUN_CRASHED_AT_EXIT = CheckRule(
+    "PG429", "rerun-crashed-at-exit",
+    "The re-run exited cleanly after reporting; one that died (by a signal or a non-zero exit) after printing "
+    "every metric it must report (headline val_bpb, training and evaluation time) is told apart from a failed run.",
+    REF,
+)
 RULES = (
     RERUN_SIZE_LIMIT, RERUN_TRAIN_TIME, RERUN_EVAL_TIME, RERUN_WALL_LIMIT, RERUN_SIZE_CLAIM,
-    RERUN_FAILED, REPRODUCTION, RERUN_EVIDENCE, RERUN_MEASURED,
+    RERUN_FAILED, REPRODUCTION, RERUN_EVIDENCE, RERUN_MEASURED, RERUN_CRASHED_AT_EXIT,
 )
 
 
@@ -138,15 +145,26 @@ def seed_findings(res: SeedResult) -> list[Finding]:
             _loc(res), key=f"leftover:{seed}",
         ))
     code = proc.get("exit_code")
+    crashed_after_report = False
     if not proc.get("killed_at_limit") and code != 0:
-        sig = proc.get("term_signal")
-        status = f"signal {sig}" if sig else f"exit status {code}"
-        findings.append(RERUN_FAILED.finding(
-            Severity.ILLEGAL,
-            f"{where}: the run failed ({status}) after {proc['wall_s']:.1f} s; nothing it printed can be trusted as a result",
-            _loc(res), evidence=[f"{res.rel_log}: {line}" for line in d.get("log_tail", [])[-5:]],
-            key=f"failed:{seed}",
-        ))
+        status = _exit_status(proc)
+        tail = [f"{res.rel_log}: {line}" for line in d.get("log_tail", [])[-5:]]
+        if reported_everything(ev):
+            crashed_after_report = True
+            findings.append(RERUN_CRASHED_AT_EXIT.finding(
+                Severity.WARNING,
+                f"{where}: the run died ({status}) at {proc['wall_s']:.1f} s, once it had printed every metric it must "
+                f"report (headline {ev.headline.name} at line {ev.headline.line}, training and evaluation time); "
+                f"the results stand, the crash at exit is the script's to fix",
+                _loc(res, ev.headline), evidence=[_cite(res, ev.headline), *tail], key=f"crashed:{seed}",
+            ))
+        else:
+            findings.append(RERUN_FAILED.finding(
+                Severity.ILLEGAL,
+                f"{where}: the run failed ({status}) after {proc['wall_s']:.1f} s; nothing it printed can be trusted as a result",
+                _loc(res), evidence=tail, key=f"failed:{seed}",
+            ))
+    finished = not proc.get("killed_at_limit") and (code == 0 or crashed_after_report)
 
     findings.append(measured_finding(res))
 
@@ -163,7 +181,7 @@ def seed_findings(res: SeedResult) -> list[Finding]:
             f"{where}: {size_detail}, over the {ARTIFACT_LIMIT_BYTES:,}-byte limit by {total - ARTIFACT_LIMIT_BYTES:,}",
             _loc(res), evidence=file_lines, key=f"size:{seed}",
         ))
-    elif not counted and not proc.get("killed_at_limit") and code == 0:
+    elif not counted and finished:
         findings.append(RERUN_EVIDENCE.finding(
             Severity.WARNING,
             f"{where}: the run wrote no model file in its run directory; only the {measured['code_bytes']:,} code bytes were measured",
@@ -205,7 +223,7 @@ def seed_findings(res: SeedResult) -> list[Finding]:
                 f"{' (sum of phases)' if ev.eval_time_summed else ''}, over the {EVAL_LIMIT_S:.0f} s limit",
                 _loc(res, ev.eval_time_ms), evidence=[_cite(res, ev.eval_time_ms)], key=f"eval:{seed}",
             ))
-    if not proc.get("killed_at_limit") and code == 0:
+    if finished:
         for missing in ev.missing:
             if "total submission size" in missing or "seed" in missing:
                 continue  # size is measured on disk; the seed is set by the harness
@@ -213,6 +231,34 @@ def seed_findings(res: SeedResult) -> list[Finding]:
                 Severity.WARNING, f"{where}: {missing}", _loc(res), key=f"missing:{seed}:{missing}",
             ))
     return findings
+
+
+def reported_everything(ev: RunEvidence) -> bool:
+    """The log holds every metric a run must report: a final headline val_bpb after
+    training, the training time and the evaluation time, and it was not cut short."""
+    return (
+        ev.headline is not None
+        and ev.train_time_ms is not None
+        and ev.eval_time_ms is not None
+        and not any("appears truncated" in problem for problem in ev.problems)
+    )
+
+
+def _exit_status(proc: dict) -> str:
+    """How the process ended: its own signal, or its exit status and the ranks torchrun saw die by a signal."""
+    if proc.get("term_signal"):
+        return f"signal {_signal_name(proc['term_signal'])}"
+    ranks = proc.get("worker_signals") or []
+    dead = ", ".join(f"rank {w['rank']} by {w['name']}" if w.get("rank") is not None else f"a rank by {w['name']}"
+                     for w in ranks)
+    return f"exit status {proc.get('exit_code')}" + (f"; {dead}" if dead else "")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)
 
 
 def _secs(ms_cited) -> str:
