@@ -64,7 +64,8 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
     """Everything the rules know about one layer: the records of one traversal, then
     the configuration, reachability, validation flow, sites and targets derived from them."""
 
-    def __init__(self, module: cst.Module, text: str, env: dict[str, str] | None = None):
+    def __init__(self, module: cst.Module, text: str, env: dict[str, str] | None = None,
+                 layout: Layout | None = None):
         self.module = module
         self.text = text
         self.lines = text.splitlines()
@@ -94,7 +95,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self.module_defs: dict[str, list[tuple[int, Any]]] = {}
         self._code_cache: dict[cst.CSTNode, str] = {}
 
-        self.layout = Layout(module)
+        self.layout = layout if layout is not None else Layout(module)
         self._positions = self.layout.spans
         col = Collector(self)
         col.walk(module)

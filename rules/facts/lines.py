@@ -90,3 +90,32 @@ class Layout:
         module._codegen(state)
         self.spans = state.spans
         self.kids = state.kids
+
+    def walk(self, visitor: object, node: cst.CSTNode) -> None:
+        """Call ``visitor.visit_X(n)`` / ``leave_X(n)`` for ``node`` and every node under
+        it, in libcst's visiting order, skipping the children of a node whose ``visit_X``
+        returns False; nothing is rebuilt, unlike ``node.visit(visitor)``."""
+        handlers = _handlers(type(visitor))
+        kids = self.kids
+
+        def go(n: cst.CSTNode) -> None:
+            kind = type(n)
+            pair = handlers.get(kind)
+            if pair is None:
+                pair = handlers[kind] = (getattr(type(visitor), "visit_" + kind.__name__, None),
+                                         getattr(type(visitor), "leave_" + kind.__name__, None))
+            visit, leave = pair
+            if visit is None or visit(visitor, n) is not False:
+                for child in kids.get(n, ()):
+                    go(child)
+            if leave is not None:
+                leave(visitor, n)
+
+        go(node)
+
+
+_HANDLERS: dict[type, dict[type, tuple]] = {}  # visitor class -> node type -> (visit_X, leave_X)
+
+
+def _handlers(visitor_class: type) -> dict[type, tuple]:
+    return _HANDLERS.setdefault(visitor_class, {})
