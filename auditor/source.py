@@ -28,7 +28,6 @@ from typing import Any, Callable
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from auditor.decoders import (
     DECOMPRESSOR_OBJECTS,
@@ -38,6 +37,7 @@ from auditor.decoders import (
     DecodeFailure,
     by_magic,
 )
+from rules.facts.lines import Layout
 
 __all__ = [
     "Layer",
@@ -104,6 +104,9 @@ class SourceUnit:
     problems: list[Problem] = field(default_factory=list)
     decoded_bytes: int = 0  # spent of the decode budget (Limits.max_total_bytes)
     analysed_chars: int = 0  # spent of the analysis budget (Limits.max_record_analysed_chars)
+    # layer name -> (libcst module, ``rules.facts.lines.Layout``) as the unpacker parsed
+    # it, handed to the rules so that no layer is parsed twice
+    trees: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def packed(self) -> bool:
@@ -302,11 +305,12 @@ class _FileData:
 # ------------------------------------------------------------------------- scan
 
 
-class _Scan(cst.CSTVisitor):
-    """One pass over a layer: name bindings, calls, literals and imports."""
+class _Scan:
+    """One pass over a layer: name bindings, calls, literals and imports
+    (``rules.facts.lines.Layout.walk`` calls its ``visit_X`` methods)."""
 
-    def __init__(self, positions: Any) -> None:
-        self.positions = positions
+    def __init__(self, spans: dict[cst.CSTNode, tuple[int, int]]) -> None:
+        self.spans = spans
         self.aliases: dict[str, str] = {}
         self.star_modules: list[str] = []
         self.bindings: dict[str, list[tuple[int, cst.BaseExpression]]] = {}
@@ -315,7 +319,7 @@ class _Scan(cst.CSTVisitor):
         self.imports: list[tuple[str, int, int]] = []  # (module as written, relative dots, line)
 
     def line(self, node: cst.CSTNode) -> int:
-        return self.positions[node].start.line
+        return self.spans[node][0]
 
     def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
         if isinstance(target, cst.Name):
@@ -790,9 +794,11 @@ class _Unpacker:
             self._problem("depth", f"{layer.name}: code nested too deeply to parse", layer.name, None)
             return
         try:
-            wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-            scan = _Scan(wrapper.resolve(PositionProvider))
-            wrapper.module.visit(scan)
+            layout = Layout(module)
+            if not layer.text.startswith("\ufeff"):  # the rules drop a byte-order mark first
+                self.unit.trees[layer.name] = (module, layout)
+            scan = _Scan(layout.spans)
+            layout.walk(scan, module)
             self._scan_facts(layer, depth, scan)
         except RecursionError:
             self._problem("depth", f"{layer.name}: expressions nested too deeply to analyse", layer.name, None)

@@ -44,6 +44,7 @@ import libcst as cst
 from auditor.findings import Finding, Location, Severity
 
 from .facts import Facts, Reach, Switch, iter_nodes
+from .facts.lines import Layout
 from .facts.headline import gated_pieces, headline_path, log_calls, logged_values, off_headline, printers
 
 
@@ -481,16 +482,21 @@ def _deep_recursion(limit: int = 20_000):
 
 def lint_source(text: str, *, file: str, layer: str = "shipped",
                 config: LintConfig | None = None,
-                rules: Iterable[type[Rule]] | None = None) -> list[Finding]:
-    """Lint one layer's text. Never raises on bad input."""
+                rules: Iterable[type[Rule]] | None = None,
+                tree: tuple[cst.Module, Layout] | None = None) -> list[Finding]:
+    """Lint one layer's text. Never raises on bad input. ``tree``: the layer's module
+    and layout as ``auditor.source`` already parsed them (after CPython's parser
+    accepted the text), so the layer is not parsed again."""
     config = config or LintConfig()
     if text.startswith("\ufeff"):  # a UTF-8 byte-order mark decoded as text: not code
         text = text[1:]
+    module, layout = tree if tree is not None else (None, None)
     try:
-        # CPython's parser first: it bounds nesting (the native libcst parser can
-        # overflow the C stack on pathological input) and gives clear messages.
-        ast.parse(text, filename=file)
-        module = cst.parse_module(text)
+        if module is None:
+            # CPython's parser first: it bounds nesting (the native libcst parser can
+            # overflow the C stack on pathological input) and gives clear messages.
+            ast.parse(text, filename=file)
+            module = cst.parse_module(text)
     except Exception as exc:  # SyntaxError, ParserSyntaxError, recursion, NUL bytes
         line = getattr(exc, "lineno", None) or getattr(exc, "raw_line", None)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -502,7 +508,7 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
         )]
     try:
         with _deep_recursion():
-            facts = Facts(module, text, env=config.env)
+            facts = Facts(module, text, env=config.env, layout=layout)
     except RecursionError:
         return [Finding(
             code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,
@@ -550,13 +556,15 @@ def lint(unit: Any, config: LintConfig | None = None) -> list[Finding]:
     if layers is None:
         layers = getattr(unit, "layers", [])
     file = getattr(unit, "name", "train_gpt.py")
+    trees = getattr(unit, "trees", {})  # the unpacker's parses, by layer name
     out: list[Finding] = []
     for layer in layers:
         text = getattr(layer, "text", "")
+        name = getattr(layer, "name", "shipped")
+        tree = trees.get(name)
         if isinstance(text, bytes):
-            text = text.decode("utf-8-sig", errors="replace")
-        out += lint_source(text or "", file=file, layer=getattr(layer, "name", "shipped"),
-                           config=config)
+            text, tree = text.decode("utf-8-sig", errors="replace"), None
+        out += lint_source(text or "", file=file, layer=name, config=config, tree=tree)
     return out
 
 

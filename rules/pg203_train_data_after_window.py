@@ -9,7 +9,7 @@ from auditor.findings import Severity
 
 from .engine import Hit, Rule, register
 from .facts.names import CALIBRATION_NAME_RE, TRAIN, is_train_string
-from .facts import CallInfo, Facts, FuncInfo, base_name, bound_names, dotted, iter_nodes, target_names
+from .facts import CallInfo, Facts, FuncInfo, base_name, dotted, iter_nodes, target_names
 
 _LOG_RE = re.compile(r"(log|print)")
 _EVAL_ENTRY_RE = re.compile(r"(^|_)(eval|evaluate|score|scoring|slot|ttt|test_time)(_|$)", re.I)
@@ -33,7 +33,7 @@ def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, 
     calls = facts.calls_by_func.get(func, ())
     # what a log line counts (``len(glob("fineweb_train_*"))``) is not data the model sees
     logged = {n for ci in calls if _LOG_RE.match(ci.attr or "") for n in iter_nodes(ci.node)}
-    scoped = _comprehension_scopes(func.node if func is not None else facts.module) if calls else {}
+    scoped = facts.comp_bound
 
     def carried(labels: frozenset) -> bool:
         return any(x == TRAIN or x.startswith("@") for x in labels)
@@ -61,18 +61,6 @@ def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, 
             if carried(labels):
                 seen.add(li.start)
                 out.append((li.start, li.node, ctx, "for ... in " + facts.code(li.iter).strip(), labels))
-    return out
-
-
-def _comprehension_scopes(root: cst.CSTNode) -> dict[cst.CSTNode, set[str]]:
-    """``call -> names bound around it`` by the comprehensions and lambdas that hold it."""
-    out: dict[cst.CSTNode, set[str]] = {}
-    for n in iter_nodes(root):
-        if isinstance(n, (cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp, cst.Lambda)):
-            bound = bound_names(n)
-            for inner in iter_nodes(n):
-                if isinstance(inner, cst.Call):
-                    out.setdefault(inner, set()).update(bound)
     return out
 
 

@@ -42,9 +42,10 @@ from typing import Any
 
 import libcst as cst
 
-from .collect import Collector, positions
+from .collect import Collector
 from .config import UNKNOWN, ConfigFacts, ConfigVar
 from .flow import FlowFacts
+from .lines import Layout
 from .names import VAL_STRING, is_loss_name, is_train_name, is_val_name, is_val_string
 from .nodes import base_name, bound_names, dotted, iter_nodes, literal_text, target_names
 from .reach import Reach, ReachFacts, Switch
@@ -63,7 +64,8 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
     """Everything the rules know about one layer: the records of one traversal, then
     the configuration, reachability, validation flow, sites and targets derived from them."""
 
-    def __init__(self, module: cst.Module, text: str, env: dict[str, str] | None = None):
+    def __init__(self, module: cst.Module, text: str, env: dict[str, str] | None = None,
+                 layout: Layout | None = None):
         self.module = module
         self.text = text
         self.lines = text.splitlines()
@@ -81,7 +83,10 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self.subscripts: list[tuple[cst.Subscript, int, Ctx]] = []
         self.binops: list[tuple[cst.BinaryOperation, int, Ctx]] = []
         self.strings: list[tuple[int, str, Ctx]] = []
-        self.deletes: list[tuple[set[str], int, Ctx]] = []  # ``del a, b``: names, line, where
+        self.deletes: list[tuple[set[str], int, Ctx]] = []
+        # call -> names bound by the comprehensions and lambdas that hold it
+        # (``x`` in ``(int(x) for x in spec.split(","))``)
+        self.comp_bound: dict[cst.Call, set[str]] = {}  # ``del a, b``: names, line, where
         self.imports: list[tuple[str, int, int, Ctx]] = []
         # local name -> what it was imported as (``ur`` -> ``urllib.request``,
         # ``fetch`` -> ``requests.get``, ``urlopen`` -> ``urllib.request.urlopen``)
@@ -90,9 +95,10 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self.module_defs: dict[str, list[tuple[int, Any]]] = {}
         self._code_cache: dict[cst.CSTNode, str] = {}
 
-        self._positions = positions(module)
+        self.layout = layout if layout is not None else Layout(module)
+        self._positions = self.layout.spans
         col = Collector(self)
-        module.visit(col)
+        col.walk(module)
         self._build_config()
         self._eval_cache: dict[tuple, Any] = {}
         self._reach_cache: dict[int, Reach] = {}
@@ -111,10 +117,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         return c
 
     def span(self, node: cst.CSTNode) -> tuple[int, int]:
-        r = self._positions.get(node)
-        if r is None:
-            return (0, 0)
-        return r.start.line, r.end.line
+        return self._positions.get(node, (0, 0))
 
     def line_text(self, a: int, b: int | None = None, limit: int = 6) -> tuple[str, ...]:
         b = b or a

@@ -6,10 +6,9 @@ import re
 from typing import TYPE_CHECKING, Iterable
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from .names import VAL_STRING, is_val_string
-from .nodes import dotted, target_names
+from .nodes import bound_names, dotted, target_names
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 
 if TYPE_CHECKING:
@@ -18,12 +17,13 @@ if TYPE_CHECKING:
 _NO_GRAD_RE = re.compile(r"(no_grad|inference_mode)")
 
 
-class Collector(cst.CSTVisitor):
-    # positions come from ``facts._positions`` (see ``positions``), not from
-    # ``get_metadata``: resolving through the wrapper costs a second traversal
+class Collector:
+    """Fills ``facts`` in one walk: ``walk`` calls ``visit_X`` / ``leave_X`` in the order
+    libcst's visitors do, over the children ``lines.Layout`` recorded, so no node is
+    rebuilt (libcst's ``visit`` reconstructs every node it passes); a ``visit_X`` that
+    returns False walks the parts it wants itself. Lines come from ``facts._positions``."""
 
     def __init__(self, facts: "Facts") -> None:
-        super().__init__()
         self.f = facts
         self.func_stack: list[FuncInfo] = []
         self.class_stack: list[str] = []
@@ -32,13 +32,13 @@ class Collector(cst.CSTVisitor):
         self.nograd_stack: list[bool] = []
         self.open_sets: list[set[str]] = []
         self.pending_gates: dict[int, list[Gate]] = {}
-        self.pushed: dict[int, int] = {}
+        self.kids = facts.layout.kids
+        self.scope_stack: list[set[str]] = []  # names bound by the comprehensions / lambdas around
         self._ctx: Ctx | None = None
 
     # -- helpers
     def pos(self, node: cst.CSTNode) -> tuple[int, int]:
-        r = self.f._positions[node]
-        return r.start.line, r.end.line
+        return self.f._positions[node]
 
     def ctx(self) -> Ctx:
         if self._ctx is None:
@@ -60,20 +60,25 @@ class Collector(cst.CSTVisitor):
         self.f.names_in[node] = s
         self.open_sets.append(s)
 
-    # -- generic handling of pending early-exit gates
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        gates = self.pending_gates.pop(id(node), None)
+    # -- the walk, with the pending early-exit gates of each statement
+    def walk(self, node: cst.CSTNode) -> None:
+        kind = type(node)
+        handlers = _HANDLERS.get(kind)
+        if handlers is None:
+            handlers = _HANDLERS[kind] = (Collector.__dict__.get("visit_" + kind.__name__),
+                                          Collector.__dict__.get("leave_" + kind.__name__))
+        visit, leave = handlers
+        gates = self.pending_gates.pop(id(node), None) if self.pending_gates else None
         if gates:
             self.gate_stack.extend(gates)
-            self.pushed[id(node)] = len(gates)
             self._dirty()
-        return super().on_visit(node)
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        super().on_leave(original_node)
-        n = self.pushed.pop(id(original_node), 0)
-        if n:
-            del self.gate_stack[-n:]
+        if visit is None or visit(self, node) is not False:
+            for child in self.kids.get(node, ()):
+                self.walk(child)
+        if leave is not None:
+            leave(self, node)
+        if gates:
+            del self.gate_stack[-len(gates):]
             self._dirty()
 
     def _scan_block(self, body: Iterable[cst.CSTNode]) -> None:
@@ -115,7 +120,7 @@ class Collector(cst.CSTVisitor):
 
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
         try:
-            val = node.evaluated_value
+            val = _string_value(node)
         except Exception:
             return
         if isinstance(val, bytes):
@@ -177,7 +182,7 @@ class Collector(cst.CSTVisitor):
     def visit_If(self, node: cst.If) -> bool:
         self.f.ifs.append((node, self.pos(node)[0], self.ctx()))
         self._track(node.test)
-        node.test.visit(self)
+        self.walk(node.test)
         self.open_sets.pop()
         fn = self.func_stack[-1] if self.func_stack else None
         body_start, body_end = self.pos(node.body)
@@ -185,7 +190,7 @@ class Collector(cst.CSTVisitor):
         g = Gate(node.test, True, line, (body_start, body_end), fn)
         self.gate_stack.append(g)
         self._dirty()
-        node.body.visit(self)
+        self.walk(node.body)
         self.gate_stack.pop()
         self._dirty()
         if node.orelse is not None:
@@ -193,7 +198,7 @@ class Collector(cst.CSTVisitor):
             g2 = Gate(node.test, False, line, (o_start, o_end), fn)
             self.gate_stack.append(g2)
             self._dirty()
-            node.orelse.visit(self)
+            self.walk(node.orelse)
             self.gate_stack.pop()
             self._dirty()
         return False
@@ -289,7 +294,19 @@ class Collector(cst.CSTVisitor):
         if self.func_stack:  # what a generator yields is what its callers get
             self.func_stack[-1].returns.append(node)
 
+    # -- comprehensions and lambdas: the names they bind around each call
+    def _enter_scope(self, node: cst.CSTNode) -> None:
+        self.scope_stack.append(bound_names(node))
+
+    def _leave_scope(self, node: cst.CSTNode) -> None:
+        self.scope_stack.pop()
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_Lambda = _enter_scope
+    leave_ListComp = leave_SetComp = leave_DictComp = leave_GeneratorExp = leave_Lambda = _leave_scope
+
     def visit_Call(self, node: cst.Call) -> None:
+        if self.scope_stack:
+            self.f.comp_bound[node] = set().union(*self.scope_stack)
         start, end = self.pos(node)
         name = dotted(node.func)
         attr = node.func.attr.value if isinstance(node.func, cst.Attribute) else (
@@ -333,18 +350,16 @@ class Collector(cst.CSTVisitor):
                 self.f.import_aliases[local] = f"{mod}.{dotted(a.name)}"  # from requests import get as fetch
 
 
-def positions(module: cst.Module):
-    """``node -> CodeRange`` for every node of ``module``.
+def _string_value(node: cst.SimpleString) -> str | bytes:
+    """``node.evaluated_value`` without its ``ast.literal_eval`` (a compile per literal)
+    when the text between the quotes is the value: a str with no escape and no CR."""
+    raw = node.raw_value
+    if "b" not in node.prefix and "\\" not in raw and "\r" not in raw:
+        return raw
+    return node.evaluated_value
 
-    ``MetadataWrapper.resolve(PositionProvider)`` also runs an (empty) batched
-    visit of the whole tree after the provider's codegen pass, which cost as
-    much as parsing; generating the provider alone gives the same mapping.
-    """
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    try:
-        return PositionProvider()._gen(wrapper)
-    except Exception:  # a libcst without the private hook: the public, slower way
-        return wrapper.resolve(PositionProvider)
+
+_HANDLERS: dict[type, tuple] = {}  # node type -> (visit_X, leave_X) of Collector, or None
 
 
 def _terminates(block: cst.BaseSuite) -> bool:

@@ -280,7 +280,12 @@ class FlowFacts:
         before = [d for d in defs if d[0] <= line]
         if not before:
             return defs
-        loops = [li for li, _c in self.loops if li.func is func and li.start <= line <= li.end]
+        by_func = getattr(self, "_loops_by_func", None)
+        if by_func is None:
+            by_func = self._loops_by_func = {}
+            for li, _c in self.loops:
+                by_func.setdefault(li.func, []).append(li)
+        loops = [li for li in by_func.get(func, ()) if li.start <= line <= li.end]
         return [before[-1]] + [d for d in defs if d[0] > line and any(li.start <= d[0] <= li.end for li in loops)]
 
     # ------------------------------------------------------------ calls, parameters, returns

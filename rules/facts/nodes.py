@@ -48,11 +48,23 @@ def children(n: cst.CSTNode) -> list[cst.CSTNode]:
     kids: list = []
     for name in names:
         v = getattr(n, name)
-        if isinstance(v, cst.CSTNode):
+        if _is_node(type(v)):
             kids.append(v)
         elif isinstance(v, (list, tuple)):
-            kids.extend(x for x in v if isinstance(x, cst.CSTNode))
+            kids.extend(x for x in v if _is_node(type(x)))
     return kids
+
+
+_NODE_TYPES: dict[type, bool] = {}
+
+
+def _is_node(kind: type) -> bool:
+    """``isinstance(v, cst.CSTNode)`` by the value's type, looked up once: libcst's
+    node classes are ABCs, and an ABC ``isinstance`` that fails runs Python code."""
+    known = _NODE_TYPES.get(kind)
+    if known is None:
+        known = _NODE_TYPES[kind] = issubclass(kind, cst.CSTNode)
+    return known
 
 
 def iter_nodes(node: cst.CSTNode):
