@@ -11,7 +11,7 @@ from rules import engine, lint_source
 
 def test_a_new_rule_file_is_discovered_listed_and_run(tmp_path, monkeypatch):
     (tmp_path / "pg199_print_call.py").write_text(textwrap.dedent('''
-        from auditor.findings import Severity
+        from rules.core import Severity
         from rules.engine import Hit, Rule, register
 
         @register

@@ -8,7 +8,7 @@ from statistics import mean
 from auditor.checks.base import CheckRule
 from auditor.checks.metadata import json_location
 from auditor.declared import declared, decimals
-from auditor.findings import Finding, Severity
+from rules.core import Finding, Severity
 from auditor.record import Record
 
 CLAIM_MISMATCH = CheckRule(

@@ -43,7 +43,7 @@ def _probe(path: Path, timeout: float, env: dict, entries: list[str]):
 
 def add_probe_findings(audits, timeout: float, env: dict) -> None:
     """`check --probe`: append probe findings to each audited record, in report order."""
-    from auditor.findings import sort_findings
+    from rules.core import sort_findings
     from auditor.probes.runner import probe_loaded
 
     for audit in audits:
