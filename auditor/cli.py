@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
@@ -71,6 +72,7 @@ def check(
     strict: bool = typer.Option(False, "--strict", help="Ignore suppressions and the baseline: every finding counts."),
     probe: bool = typer.Option(False, "--probe", help="Also run the dynamic probes (CPU sandbox; needs torch)."),
     probe_timeout: float = typer.Option(120.0, "--probe-timeout", min=5.0, help="Probe time limit per record, seconds."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every info finding, not one line per code."),
 ) -> None:
     """Validate record folders end to end: files, metadata, seeds, claims, size, time, code."""
     from auditor.audit import Audit, Options, audit_path
@@ -128,7 +130,7 @@ def check(
         if not strict:
             known |= load_baseline(write_baseline)
     apply(audits, rules_, known, baseline_name=str(write_baseline or baseline or "baseline"))
-    write_report(FORMATS[format.value], audits, output)
+    write_report(partial(FORMATS[format.value], verbose=verbose), audits, output)
     raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
 
 
@@ -185,8 +187,17 @@ def lint(
     files: List[Path] = typer.Argument(..., help="Python files to lint (packed scripts are decoded first)."),
     format: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
     env: List[str] = typer.Option([], help="KEY=VALUE the run used (overrides env defaults in the code)."),
+    strict: bool = typer.Option(False, "--strict", help="Also fail on findings on code a switch turns off by default."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every info finding, not one line per code."),
 ) -> None:
-    """Static rules only, on code files: for pre-commit hooks and editors."""
+    """Static rules only, on code files: for pre-commit hooks and editors.
+
+    Fails (exit 1) on every finding `check` would call illegal on a path the code
+    runs under its own defaults (and `--env`). A finding on a path that a switch
+    turns off by default is a warning here, listed on stderr with its switch;
+    `check` calls it illegal when the logs show the switch was on, and `--strict`
+    fails on it already.
+    """
     from auditor.audit import Options, audit_path
     from auditor.report import FORMATS
 
@@ -195,8 +206,21 @@ def lint(
     if missing:
         fail_usage(f"not a file: {', '.join(missing)}")
     audits = [audit_path(f, options) for f in files]
-    FORMATS[format.value](audits, sys.stdout)
-    raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
+    FORMATS[format.value](audits, sys.stdout, verbose=verbose)
+    switched = [(audit, f, why) for audit in audits for f in audit.findings if (why := switch_of(f))]
+    for audit, finding, why in switched:
+        where = f"{audit.target}:{finding.location.line_start}" if finding.location and finding.location.line_start else audit.target
+        typer.echo(f"pgolf lint: {where}: {finding.rule} depends on a switch ({why})"
+                   f"{'' if strict else '; --strict fails on it'}", err=True)
+    code = max_exit_code(a.verdict.exit_code for a in audits)
+    raise typer.Exit(max(code, 1) if strict and switched and code != 3 else code)
+
+
+def switch_of(finding) -> str | None:
+    """Why a warning sits on switched-off code (the engine's ``switch:`` evidence), or None."""
+    if finding.severity.value != "warning":
+        return None
+    return next((item.removeprefix("switch: ") for item in finding.evidence if item.startswith("switch: ")), None)
 
 
 @app.command()

@@ -11,7 +11,7 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"illegal": "error", "warning": "warning", "info": "note"}
 
 
-def render(audits, out) -> None:
+def render(audits, out, verbose: bool = False) -> None:
     out.write(json.dumps(to_sarif(audits), indent=2) + "\n")
 
 
