@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -17,28 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 FAILING_EXAMPLE = ROOT / "examples" / "track_10min_16mb" / "2026-05-02_example_ngram_cache"
 runner = CliRunner()
 
-SLOT = '''
-import os
-import torch
-import torch.nn.functional as F
+def _slot_script(default: str) -> str:
+    """PG104's own flagged example (a delta fitted on the scored slice), run from main()
+    behind a switch whose default is `default`."""
+    from rules import get_rule
+
+    example = textwrap.dedent(get_rule("PG104").INVALID[1])
+    assert "def slot_eval(model, windows, steps, lr)" in example
+    return f"""import os
+{example}
 
 SLOT_ENABLED = bool(int(os.environ.get("SLOT_ENABLED", "{default}")))
-
-
-def slot_eval(model, windows, steps, lr):
-    nll_sum = 0.0
-    for x, y, s, wlen in windows:
-        h = model.hidden(x)
-        delta = torch.zeros(1, 1, h.size(-1), device=h.device, requires_grad=True)
-        opt = torch.optim.AdamW([delta], lr=lr)
-        for _ in range(steps):
-            loss = F.cross_entropy(model.head(h + delta)[0, s:wlen], y[0, s:wlen])
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        with torch.no_grad():
-            nll_sum += F.cross_entropy(model.head(h + delta)[0, s:wlen], y[0, s:wlen], reduction="sum").item()
-    return nll_sum
 
 
 def main():
@@ -49,7 +39,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def run(*args):
@@ -63,7 +53,7 @@ def test_version():
 
 def test_lint_fails_on_default_on_scored_region_slot(tmp_path):
     script = tmp_path / "train_gpt.py"
-    script.write_text(SLOT.format(default="1"))
+    script.write_text(_slot_script("1"))
     result = run("lint", script)
     assert result.exit_code == 1, result.output
     assert re.search(r"train_gpt\.py:\d+: illegal PG104 slot-scored-region", result.stdout)
@@ -72,7 +62,7 @@ def test_lint_fails_on_default_on_scored_region_slot(tmp_path):
 
 def test_lint_names_switch_dependent_findings_and_strict_fails_on_them(tmp_path):
     script = tmp_path / "train_gpt.py"
-    script.write_text(SLOT.format(default="0"))
+    script.write_text(_slot_script("0"))
     result = run("lint", script)
     assert result.exit_code == 0, result.output
     assert ": warning PG104 slot-scored-region" in result.stdout
@@ -86,7 +76,7 @@ def test_lint_names_switch_dependent_findings_and_strict_fails_on_them(tmp_path)
 
 def test_check_names_a_script_as_given(tmp_path):
     script = tmp_path / "some_file.py"
-    script.write_text(SLOT.format(default="1"))
+    script.write_text(_slot_script("1"))
     for fmt in ("rich", "text", "markdown"):
         out = run("check", script, "-f", fmt).stdout
         assert "some_file.py" in out and "train_gpt.py" not in out, (fmt, out)
