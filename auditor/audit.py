@@ -16,7 +16,7 @@ from auditor import record as record_mod
 from auditor.checks import run_checks, significance
 from auditor.checks.size import UNCOUNTED_CODE, model_bytes
 from auditor.evidence import RunEvidence
-from auditor.findings import Finding, Verdict, sort_findings, verdict_of
+from rules.core import Finding, Verdict, sort_findings, verdict_of
 from auditor.record import Record, RecordError
 from auditor.stats import Comparison
 

@@ -86,9 +86,10 @@ def tool_fingerprint() -> str:
 
     digest = hashlib.sha256(f"pgolf-auditor {__version__}\0".encode())
     roots = [Path(__file__).parent]
-    spec = importlib.util.find_spec("rules")
-    if spec is not None and spec.submodule_search_locations:
-        roots += [Path(p) for p in spec.submodule_search_locations]
+    for package in ("rules", "reference_impl"):  # the core and static rules; the packer and byte tables
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            roots += [Path(p) for p in spec.submodule_search_locations]
     for root in roots:
         for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".json") and "__pycache__" not in path.parts and path.is_file():

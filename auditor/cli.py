@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from auditor.cli_common import Format, fail_usage, max_exit_code, parse_env, parse_floats, write_report
-from auditor.findings import Verdict
+from rules.core import Verdict
 from auditor.harness.command import rerun  # imports only typer at module level
 from auditor.probes.command import probe as _probe_command  # likewise
 
@@ -26,6 +27,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from auditor import __version__
+
+        typer.echo(f"pgolf {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Compliance auditor and submission validator for Parameter Golf records."""
 
 
 @app.command()
@@ -56,6 +72,7 @@ def check(
     strict: bool = typer.Option(False, "--strict", help="Ignore suppressions and the baseline: every finding counts."),
     probe: bool = typer.Option(False, "--probe", help="Also run the dynamic probes (CPU sandbox; needs torch)."),
     probe_timeout: float = typer.Option(120.0, "--probe-timeout", min=5.0, help="Probe time limit per record, seconds."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every info finding, not one line per code."),
 ) -> None:
     """Validate record folders end to end: files, metadata, seeds, claims, size, time, code."""
     from auditor.audit import Audit, Options, audit_path
@@ -85,7 +102,7 @@ def check(
     audits = []
     if diff is not None:
         from auditor.gitdiff import GitError, diff_scope, scope_findings
-        from auditor.findings import sort_findings
+        from rules.core import sort_findings
 
         try:
             scope = diff_scope(paths[0] if paths else Path("."), diff)
@@ -113,7 +130,7 @@ def check(
         if not strict:
             known |= load_baseline(write_baseline)
     apply(audits, rules_, known, baseline_name=str(write_baseline or baseline or "baseline"))
-    write_report(FORMATS[format.value], audits, output)
+    write_report(partial(FORMATS[format.value], verbose=verbose), audits, output)
     raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
 
 
@@ -170,8 +187,17 @@ def lint(
     files: List[Path] = typer.Argument(..., help="Python files to lint (packed scripts are decoded first)."),
     format: Format = typer.Option(Format.text, "--format", "-f", help="Report format."),
     env: List[str] = typer.Option([], help="KEY=VALUE the run used (overrides env defaults in the code)."),
+    strict: bool = typer.Option(False, "--strict", help="Also fail on findings on code a switch turns off by default."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every info finding, not one line per code."),
 ) -> None:
-    """Static rules only, on code files: for pre-commit hooks and editors."""
+    """Static rules only, on code files: for pre-commit hooks and editors.
+
+    Fails (exit 1) on every finding `check` would call illegal on a path the code
+    runs under its own defaults (and `--env`). A finding on a path that a switch
+    turns off by default is a warning here, listed on stderr with its switch;
+    `check` calls it illegal when the logs show the switch was on, and `--strict`
+    fails on it already.
+    """
     from auditor.audit import Options, audit_path
     from auditor.report import FORMATS
 
@@ -180,8 +206,21 @@ def lint(
     if missing:
         fail_usage(f"not a file: {', '.join(missing)}")
     audits = [audit_path(f, options) for f in files]
-    FORMATS[format.value](audits, sys.stdout)
-    raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
+    FORMATS[format.value](audits, sys.stdout, verbose=verbose)
+    switched = [(audit, f, why) for audit in audits for f in audit.findings if (why := switch_of(f))]
+    for audit, finding, why in switched:
+        where = f"{audit.target}:{finding.location.line_start}" if finding.location and finding.location.line_start else audit.target
+        typer.echo(f"pgolf lint: {where}: {finding.rule} depends on a switch ({why})"
+                   f"{'' if strict else '; --strict fails on it'}", err=True)
+    code = max_exit_code(a.verdict.exit_code for a in audits)
+    raise typer.Exit(max(code, 1) if strict and switched and code != 3 else code)
+
+
+def switch_of(finding) -> str | None:
+    """Why a warning sits on switched-off code (the engine's ``switch:`` evidence), or None."""
+    if finding.severity.value != "warning":
+        return None
+    return next((item.removeprefix("switch: ") for item in finding.evidence if item.startswith("switch: ")), None)
 
 
 @app.command()
@@ -220,74 +259,35 @@ def unpack(
 
 @app.command("rules")
 def list_rules() -> None:
-    """List every rule: static code rules and folder checks."""
+    """List every code pgolf can report: static rules, folder checks, PR gate, probes, rerun harness."""
+    from auditor.catalog import registry
+
+    rows = [(s.code, s.slug, s.severity.value, ", ".join(s.kinds), s.summary) for s in registry()]
+    if not sys.stdout.isatty():  # piped: whole lines, never cut to a terminal's width
+        for row in rows:
+            typer.echo("\t".join(row))
+        return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("code", "slug", "severity", "what it checks", show_edge=False, header_style="bold")
-    for code, slug, severity, summary in _catalog():
-        table.add_row(code, slug, severity, summary)
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("code", "slug", "severity", "reported by"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("what it checks")
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 
 @app.command()
-def explain(code: str = typer.Argument(..., help="A rule code, e.g. PG101 or PG407.")) -> None:
-    """Print one rule's documentation."""
-    code = code.upper()
-    text = _explain(code)
-    if text is None:
-        fail_usage(f"no rule {code}; see `pgolf rules`")
-    typer.echo(text)
+def explain(name: str = typer.Argument(..., metavar="CODE|SLUG", help="A code or slug, e.g. PG101 or multi-pass-scoring.")) -> None:
+    """Print the documentation of one code, whatever reports it."""
+    from auditor.catalog import registry
 
-
-def _check_rules() -> list[tuple[str, object]]:
-    """Every CheckRule-based rule with the kind of check that reports it."""
-    from auditor.checks import all_check_rules
-    from auditor.gitdiff import GATE_RULES
-    from auditor.probes.runner import PROBE_RULES
-
-    return (
-        [("folder check", r) for r in all_check_rules()]
-        + [("PR gate, pgolf check --diff", r) for r in GATE_RULES]
-        + [("dynamic probe, pgolf probe / check --probe", r) for r in PROBE_RULES]
-    )
-
-
-def _catalog() -> list[tuple[str, str, str, str]]:
-    static = _static_rules()
-    static_codes = {rule.code for rule in static}
-    rows = []
-    for rule in static:
-        summary = (rule.__doc__ or "").strip().splitlines()[0] if rule.__doc__ else ""
-        kind = getattr(rule.severity, "value", str(rule.severity))
-        if any(r.code == rule.code for _, r in _check_rules()):
-            kind += " + folder check"
-        rows.append((rule.code, rule.slug, kind, summary))
-    for kind, rule in _check_rules():
-        if rule.code not in static_codes:
-            rows.append((rule.code, rule.slug, kind.split(",")[0], rule.summary))
-    return sorted(rows)
-
-
-def _explain(code: str) -> str | None:
-    """The static rule's page when there is one (it is the fuller), else the check's."""
-    for rule in _static_rules():
-        if rule.code == code:
-            from rules.catalog import render_rule
-
-            return render_rule(rule)
-    for kind, rule in _check_rules():
-        if rule.code == code:
-            return f"{rule.code} {rule.slug} ({kind})\n\n{rule.summary}\n\nRuling: {rule.reference}"
-    return None
-
-
-def _static_rules() -> list:
-    try:
-        from rules import ALL_RULES
-    except ImportError:
-        return []
-    return list(ALL_RULES)
+    spec = registry().get(name)
+    if spec is None:
+        fail_usage(f"no rule {name!r}; see `pgolf rules`")
+    typer.echo(spec.page(), nl=False)
 
 
 # The rerun harness lives in its own package; registered last so `check` leads the help.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 
 REFERENCE = "RULEBOOK.md: evidence rules (one PR adds exactly one records folder)"
 
@@ -27,7 +27,8 @@ DIFF_FOLDERS = CheckRule(
     "PG431", "diff-one-folder", "a PR adds exactly one records/<track>/<folder>/, not zero or several", REFERENCE
 )
 DIFF_EXISTING = CheckRule(
-    "PG432", "diff-existing-folder", "the PR's records folder already exists on the base: it edits a record", REFERENCE
+    "PG432", "diff-existing-folder", "the PR's records folder already exists on the base: it edits a record", REFERENCE,
+    severity=Severity.WARNING,
 )
 GATE_RULES = (DIFF_SCOPE, DIFF_FOLDERS, DIFF_EXISTING)
 

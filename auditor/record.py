@@ -67,6 +67,8 @@ def _load_script_only(path: Path) -> Record:
 
 def _load_folder(root: Path) -> Record:
     files = list_files(root)
+    if not files:  # nothing to judge: a wrong path, not a failing record
+        raise RecordError(f"{root}: an empty folder (no files to check)")
     track = root.parent.name if root.parent.name.startswith("track_") else None
     record = Record(root=root, name=root.name, track=track, files=files)
     if len(files) >= MAX_FILES:

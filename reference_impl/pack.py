@@ -25,7 +25,7 @@ import sys
 import tempfile
 import textwrap
 
-from auditor.packing import packed_wrapper
+from reference_impl.packing import packed_wrapper
 
 MODULES = ["config", "data", "synthetic", "bytes", "compress", "model", "optim", "quant", "ledger", "evaluate",
            "ttt", "train"]

@@ -1,56 +1,68 @@
-"""Render rules as text for ``pgolf rules`` and ``pgolf explain CODE`` (pure functions)."""
+"""The static rules as registry specs: a rule class's docstring and examples become
+its :class:`rules.core.RuleSpec` (pure functions)."""
 
 from __future__ import annotations
 
 import inspect
 import textwrap
+from dataclasses import replace
 
-from .engine import Rule, all_rules
+from rules.core import RuleSpec, Severity
 
-_HEADINGS = ("What it flags:", "Why: the ruling:", "Legal alternative:", "Known limits:")
+from . import discover
+from .engine import PARSE_ERROR_CODE, PARSE_ERROR_SLUG, Rule
+
+_HEADINGS = ("What it flags", "Why: the ruling", "Legal alternative", "Known limits")
+
+PARSE_ERROR = RuleSpec(
+    PARSE_ERROR_CODE, PARSE_ERROR_SLUG,
+    "A layer of the script that does not parse (or could not be analysed) is reported, never raised.",
+    "the static rules need a parse; the folder checks still run",
+    severity=Severity.INFO,
+    kinds=("static rule",),
+    sections=(("What it flags", "A syntax error, nesting too deep to analyse, or a failure while building the "
+                                "facts; the message carries the parser's reason and position."),),
+)
 
 
-def _sections(rule: type[Rule]) -> tuple[str, dict[str, str]]:
+def _sections(rule: type[Rule]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The docstring's first line, and its ``Heading:`` blocks in order."""
     doc = inspect.cleandoc(rule.__doc__ or "")
     summary, _, rest = doc.partition("\n")
-    sections: dict[str, str] = {}
-    current = None
-    buf: list[str] = []
+    blocks: list[tuple[str, list[str]]] = []
     for line in rest.splitlines():
-        if line.strip() in _HEADINGS:
-            if current:
-                sections[current] = textwrap.dedent("\n".join(buf)).strip()
-            current, buf = line.strip().rstrip(":"), []
-        elif current:
-            buf.append(line)
-    if current:
-        sections[current] = textwrap.dedent("\n".join(buf)).strip()
-    return summary.strip(), sections
+        heading = line.strip()[:-1] if line.strip().endswith(":") else ""
+        if heading in _HEADINGS:
+            blocks.append((heading, []))
+        elif blocks:
+            blocks[-1][1].append(line)
+    return summary.strip(), tuple((h, textwrap.dedent("\n".join(body)).strip()) for h, body in blocks)
+
+
+def spec_of(rule: type[Rule]) -> RuleSpec:
+    """The registry's view of a static rule class."""
+    summary, sections = _sections(rule)
+    examples = []
+    if rule.INVALID:
+        examples.append(("Example (flagged)", rule.INVALID[0]))
+    if rule.VALID:
+        examples.append(("Use instead / not flagged", rule.VALID[0]))
+    return RuleSpec(rule.code, rule.slug, summary, rule.reference, rule.severity, ("static rule",),
+                    tuple(rule.conditions), sections, tuple(examples))
+
+
+def static_specs() -> list[RuleSpec]:
+    """Every discovered rule on the package path, and the engine's own PG000."""
+    return [spec_of(rule) for rule in discover()] + [PARSE_ERROR]
 
 
 def render_rule(rule: type[Rule], *, examples: bool = True) -> str:
-    """Markdown-ish page for one rule: header, sections, one INVALID and one VALID example."""
-    summary, sections = _sections(rule)
-    out = [f"# {rule.code} {rule.slug}", "",
-           f"{summary}", "",
-           f"Severity: {rule.severity.value}   Conditions: {', '.join(rule.conditions) or '-'}"]
-    if rule.reference:
-        out.append(f"Reference: {rule.reference}")
-    for h in ("What it flags", "Why: the ruling", "Legal alternative", "Known limits"):
-        if h in sections:
-            out += ["", f"## {h}", "", sections[h]]
-    if examples:
-        if rule.INVALID:
-            out += ["", "## Example (flagged)", "", "```python", textwrap.dedent(rule.INVALID[0]).strip(), "```"]
-        if rule.VALID:
-            out += ["", "## Use instead / not flagged", "", "```python", textwrap.dedent(rule.VALID[0]).strip(), "```"]
-    return "\n".join(out) + "\n"
+    """`pgolf explain`'s page for one rule class."""
+    spec = spec_of(rule)
+    return (spec if examples else replace(spec, examples=())).page()
 
 
 def render_catalog() -> str:
-    """One line per rule: code, slug, severity, conditions, summary."""
-    lines = []
-    for r in all_rules():
-        summary, _ = _sections(r)
-        lines.append(f"{r.code}  {r.slug:<28} {r.severity.value:<8} {','.join(r.conditions):<8} {summary}")
-    return "\n".join(lines) + "\n"
+    """One line per static rule: code, slug, severity, conditions, summary."""
+    return "".join(f"{s.code}  {s.slug:<28} {s.severity.value:<8} {','.join(s.conditions):<8} {s.summary}\n"
+                   for s in map(spec_of, discover()))

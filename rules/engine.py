@@ -1,7 +1,7 @@
 """The rule engine: parse a layer once, build the facts once, run every rule.
 
 A rule yields :class:`Hit` objects (a node or a line range, a message, the
-evidence). The engine turns hits into :class:`auditor.findings.Finding`s and
+evidence). The engine turns hits into :class:`rules.core.Finding`s and
 judges each by where it sits:
 
 * in a function nothing calls: INFO, unless a log line only that function
@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Iterable, Iterator
 
 import libcst as cst
 
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 
 from .facts import Facts, Reach, Switch, iter_nodes
 from .facts.lines import Layout

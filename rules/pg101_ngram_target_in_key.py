@@ -4,7 +4,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from auditor.findings import Severity
+from rules.core import Severity
 
 from ._common import (assigned_names, has_hash_op, is_target_name, realized_subscripts, stored_subscripts,
                       target_exprs_in)

@@ -4,7 +4,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from auditor.findings import Severity
+from rules.core import Severity
 
 from .engine import Hit, Rule, register
 from .facts import Facts, FuncInfo, base_name, dotted, iter_nodes, target_names

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from auditor.findings import Severity
+from rules.core import Severity
 
 from ._common import UPDATE_KINDS
 from ._twopass import two_pass_findings

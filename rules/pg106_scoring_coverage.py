@@ -5,7 +5,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from auditor.findings import Severity
+from rules.core import Severity
 
 from .engine import Hit, Rule, register
 from .facts import Ctx, Facts, FuncInfo, LoopInfo, dotted, iter_nodes

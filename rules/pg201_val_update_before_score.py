@@ -6,7 +6,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from auditor.findings import Severity
+from rules.core import Severity
 
 from ._common import carried_objective, enclosing_loops, interleaved, later_score
 from .engine import Hit, Rule, register

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from auditor.findings import Severity
+from rules.core import Severity
 
 from .engine import Hit, Rule, register
 from .facts import Facts

@@ -4,7 +4,7 @@ import re
 import sys
 from typing import Iterator
 
-from auditor.findings import Severity
+from rules.core import Severity
 
 from .engine import Hit, Rule, register
 from .facts import Facts

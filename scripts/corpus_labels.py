@@ -36,7 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from auditor.audit import audit_path
-from auditor.findings import Finding, Severity
+from rules.core import Finding, Severity
 from auditor.gitdiff import GitError, git, record_folder_of
 from auditor.record import SCRIPT_NAME as SCRIPT
 

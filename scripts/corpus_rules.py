@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from auditor import record as record_mod
 from auditor.audit import lint_record
 from auditor.corpus import CorpusError, checkout, record_folders
-from auditor.findings import Finding, Severity
+from rules.core import Finding, Severity
 from auditor.gitdiff import GitError, changes, merge_base, record_folder_of, rev_parse
 from auditor.record import SCRIPT_NAME as SCRIPT
 

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from auditor.audit import Options, audit_path
-from auditor.findings import Severity, Verdict
+from rules.core import Severity, Verdict
 from auditor.record import RecordError
 from tests.recordkit import LEGAL_SCRIPT, RecordSpec, Run, write_record
 

@@ -12,7 +12,7 @@ import pytest
 
 from auditor.checks import bytes as byte_tables
 from auditor.checks import stream, tablesim, window
-from auditor.findings import Severity
+from rules.core import Severity
 from auditor.record import load
 
 spm = pytest.importorskip("sentencepiece")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from auditor.audit import audit_path
-from auditor.findings import Severity, Verdict
+from rules.core import Severity, Verdict
 from auditor.source import unpack_file
 from reference_impl.pack import build_source
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from auditor.audit import Options, audit_path
 from auditor.cli import app
 from auditor.evidence.parse import parse_log_text
-from auditor.findings import Severity
+from rules.core import Severity
 from auditor.record import MAX_FILES, load
 from auditor.source import unpack_file
 from tests.recordkit import RecordSpec, Run, write_record

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from scripts import corpus_labels
 
 MIRROR = os.environ.get("PGOLF_CORPUS")

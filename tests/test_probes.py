@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sentencepiece")
 
-from auditor.findings import Severity  # noqa: E402
+from rules.core import Severity  # noqa: E402
 from auditor.probes import probe_record  # noqa: E402
 from tests import probe_scripts  # noqa: E402
 from tests.illegal_variants import VARIANTS  # noqa: E402

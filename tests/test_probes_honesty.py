@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from tests import probe_scripts
 
 HEADLINE_MAIN = '''

@@ -326,7 +326,7 @@ def test_hung_probe_with_daemon_holding_stderr_returns_after_its_timeout(tmp_pat
 
 
 def test_missing_bwrap_runs_unconfined_and_says_so(tmp_path, monkeypatch, fresh_jail_status):
-    from auditor.findings import Severity
+    from rules.core.findings import Severity
     from auditor.probes import probe_record
 
     monkeypatch.setattr(sandbox, "_find_bwrap", lambda: None)

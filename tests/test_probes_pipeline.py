@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from tests import probe_scripts
 
 torch = pytest.importorskip("torch")

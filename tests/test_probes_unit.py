@@ -168,7 +168,7 @@ def test_the_model_is_built_the_way_main_builds_it(tmp_path, monkeypatch):
 
 def test_a_probe_stopped_before_every_entry_ran_is_not_proven():
     """No headline identified, the child timed out after one of two entries: not a PASS."""
-    from auditor.findings import Location, Severity
+    from rules.core.findings import Location, Severity
     from auditor.probes.runner import ProbeReport, _honesty
 
     ok = {"name": "eval_a", "status": "ok", "verified": True, "c1": {"status": "pass", "checked": 10}}
@@ -184,7 +184,7 @@ def test_a_probe_stopped_before_every_entry_ran_is_not_proven():
 
 
 def test_outcome_names_what_the_probes_established():
-    from auditor.findings import Severity
+    from rules.core.findings import Severity
     from auditor.probes.runner import C1, C4, NOT_RUN, ProbeReport
 
     measured = C1.finding(Severity.ILLEGAL, "eval: position 3 moved", key="eval:c1:fail")
@@ -240,7 +240,7 @@ def test_an_entry_parameter_is_bound_from_the_scripts_own_call(tmp_path):
 def test_a_headline_evaluation_no_probe_could_read_is_not_proven():
     """The headline's evaluation ran, but its per-token losses never reached a probe (it
     mixes probabilities in numpy): that is not a check that held."""
-    from auditor.findings import Location, Severity
+    from rules.core.findings import Location, Severity
     from auditor.probes.headline import Headline
     from auditor.probes.runner import ProbeReport, _honesty
 

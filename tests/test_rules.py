@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from rules import ALL_RULES, lint_source
 
 

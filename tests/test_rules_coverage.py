@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from auditor.findings import Severity
+from rules.core import Severity
 from rules import LintConfig, lint_source
 
 

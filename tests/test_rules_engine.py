@@ -10,7 +10,7 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from rules import ALL_RULES, LintConfig, get_rule, lint, lint_source, render_catalog, render_rule
 from rules.facts import UNKNOWN, Facts
 

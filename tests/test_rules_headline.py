@@ -7,7 +7,7 @@ All snippets are written for these tests."""
 
 from __future__ import annotations
 
-from auditor.findings import Severity
+from rules.core import Severity
 from rules import LintConfig, lint_source
 
 _NGRAM = '''

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from rules import lint_source
 from rules.engine import LintConfig
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from rules.engine import lint_source
 
 # the model side: a SmearGate module run by a GPT whose forward takes varlen boundaries

@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from auditor.findings import Severity
+from rules.core import Severity
 from rules import LintConfig, lint_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ from scipy import stats as scipy_stats
 
 from auditor import stats
 from auditor.checks import significance
-from auditor.findings import Severity
+from rules.core import Severity
 
 
 def test_readme_margin_is_applied_before_the_test():

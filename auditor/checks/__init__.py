@@ -9,7 +9,7 @@ from __future__ import annotations
 from auditor.checks import bytes as byte_tables
 from auditor.checks import claims, code, data, layout, logs, metadata, seeds, significance, size, stream, timing, window
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding
+from rules.core import Finding
 from auditor.record import Record
 
 FOLDER_CHECKS = (layout, metadata, logs, seeds, claims, size, timing, window, data, byte_tables, stream)

@@ -1,38 +1,15 @@
-"""A folder check's identity: code, slug and ruling, shared by all its findings."""
+"""What folder checks share: their codes' specs, log citations, the track's leniency."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from auditor.challenge import NON_RECORD_TRACK
-from auditor.findings import Finding, Location, Severity
+from rules.core import Location, RuleSpec, Severity
 
 
-@dataclass(frozen=True)
-class CheckRule:
-    code: str
-    slug: str
-    summary: str
-    reference: str = "RULEBOOK.md: evidence rules"
-
-    def finding(
-        self,
-        severity: Severity,
-        message: str,
-        location: Location | None = None,
-        evidence: tuple[str, ...] | list[str] = (),
-        key: str = "",
-    ) -> Finding:
-        return Finding(
-            code=self.code,
-            slug=self.slug,
-            severity=severity,
-            message=message,
-            location=location,
-            evidence=tuple(evidence),
-            reference=self.reference,
-            key=key,
-        )
+# A check's code, slug and ruling, shared by all its findings (``CHECK.finding(...)``):
+# a registry spec. The folder checks, the PR gate, the probes and the harness
+# declare their codes with it; `auditor.catalog` gathers them.
+CheckRule = RuleSpec
 
 
 def log_location(log: str, cited) -> Location:

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from auditor.checks import tablesim
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import Record
 
 BYTE_TABLE = CheckRule(

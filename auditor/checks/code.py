@@ -7,7 +7,7 @@ say so instead of reading the script as clean (the old classifier's mistake).
 from __future__ import annotations
 
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import Record
 from auditor.source import DECODE_FAILURES, Limits
 
@@ -18,6 +18,7 @@ UNREADABLE_CODE = CheckRule(
     f"(over {Limits().max_analysed_chars:,} characters or {Limits().max_analysed_lines:,} lines), "
     "so the rules saw all the code.",
     "RULEBOOK.md: lessons from earlier reviewers (packed scripts read as clean)",
+    severity=Severity.WARNING,
 )
 
 # Problems that hide code from the rules are warnings; a plain syntax error in

@@ -6,7 +6,7 @@ import re
 
 from auditor.challenge import CANONICAL_VAL_TOKENS
 from auditor.checks.base import CheckRule, cite, log_location
-from auditor.findings import Finding, Severity
+from rules.core import Finding, Severity
 from auditor.record import Record
 
 VAL_TOKENS = CheckRule(
@@ -15,7 +15,7 @@ VAL_TOKENS = CheckRule(
     "Evaluation covers the full canonical validation stream.",
     "RULEBOOK.md: full validation set, the canonical partition, no subsets",
 )
-HARDWARE = CheckRule("PG415", "hardware", "The logs show the run on 8xH100.", "README: 8xH100 SXM")
+HARDWARE = CheckRule("PG415", "hardware", "The logs show the run on 8xH100.", "README: 8xH100 SXM", severity=Severity.INFO)
 
 # `tokenizer_path: ./data/tokenizers/fineweb_8192_bpe.model` in a log, or the script's default.
 # Found as `.model` then read backwards over name characters, at most _NAME_MAX of them:

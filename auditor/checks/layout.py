@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import SCRIPT_NAME, Record
 
 REQUIRED_FILES = CheckRule(
@@ -11,7 +11,7 @@ REQUIRED_FILES = CheckRule(
     "required-files",
     "A record folder holds README.md, submission.json, train_gpt.py and one train log per seed.",
 )
-FOLDER_PROBLEM = CheckRule("PG417", "folder-problem", "The folder could be read only in part.")
+FOLDER_PROBLEM = CheckRule("PG417", "folder-problem", "The folder could be read only in part.", severity=Severity.WARNING)
 
 
 def check(record: Record) -> list[Finding]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import Record
 
 LOG_EVIDENCE = CheckRule(

@@ -8,7 +8,7 @@ import re
 
 from auditor.checks.base import CheckRule
 from auditor.declared import declared
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import Record
 
 SUBMISSION_JSON = CheckRule(

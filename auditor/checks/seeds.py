@@ -8,7 +8,7 @@ from auditor.challenge import MIN_SEEDS
 from auditor.checks.base import CheckRule, cite, leaderboard_severity
 from auditor.checks.metadata import json_location
 from auditor.declared import declared
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import Record
 
 SEED_COUNT = CheckRule(
@@ -19,7 +19,8 @@ SEED_COUNT = CheckRule(
 )
 SEED_MISMATCH = CheckRule("PG405", "seed-mismatch", "The seeds in submission.json are the seeds in the logs.")
 ONE_CONFIGURATION = CheckRule(
-    "PG416", "one-configuration", "All seeds ran the same configuration: same headline metric, same code size."
+    "PG416", "one-configuration", "All seeds ran the same configuration: same headline metric, same code size.",
+    severity=Severity.WARNING,
 )
 
 

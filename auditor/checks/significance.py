@@ -11,7 +11,7 @@ import math
 from auditor import stats
 from auditor.challenge import FRONTIER_ALPHA, FRONTIER_FROM, README_ALPHA, README_MARGIN_NATS
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 
 SIGNIFICANCE = CheckRule(
     "PG413",
@@ -19,6 +19,7 @@ SIGNIFICANCE = CheckRule(
     f"The record beats the previous one: README ruleset (>= {README_MARGIN_NATS} nats, Welch p < {README_ALPHA}) "
     f"or, from {FRONTIER_FROM}, frontier practice (Welch p < {FRONTIER_ALPHA}).",
     "README: significance; PR #1902: frontier practice",
+    severity=Severity.WARNING,
 )
 
 

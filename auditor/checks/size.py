@@ -12,8 +12,8 @@ from auditor.challenge import ARTIFACT_LIMIT_BYTES
 from auditor.checks.base import CheckRule, cite, log_location
 from auditor.checks.metadata import json_location
 from auditor.declared import declared
-from auditor.findings import Finding, Location, Severity
-from auditor.packing import packed_bytes
+from rules.core import Finding, Location, Severity
+from reference_impl.packing import packed_bytes
 from auditor.record import SCRIPT_NAME, Record
 
 SIZE_LIMIT = CheckRule(

@@ -17,7 +17,7 @@ import ast
 import re
 
 from auditor.checks.base import CheckRule, leaderboard_severity
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import Record
 
 STREAM = CheckRule(

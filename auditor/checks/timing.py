@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auditor.challenge import EVAL_LIMIT_S, TRAIN_LIMIT_S, TRAIN_OVERRUN_GRACE_S
 from auditor.checks.base import CheckRule, cite, leaderboard_severity, log_location
-from auditor.findings import Finding, Severity
+from rules.core import Finding, Severity
 from auditor.record import Record
 
 TRAIN_TIME = CheckRule(

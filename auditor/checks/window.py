@@ -23,7 +23,7 @@ import re
 
 from auditor.challenge import TRAIN_LIMIT_S
 from auditor.checks.base import CheckRule, leaderboard_severity, log_location
-from auditor.findings import Finding, Location, Severity
+from rules.core import Finding, Location, Severity
 from auditor.record import Record
 
 WINDOW = CheckRule(

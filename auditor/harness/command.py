@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
@@ -238,5 +239,6 @@ def _report(plan, runs, parsed, against, against_loss, tolerance, format, output
         tolerance=tolerance,
         elapsed_s=elapsed_s,
     )
-    write_report(FORMATS[format.value], [audit], output)
+    # what each seed measured (info) is what a rerun is asked for: shown whole, never collapsed
+    write_report(partial(FORMATS[format.value], verbose=True), [audit], output)
     raise typer.Exit(audit.verdict.exit_code)

@@ -20,7 +20,7 @@ from auditor.challenge import ARTIFACT_LIMIT_BYTES, EVAL_LIMIT_S, TRAIN_LIMIT_S,
 from auditor.checks.base import CheckRule, cite, log_location
 from auditor.declared import declared as declared_claims
 from auditor.evidence import RunEvidence, parse_log_file
-from auditor.findings import Finding, Location, Severity, sort_findings
+from rules.core import Finding, Location, Severity, sort_findings
 from auditor.harness import DEFAULT_TOLERANCE_BPB
 from auditor.record import Record
 
@@ -59,23 +59,23 @@ RERUN_FAILED = CheckRule(
 REPRODUCTION = CheckRule(
     "PG426", "reproduction",
     "Reproduced headline val_bpb per seed and mean, against the record's claimed values.",
-    REF,
+    REF, severity=Severity.WARNING,
 )
 RERUN_EVIDENCE = CheckRule(
     "PG427", "rerun-evidence",
     "The re-run's log carries the evidence the limit checks need (headline, train/eval time).",
-    REF,
+    REF, severity=Severity.WARNING,
 )
 RERUN_MEASURED = CheckRule(
     "PG428", "rerun-measured",
     "What the re-run measured per seed: process wall time, script clocks, artifact bytes, environment.",
-    REF,
+    REF, severity=Severity.INFO,
 )
 RERUN_CRASHED_AT_EXIT = CheckRule(
     "PG429", "rerun-crashed-at-exit",
     "The re-run exited cleanly after reporting; one that died (by a signal or a non-zero exit) after printing "
     "every metric it must report (headline val_bpb, training and evaluation time) is told apart from a failed run.",
-    REF,
+    REF, severity=Severity.WARNING,
 )
 RULES = (
     RERUN_SIZE_LIMIT, RERUN_TRAIN_TIME, RERUN_EVAL_TIME, RERUN_WALL_LIMIT, RERUN_SIZE_CLAIM,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import List, Optional
 
@@ -31,7 +32,8 @@ def probe(
         except (RecordError, UnknownEntry) as exc:
             fail_usage(str(exc))
         audits.append(Audit(target=str(path), findings=report.findings, elapsed_s=report.elapsed_s))
-    write_report(FORMATS[format.value], audits, output)
+    # each probe that held (info) is part of the answer: shown whole, never collapsed
+    write_report(partial(FORMATS[format.value], verbose=True), audits, output)
     raise typer.Exit(max_exit_code(a.verdict.exit_code for a in audits))
 
 
@@ -43,7 +45,7 @@ def _probe(path: Path, timeout: float, env: dict, entries: list[str]):
 
 def add_probe_findings(audits, timeout: float, env: dict) -> None:
     """`check --probe`: append probe findings to each audited record, in report order."""
-    from auditor.findings import sort_findings
+    from rules.core import sort_findings
     from auditor.probes.runner import probe_loaded
 
     for audit in audits:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from auditor.checks.base import CheckRule
-from auditor.findings import Finding, Location, Severity, sort_findings
+from rules.core import Finding, Location, Severity, sort_findings
 
 C1 = CheckRule("PG150", "probe-c1-flip", "Flip one token; earlier positions' losses must not move (C1).",
                "RULEBOOK.md: C1 causal; PR #1240's flip probe")
@@ -34,7 +34,7 @@ C2 = CheckRule("PG152", "probe-c2-sum", "Candidate-token probabilities the code 
 BOS = CheckRule("PG153", "probe-bos-isolation", "Changing one document leaves other documents' losses unchanged.",
                 "RULEBOOK.md: BOS boundaries (PR #1797 audit, fix #1851)")
 NOT_RUN = CheckRule("PG159", "probe-not-run", "A dynamic probe could not run; the verdict rests on the static rules.",
-                    "DESIGN.md: dynamic probes")
+                    "DESIGN.md: dynamic probes", severity=Severity.WARNING)
 PROBE_RULES = [C1, C4, C2, BOS, NOT_RUN]
 # the probe stream: whole evaluation sequences plus one token (targets are shifted by one),
 # the shape the challenge's validation loader gives an evaluation (it trims the stream to

@@ -9,19 +9,21 @@ from rich.text import Text
 from rich.tree import Tree
 
 from auditor.report.frames import frame, printable as p
+from auditor.report.order import HINT, counts_line, ordered
 
+MAX_FRAME_LINES = 12  # a long flagged range shows its start; the location names the rest
 STYLES = {"illegal": "bold red", "warning": "yellow", "info": "cyan"}
 VERDICT_STYLES = {"FAIL": "bold white on red", "WARN": "bold black on yellow", "PASS": "bold white on green", "ERROR": "bold white on magenta"}
 
 
-def render(audits, out) -> None:
+def render(audits, out, verbose: bool = False) -> None:
     console = Console(file=out, width=120 if not getattr(out, "isatty", lambda: False)() else None)
     for audit in audits:
-        console.print(render_one(audit))
+        console.print(render_one(audit, verbose))
         console.print()
 
 
-def render_one(audit) -> Group:
+def render_one(audit, verbose: bool = False) -> Group:
     name = audit.record.display if audit.record else audit.target
     title = Text.assemble((f" {audit.verdict.value} ", VERDICT_STYLES[audit.verdict.value]), "  ", (p(name), "bold"))
     tree = Tree(title)
@@ -30,22 +32,21 @@ def render_one(audit) -> Group:
     record = audit.record
     if record is not None and record.script is not None:
         script = record.script
-        node = tree.add(f"train_gpt.py: {script.shipped_bytes:,} bytes shipped" + (", packed" if script.packed else ""))
+        node = tree.add(f"{p(script.name)}: {script.shipped_bytes:,} bytes shipped" + (", packed" if script.packed else ""))
         for layer in script.layers[1:]:
             node.add(Text(p(f"layer {layer.name}: {len(layer.text.encode()):,} bytes, {layer.origin}")))
         for unit in record.linked:
             node.add(Text(p(f"runs {unit.name} ({unit.shipped_bytes:,} bytes)"), style="red"))
     if audit.seeds:
         tree.add(_seed_table(audit))
-    suppressed = getattr(audit, "suppressed", None) or {}
-    counts = {s: sum(1 for f in audit.findings if f.severity.value == s and f.fingerprint not in suppressed) for s in STYLES}
-    line = ", ".join(f"{n} {s}" for s, n in counts.items()) + f" finding(s) in {audit.elapsed_s:.2f} s"
-    if suppressed:
-        line += f"; {sum(1 for f in audit.findings if f.fingerprint in suppressed)} suppressed"
-    tree.add(line)
+    tree.add(f"{counts_line(audit)} finding(s) in {audit.elapsed_s:.2f} s")
+    order = ordered(audit, verbose)
     parts = [tree]
-    for finding in audit.findings:
+    for finding in order.shown + order.suppressed:
         parts.append(_finding(audit, finding))
+    if order.collapsed:
+        parts.append(Text(f"   info {order.hidden} finding(s), one line per code ({HINT}):", style=STYLES["info"]))
+        parts += [Text("        " + p(c.line()), style=STYLES["info"]) for c in order.collapsed]
     return Group(*parts)
 
 
@@ -74,6 +75,8 @@ def _finding(audit, finding) -> Group:
     code = frame(audit, finding)
     if code is not None:
         start, text = code
+        more = len(text) - MAX_FRAME_LINES
+        text = text[:MAX_FRAME_LINES]
         lexer = "python" if finding.location.file.endswith(".py") else "text"
         lines.append(
             Syntax(
@@ -81,6 +84,8 @@ def _finding(audit, finding) -> Group:
                 highlight_lines=set(range(finding.location.line_start, (finding.location.line_end or finding.location.line_start) + 1)),
             )
         )
+        if more > 0:
+            lines.append(Text(f"        … {more} more line(s) ({p(finding.location)})", style="dim"))
     for item in finding.evidence:
         lines.append(Text(f"        evidence: {p(item)}", style="dim"))
     if finding.reference:

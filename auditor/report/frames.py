@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from auditor.findings import Finding
+from rules.core import Finding
 from auditor.record import read_text
 
 MAX_FRAME_FILE_BYTES = 16 * 2**20

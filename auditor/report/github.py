@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from auditor.report.frames import artifact_path, printable
+from auditor.report.order import HINT, ordered
 
 COMMANDS = {"illegal": "error", "warning": "warning", "info": "notice"}
 
 
-def render(audits, out) -> None:
+def render(audits, out, verbose: bool = False) -> None:
     for audit in audits:
-        for finding in audit.findings:
+        order = ordered(audit, verbose)
+        for finding in order.shown + order.suppressed:
             props = [f"title={_escape_prop(finding.rule)}"]
             loc = finding.location
             if loc is not None:
@@ -24,6 +26,10 @@ def render(audits, out) -> None:
             if reason is not None:
                 command, message = "notice", f"[suppressed: {reason}] {message}"
             out.write(f"::{command} {','.join(props)}::{_escape_data(message)}\n")
+        for c in order.collapsed:  # one notice per info code, where its first finding is
+            loc = c.first.location
+            place = f"file={_escape_prop(artifact_path(audit, loc.file))}," if loc is not None else ""
+            out.write(f"::notice {place}title={_escape_prop(c.rule)}::{_escape_data(c.line() + f' ({HINT})')}\n")
         name = audit.record.display if audit.record else audit.target
         out.write(f"::notice title=pgolf verdict::{_escape_data(f'{name}: {audit.verdict.value}')}\n")
 

@@ -47,7 +47,7 @@ def _finding(finding, audit) -> dict:
     return data
 
 
-def render(audits, out) -> None:
+def render(audits, out, verbose: bool = False) -> None:
     document = {
         "schema": SCHEMA,
         "tool": {"name": "pgolf-auditor", "version": __version__},

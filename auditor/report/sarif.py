@@ -11,25 +11,20 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"illegal": "error", "warning": "warning", "info": "note"}
 
 
-def render(audits, out) -> None:
+def render(audits, out, verbose: bool = False) -> None:
     out.write(json.dumps(to_sarif(audits), indent=2) + "\n")
 
 
 def to_sarif(audits) -> dict:
+    from auditor.catalog import registry
+
+    known = registry()
     rules: dict[str, dict] = {}
     results = []
     for audit in audits:
         for finding in audit.findings:
-            rules.setdefault(
-                finding.code,
-                {
-                    "id": finding.code,
-                    "name": finding.slug,
-                    "shortDescription": {"text": finding.slug.replace("-", " ")},
-                    "helpUri": "https://github.com/openai/parameter-golf",
-                    "properties": {"reference": finding.reference},
-                },
-            )
+            if finding.code not in rules:
+                rules[finding.code] = _rule(known.get(finding.code), finding)
             result = {
                 "ruleId": finding.code,
                 "level": LEVELS[finding.severity.value],
@@ -68,6 +63,22 @@ def to_sarif(audits) -> dict:
             }
         ],
     }
+
+
+def _rule(spec, finding) -> dict:
+    """A reportingDescriptor from the registry (the finding's own code and slug if unknown)."""
+    rule = {
+        "id": finding.code,
+        "name": finding.slug,
+        "shortDescription": {"text": spec.summary if spec else finding.slug.replace("-", " ")},
+        "helpUri": "https://github.com/openai/parameter-golf",
+        "properties": {"reference": spec.reference if spec else finding.reference},
+    }
+    if spec is not None:
+        rule["help"] = {"text": spec.page(), "markdown": spec.page()}
+        rule["defaultConfiguration"] = {"level": LEVELS[spec.severity.value]}
+        rule["properties"]["reportedBy"] = list(spec.kinds)
+    return rule
 
 
 def _evidence(finding) -> str:
