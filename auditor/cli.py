@@ -206,7 +206,8 @@ def lint(
     if missing:
         fail_usage(f"not a file: {', '.join(missing)}")
     audits = [audit_path(f, options) for f in files]
-    FORMATS[format.value](audits, sys.stdout, verbose=verbose)
+    extra = {"quiet_when_clean": True} if format == Format.text else {}
+    FORMATS[format.value](audits, sys.stdout, verbose=verbose, **extra)
     switched = [(audit, f, why) for audit in audits for f in audit.findings if (why := switch_of(f))]
     for audit, finding, why in switched:
         where = f"{audit.target}:{finding.location.line_start}" if finding.location and finding.location.line_start else audit.target

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from auditor import catalog
+
 BASELINE_SCHEMA = "pgolf-baseline/1"
 KEYS = {"rule", "record", "file", "fingerprint", "reason"}
 
@@ -72,6 +74,7 @@ def load_suppressions(path: Path) -> list[Suppression]:
     items = document.get("suppress", [])
     if not isinstance(items, list):
         raise SuppressionError(f"{path}: 'suppress' must be an array of tables ([[suppress]])")
+    registry = catalog.registry()
     result = []
     for number, item in enumerate(items, 1):
         where = f"{path}: suppression #{number}"
@@ -87,6 +90,9 @@ def load_suppressions(path: Path) -> list[Suppression]:
             raise SuppressionError(f"{where}: 'rule' is required")
         if not item.get("reason", "").strip():
             raise SuppressionError(f"{where} ({item['rule']}): a suppression needs a 'reason'")
+        if registry.get(item["rule"]) is None:
+            # a typo would silence nothing and pass unnoticed: the rule must be one pgolf can emit
+            raise SuppressionError(f"{where}: no rule {item['rule'].strip()!r} (`pgolf rules` lists every code and slug)")
         result.append(
             Suppression(
                 rule=item["rule"].strip(),

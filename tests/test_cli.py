@@ -95,7 +95,8 @@ def test_github_annotations(failing):
     result = run("check", failing, "--no-rules", "-f", "github")
     lines = result.stdout.splitlines()
     assert any(line.startswith("::error file=") and "PG411" in line for line in lines)
-    assert lines[-1].startswith("::notice title=pgolf verdict::")
+    # the verdict first, with its counts, as in every human-facing format
+    assert lines[0].startswith("::notice title=pgolf verdict::") and ": FAIL (" in lines[0]
 
 
 def test_output_file(passing, tmp_path):

@@ -130,7 +130,7 @@ def test_info_is_one_line_per_code_unless_verbose(tmp_path):
         assert verbose.count("unknown key") == 12, fmt
     # the deciding finding (PG404, illegal) comes before any info line
     text = run("check", folder, "-f", "text").stdout.splitlines()
-    assert ": illegal PG404 seed-count" in text[0]
+    assert ": verdict FAIL (" in text[0] and ": illegal PG404 seed-count" in text[1]
     markdown = run("check", folder, "-f", "markdown").stdout
     assert markdown.index("`PG404 seed-count`") < markdown.index("PG402 submission-json")
 

@@ -59,6 +59,9 @@ def test_a_suppression_without_a_reason_is_a_usage_error(tmp_path, failing):
         ('[suppres]\nrule = "PG411"\n', "unknown table"),
         ("[[suppress]\n", "not valid TOML"),
         ('[[suppress]]\nrule = 411\nreason = "x"\n', "must be a string"),
+        ('[[suppress]]\nrule = "PG4111"\nreason = "x"\n', "no rule 'PG4111'"),
+        ('[[suppress]]\nrule = "seed-cuont"\nreason = "x"\n', "no rule 'seed-cuont'"),
+        ('[[suppress]]\nrule = "PG411 seed-count"\nreason = "x"\n', "no rule 'PG411 seed-count'"),
     ],
 )
 def test_bad_suppression_files_are_usage_errors(tmp_path, text, message):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from auditor.report.frames import artifact_path, printable
-from auditor.report.order import HINT, ordered
+from auditor.report.order import HINT, counts_line, ordered
 
 COMMANDS = {"illegal": "error", "warning": "warning", "info": "notice"}
 
 
 def render(audits, out, verbose: bool = False) -> None:
     for audit in audits:
+        # the verdict first, as in every human-facing format (the job log reads top down)
+        name = audit.record.display if audit.record else audit.target
+        verdict = f"{name}: {audit.verdict.value} ({counts_line(audit)})"
+        out.write(f"::notice title=pgolf verdict::{_escape_data(verdict)}\n")
         order = ordered(audit, verbose)
         for finding in order.shown + order.suppressed:
             props = [f"title={_escape_prop(finding.rule)}"]
@@ -30,8 +34,6 @@ def render(audits, out, verbose: bool = False) -> None:
             loc = c.first.location
             place = f"file={_escape_prop(artifact_path(audit, loc.file))}," if loc is not None else ""
             out.write(f"::notice {place}title={_escape_prop(c.rule)}::{_escape_data(c.line() + f' ({HINT})')}\n")
-        name = audit.record.display if audit.record else audit.target
-        out.write(f"::notice title=pgolf verdict::{_escape_data(f'{name}: {audit.verdict.value}')}\n")
 
 
 def _escape_data(text: str) -> str:

@@ -1,14 +1,19 @@
 """One line per finding, `path:line: severity CODE slug: message`, for editors and pre-commit:
-illegal, then warnings, then info as one line per code (every info finding with ``verbose``)."""
+the verdict line first, then illegal, warnings, and info as one line per code (every info
+finding with ``verbose``)."""
 
 from __future__ import annotations
 
 from auditor.report.frames import artifact_path, printable
-from auditor.report.order import HINT, ordered
+from auditor.report.order import HINT, counts_line, ordered
 
 
-def render(audits, out, verbose: bool = False) -> None:
+def render(audits, out, verbose: bool = False, quiet_when_clean: bool = False) -> None:
+    """``quiet_when_clean``: a file with no finding prints nothing (lint, pre-commit's convention)."""
     for audit in audits:
+        if quiet_when_clean and not audit.findings and not audit.error:
+            continue
+        out.write(printable(f"{audit.target}: verdict {audit.verdict.value} ({counts_line(audit)})") + "\n")
         if audit.error:
             out.write(printable(f"{audit.target}: error: {audit.error}") + "\n")
         order = ordered(audit, verbose)
