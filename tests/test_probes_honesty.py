@@ -71,6 +71,37 @@ def test_headline_module_finds_the_evaluator(tmp_path):
     assert "eval_val_sliding" in defined_functions(source) and "main" in defined_functions(source)
 
 
+# a printing helper handed the headline's label and the evaluator, in a script that uses
+# Python 3.12's f-string syntax (the enclosing quote reused inside a field)
+WRAPPED_MAIN = '''
+def timed(label, fn, *args):
+    val_loss, val_bpb = fn(*args)
+    print(f"{label} val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    return val_loss, val_bpb
+
+
+def main():
+    args = Hyperparameters()
+    print(f"mode: {"sliding" if args.train_seq_len else "plain"}")
+    timed("final_sliding_exact", eval_val_sliding, args, None, None, None, None, None)
+'''
+
+
+def test_headline_through_a_label_wrapper_in_312_syntax(tmp_path):
+    """The headline is found when a helper prints it with a label the caller passes, in
+    a script the auditor's interpreter can only read after re-quoting its f-strings."""
+    from auditor import record as record_mod
+    from auditor.probes.headline import defined_functions, headline_of
+
+    head, _, _ = probe_scripts.GENERIC.partition("\ndef main():")
+    source = head + WRAPPED_MAIN
+    folder = _record(tmp_path, source)
+    assert {"timed", "main", "eval_val_sliding"} <= defined_functions(source)
+    hl, why = headline_of(record_mod.load(folder), source)
+    assert hl is not None, why
+    assert hl.functions == ["eval_val_sliding"]
+
+
 def test_no_logs_no_headline_is_said(tmp_path):
     from auditor import record as record_mod
     from auditor.probes.headline import headline_of

@@ -85,9 +85,17 @@ def headline_of(record, source: str, facts=None) -> tuple[Headline | None, str]:
 
 
 def defined_functions(source: str) -> set[str]:
-    """Module-level functions the script defines (what `--entry` may name)."""
+    """Module-level functions the script defines (what `--entry` may name). A script
+    in Python 3.12's f-string syntax is read as the probe child reads it, re-quoted."""
+    from auditor.probes import fstrings
+
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError):
+    except SyntaxError:
+        try:
+            tree = ast.parse(fstrings.downgrade(source))
+        except (SyntaxError, ValueError, RecursionError):
+            return set()
+    except (ValueError, RecursionError):
         return set()
     return {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
