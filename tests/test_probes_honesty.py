@@ -102,6 +102,39 @@ def test_headline_through_a_label_wrapper_in_312_syntax(tmp_path):
     assert hl.functions == ["eval_val_sliding"]
 
 
+STRIDE_MAIN = '''
+def main():
+    args = Hyperparameters()
+    print(f"num_heads:{args.num_heads} leak_steps:{args.leak_steps}")
+    if args.eval_stride > 0:
+        val_loss, val_bpb = eval_val_sliding(args, None, None, None, None, None)
+        print(f"final_sliding val_loss:{val_loss:.4f} stride:{args.eval_stride}")
+        print(f"final_sliding_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+'''
+
+
+def test_settings_the_headline_evaluation_reads_come_from_the_logs(tmp_path):
+    """A log line printed `stride:256` from the setting that gates the headline evaluation:
+    the probe runs with EVAL_STRIDE=256. Values of settings the evaluation's call does not
+    read (num_heads, leak_steps) are left to the script's defaults."""
+    from auditor import record as record_mod
+    from auditor.probes.headline import _facts, headline_of, logged_env
+
+    head, _, _ = probe_scripts.GENERIC.partition("\ndef main():")
+    source = head + STRIDE_MAIN
+    log = ("num_heads:16 leak_steps:5\nstep:100/100 train_loss:2.0000\n"
+           "final_sliding val_loss:1.9000 stride:256\n"
+           "final_sliding_exact val_loss:1.90000000 val_bpb:1.12000000\n")
+    rec = record_mod.load(_record(tmp_path, source, log))
+    hl, why = headline_of(rec, source)
+    assert hl is not None and "eval_val_sliding" in hl.functions, why
+    env = logged_env(rec, source, _facts(source), set(hl.functions))
+    assert env["EVAL_STRIDE"][0] == "256" and "stride:" not in env["EVAL_STRIDE"][0]
+    assert "train_seed1.log:3" in env["EVAL_STRIDE"][1]
+    assert "NUM_HEADS" not in env and "LEAK_STEPS" not in env
+    assert logged_env(rec, source, _facts(source), set()) == {}  # no headline evaluator: nothing read
+
+
 def test_no_logs_no_headline_is_said(tmp_path):
     from auditor import record as record_mod
     from auditor.probes.headline import headline_of

@@ -5,7 +5,8 @@ call that printed the logs' headline metric line and the functions whose results
 formats (the evaluators). The probe runs those first and judges its verdict by them.
 
     headline_of(record, source) -> Headline | None, reason
-    logged_env(record, source) -> {ENV_KEY: "1"} for switches the logs show were on
+    logged_env(record, source, facts, evaluators) -> {ENV_KEY: (value, why)}: switches the logs
+        show were on, settings the headline evaluators' calls read that the logs printed
     defined_functions(source) -> set of module-level function names
 """
 
@@ -31,19 +32,20 @@ def _facts(source: str):
     return Facts(cst.parse_module(source), source, env={})
 
 
-def logged_env(record, source: str, facts=None) -> dict[str, tuple[str, str]]:
-    """Switches a log line shows were on: a message piece printed only when a switch is
-    true (`f"{f' slot_lr={lr}' if use_slot else ''}"` printed ` slot_lr=`) sets the env
-    key behind that switch so the gate holds. {KEY: (value, why)}."""
+def logged_env(record, source: str, facts=None, evaluators: set[str] = frozenset()) -> dict[str, tuple[str, str]]:
+    """The environment the logs show: switches a log line shows were on (a message piece
+    printed only when a switch is true, `f"{f' slot_lr={lr}' if use_slot else ''}"` printed
+    ` slot_lr=`, sets the env key behind that switch so the gate holds), and the settings
+    the headline `evaluators`' calls read that a log line printed. {KEY: (value, why)}."""
     try:
         from rules.engine import _gate_true_under
         from rules.facts.headline import gated_pieces, log_calls
 
         facts = facts or _facts(source)
+        out: dict[str, tuple[str, str]] = _headline_values(facts, record, evaluators)
         grouped = [lc for lc in log_calls(facts) if lc.groups]
         if not grouped:
-            return {}
-        out: dict[str, tuple[str, str]] = {}
+            return out
         for run in getattr(record, "logs", None) or []:
             for number, text in run.context:
                 if not any(lc.anchor in text for lc in grouped):
@@ -62,6 +64,62 @@ def logged_env(record, source: str, facts=None) -> dict[str, tuple[str, str]]:
         return out
     except Exception:  # the static facts failed: the configuration stays as the logs' config events give it
         return {}
+
+
+def _headline_values(facts, record, evaluators: set[str]) -> dict[str, tuple[str, str]]:
+    """Settings the run's log lines print that the headline evaluation's call reads:
+    `eval_val_sliding(..., eval_stride=args.eval_stride)` under `if args.eval_stride > 0`,
+    and a log line printed `stride:256` from `args.eval_stride`, so the scored run had
+    EVAL_STRIDE=256 (the default of 0 would skip or break the evaluation the probe must
+    run). Only names read at the evaluator's call sites (arguments and enclosing `if`s)
+    and backed by an environment variable; the probe's shrinking still applies on top."""
+    import libcst as cst
+
+    from rules.facts.headline import logged_values
+
+    wanted: dict[str, str] = {}  # config name -> env key
+    for ci in facts.calls:
+        named = {ci.name} | {a.value.value for a in ci.node.args if isinstance(a.value, cst.Name)}
+        if not named & evaluators:
+            continue
+        parts = [a.value for a in ci.node.args] + [g.test for g in ci.ctx.gates]
+        for part in parts:
+            for node in _names_in(part):
+                cv = facts.config.get(node)
+                if cv is not None and cv.env_key:
+                    wanted[node] = cv.env_key
+    out: dict[str, tuple[str, str]] = {}
+    if not wanted:
+        return out
+    for run in getattr(record, "logs", None) or []:
+        if getattr(run, "headline", None) is None:
+            continue
+        for number, text in run.context:
+            for lc, expr, value in logged_values(facts, text):
+                name = expr.attr.value if isinstance(expr, cst.Attribute) else getattr(expr, "value", None)
+                key = wanted.get(name) if isinstance(name, str) else None
+                if key and key not in out:
+                    out[key] = (value, f"{run.log}:{number} shows `{value}` printed from "
+                                       f"`{facts.code(expr).strip()}` at line {lc.line}")
+        break
+    return out
+
+
+def _names_in(node) -> set[str]:
+    """Attribute and variable names an expression reads (`args.eval_stride` -> eval_stride)."""
+    import libcst as cst
+
+    found: set[str] = set()
+
+    class _Names(cst.CSTVisitor):
+        def visit_Attribute(self, n: cst.Attribute) -> None:
+            found.add(n.attr.value)
+
+        def visit_Name(self, n: cst.Name) -> None:
+            found.add(n.value)
+
+    node.visit(_Names())
+    return found
 
 
 def headline_of(record, source: str, facts=None) -> tuple[Headline | None, str]:

@@ -150,7 +150,8 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
     except Exception:  # unparsable here: the child reports the import error
         facts = None
     headline, headline_why = headline_of(record, source, facts) if facts is not None else (None, "the script does not parse")
-    switched = logged_env(record, source, facts) if facts is not None else {}
+    evaluators = set(headline.functions) if headline is not None else set()
+    switched = logged_env(record, source, facts, evaluators) if facts is not None else {}
     cfg_env = {**config_env(record), **{k: v for k, (v, _) in switched.items()}, **(env or {})}
     try:
         from auditor.probes.tokenizer import ensure_tokenizer
