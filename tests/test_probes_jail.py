@@ -195,6 +195,7 @@ def test_writes_and_reads_stay_inside_scratch(tmp_path):
     private.write_text("host-only")
     targets = [tmp_path / "outside.txt", Path.home() / f".pgolf-jail-{tag}", ROOT / f"pgolf-jail-{tag}",
                Path("/etc") / f"pgolf-jail-{tag}"]
+    own_tmp = Path("/tmp") / f"pgolf-jail-{tag}"
     script = f'''
 import json, os
 out = {{}}
@@ -211,16 +212,22 @@ except OSError as exc:
     out["read"] = type(exc).__name__
 out["home"] = os.path.expanduser("~")
 open("mine.txt", "w").write("scratch is writable")
+try:  # a fixed /tmp path: the jail's own /tmp, not the host's
+    open({str(own_tmp)!r}, "w").write("private")
+    out["own_tmp"] = "wrote"
+except OSError as exc:
+    out["own_tmp"] = type(exc).__name__
 open("outcome", "w").write(json.dumps(out))
 ''' + DONE
     try:
         result, scratch, _ = _run(tmp_path, script)
-        leaked = [str(t) for t in targets if t.exists()]
+        leaked = [str(t) for t in [*targets, own_tmp] if t.exists()]
     finally:
-        for t in targets[1:]:
+        for t in [*targets[1:], own_tmp]:
             t.unlink(missing_ok=True)
     out = json.loads((scratch / "outcome").read_text())
     assert leaked == [], out
+    assert out["own_tmp"] == "wrote", out  # writable inside, gone with the child
     assert out["read"] != "host-only", out
     assert out["home"].startswith(str(scratch)), out  # HOME points into scratch
     assert (scratch / "mine.txt").read_text() == "scratch is writable"

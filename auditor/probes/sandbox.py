@@ -9,8 +9,9 @@ What the jail guarantees (when `bwrap` can create namespaces on the machine):
   reads of the child's output all have deadlines (stderr goes to a file);
 - a read-only view of only what Python needs (`/usr`, the interpreter's prefix,
   the import path, the auditor's checkout, a few `/etc` files, the spec's input
-  files); no home folder, no `/tmp`, no `/work`; the one writable place is the
-  scratch folder (HOME and TMPDIR point into it) plus a 64 MiB `/dev/shm`;
+  files); no home folder, no `/work`, and a `/tmp` of its own (empty, 256 MiB,
+  gone with the child); the one writable place of the host is the scratch folder
+  (HOME and TMPDIR point into it), plus a 64 MiB `/dev/shm`;
 - an environment of an explicit allow-list (`--clearenv`): no secret of the
   parent's environment reaches the child;
 - no capabilities, a new session (no terminal injection), no new user namespaces;
@@ -48,6 +49,7 @@ CONFINED = "bwrap"
 STDERR_TAIL = 4000
 FILE_LIMIT = 1 << 30  # RLIMIT_FSIZE: no single file the child writes grows past 1 GiB
 SHM_BYTES = 64 << 20
+TMP_BYTES = 256 << 20
 KILL_GRACE_S = 5.0
 RESULT_MAX_BYTES = 64 << 20
 # /etc entries the dynamic linker, Python and torch read; the rest of /etc stays out
@@ -123,6 +125,9 @@ def bwrap_args(bwrap: str, scratch: Path, inputs: list[str], env: dict[str, str]
     if hardened:
         args += ["--unshare-user", "--disable-userns"]
     args += ["--tmpfs", "/", "--ro-bind", "/usr", "/usr"]
+    # a private, empty /tmp (scripts write fixed paths such as /tmp/<name>), mounted before
+    # the inputs and the scratch folder that may live under the host's /tmp
+    args += (["--size", str(TMP_BYTES)] if hardened else []) + ["--tmpfs", "/tmp"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
