@@ -15,7 +15,7 @@ from pathlib import Path
 from auditor import record as record_mod
 from auditor.checks import run_checks, significance
 from auditor.checks.size import UNCOUNTED_CODE, model_bytes
-from auditor.evidence import RunEvidence
+from auditor.evidence import RunEvidence, headline_lines
 from rules.core import Finding, Verdict, sort_findings, verdict_of
 from auditor.record import Record, RecordError
 from auditor.stats import Comparison
@@ -94,8 +94,7 @@ def lint_record(record: Record, env: dict[str, str]) -> list[Finding]:
     if record.script is None:
         return []
     config = rules.LintConfig(env=dict(env), evidence_lines=evidence_lines(record),
-                              headlines=[(run.log, run.headline.line, run.headline.text)
-                                         for run in record.logs if run.headline is not None])
+                              headlines=headline_lines(record.logs))
     findings: list[Finding] = []
     for unit in [record.script, *record.linked]:
         findings += rules.lint(unit, config)

@@ -17,6 +17,7 @@ from auditor.evidence import (
     format_pgolf_line,
     looks_like_log,
     parse_log_file,
+    headline_lines,
     parse_log_text,
     seed_from_filename,
 )
@@ -683,3 +684,19 @@ def test_big_log_single_pass():
     assert vl(ev.train_time_ms) == (n * 3.0, n + 2)
     assert ev.headline.line == n + 4
     assert ev.missing == [] and ev.problems == []
+
+
+def test_headline_lines_add_the_labelled_lines_a_summary_block_repeats():
+    """A summary a harness appends (`val_bpb: 1.1227...`) is the headline; the lines that report
+    the same value with the script's own label follow it (latest first), so "which code printed
+    the score?" has an answer. A line with another value is not among them."""
+    text = ("step:10/10 train_loss:2.0000\n"
+            "final_roundtrip_exact val_loss:1.93592275 val_bpb:1.14656250\n"
+            "final_sliding_window_exact val_loss:1.89576235 val_bpb:1.12278022\n"
+            "final_compat_exact val_loss:1.89576235 val_bpb:1.12278022\n"
+            "---\n"
+            "val_bpb:          1.12278022\n")
+    run = parse_log_text(text, "train_seed1.log")
+    assert run.headline is not None and run.headline.line == 6
+    assert [line for _, line, _ in headline_lines([run])] == [6, 4, 3]
+    assert headline_lines([parse_log_text("step:1/1 train_loss:2.0\n", "x.log")]) == []

@@ -16,7 +16,7 @@ binary, not UTF-8, malformed ``:::PGOLF`` JSON, contradictory values) goes into
 - :mod:`.parse`: the one-pass parser, the headline rule and eval-time totals.
 """
 
-from auditor.evidence.model import Cited, Metric, RunEvidence
+from auditor.evidence.model import Cited, Metric, RunEvidence, headline_lines
 from auditor.evidence.names import looks_like_log, seed_from_filename
 from auditor.evidence.parse import parse_log_file, parse_log_text
 from auditor.evidence.structured import PGOLF_PREFIX, format_pgolf_line
@@ -27,6 +27,7 @@ __all__ = [
     "Metric",
     "RunEvidence",
     "format_pgolf_line",
+    "headline_lines",
     "looks_like_log",
     "parse_log_file",
     "parse_log_text",

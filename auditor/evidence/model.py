@@ -78,3 +78,17 @@ class RunEvidence:
         data = asdict(self)
         del data["context"]
         return data
+
+
+def headline_lines(runs) -> list[tuple[str, int, str]]:
+    """``(log, line, text)`` of each run's headline, then of the metric lines that report
+    the same val_bpb (latest first). What the static rules and the probes ask "which code
+    printed this?": a summary block a harness appends to the log (`val_bpb: 1.1227`) repeats
+    the score that the script printed on an earlier line with its label."""
+    runs = [run for run in runs if run.headline is not None]
+    lines = [(run.log, run.headline.line, run.headline.text) for run in runs]
+    for run in runs:
+        same = [m for m in run.metrics if m is not run.headline and m.val_bpb is not None
+                and m.val_bpb == run.headline.val_bpb]
+        lines += [(run.log, m.line, m.text) for m in reversed(same)]
+    return lines

@@ -13,6 +13,7 @@ formats (the evaluators). The probe runs those first and judges its verdict by t
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 
 
@@ -71,10 +72,13 @@ def _headline_values(facts, record, evaluators: set[str]) -> dict[str, tuple[str
     `eval_val_sliding(..., eval_stride=args.eval_stride)` under `if args.eval_stride > 0`,
     and a log line printed `stride:256` from `args.eval_stride`, so the scored run had
     EVAL_STRIDE=256 (the default of 0 would skip or break the evaluation the probe must
-    run). Only names read at the evaluator's call sites (arguments and enclosing `if`s)
-    and backed by an environment variable; the probe's shrinking still applies on top."""
+    run). Only numbers and booleans, of names read at the evaluator's call sites (arguments
+    and enclosing `if`s) and backed by an environment variable; never the process layout
+    (the probe is one process) and never paths (the probe brings its own data). The probe's
+    shrinking still applies on top."""
     import libcst as cst
 
+    from auditor.probes.discover import RUNTIME_DEFAULTS
     from rules.facts.headline import logged_values
 
     wanted: dict[str, str] = {}  # config name -> env key
@@ -86,7 +90,7 @@ def _headline_values(facts, record, evaluators: set[str]) -> dict[str, tuple[str
         for part in parts:
             for node in _names_in(part):
                 cv = facts.config.get(node)
-                if cv is not None and cv.env_key:
+                if cv is not None and cv.env_key and node not in RUNTIME_DEFAULTS:
                     wanted[node] = cv.env_key
     out: dict[str, tuple[str, str]] = {}
     if not wanted:
@@ -98,11 +102,14 @@ def _headline_values(facts, record, evaluators: set[str]) -> dict[str, tuple[str
             for lc, expr, value in logged_values(facts, text):
                 name = expr.attr.value if isinstance(expr, cst.Attribute) else getattr(expr, "value", None)
                 key = wanted.get(name) if isinstance(name, str) else None
-                if key and key not in out:
+                if key and key not in out and _NUMBER.fullmatch(value):
                     out[key] = (value, f"{run.log}:{number} shows `{value}` printed from "
                                        f"`{facts.code(expr).strip()}` at line {lc.line}")
         break
     return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?([eE][-+]?\d+)?|True|False|true|false)")
 
 
 def _names_in(node) -> set[str]:
@@ -123,8 +130,9 @@ def _names_in(node) -> set[str]:
 
 
 def headline_of(record, source: str, facts=None) -> tuple[Headline | None, str]:
-    lines = [(run.log, run.headline.line, run.headline.text)
-             for run in (getattr(record, "logs", None) or []) if getattr(run, "headline", None) is not None]
+    from auditor.evidence import headline_lines
+
+    lines = headline_lines(getattr(record, "logs", None) or [])
     if not lines:
         return None, "no log shows a headline metric line"
     try:
