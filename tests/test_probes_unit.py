@@ -237,6 +237,56 @@ def test_an_entry_parameter_is_bound_from_the_scripts_own_call(tmp_path):
     assert why == "cannot bind required parameter 'order'"
 
 
+LOGITS_FN_FROM_MAIN = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(16, 4)
+
+    def forward_logits(self, x):
+        return self.emb(x)
+
+
+def slide(logits_fn, val_tokens, noise):
+    return logits_fn, noise
+
+
+def main():
+    base_model = Net()
+    compiled = torch.compile(base_model.forward_logits)
+    slide(compiled, None, torch.rand(3))
+'''
+
+
+def test_a_logits_function_is_the_probes_model_and_every_bind_draws_alike(tmp_path):
+    """`logits_fn`, which main fills with a freshly built model's method, is the probe's own
+    model's `forward_logits` (a model rebuilt per run would change every loss between the
+    original and the flipped run: a false C1). Whatever else main's lines draw for an argument
+    (`torch.rand`) is the same in every bind."""
+    torch = pytest.importorskip("torch")
+    from auditor.probes import discover
+    from auditor.probes.loader import load_source
+
+    path = tmp_path / "train_gpt.py"
+    path.write_text(LOGITS_FN_FROM_MAIN)
+    mod = load_source(LOGITS_FN_FROM_MAIN, str(path), name="pgolf_unit_logits_fn")
+    model = mod.Net()
+    entry = discover.Entry("slide", mod.slide, ["logits_fn", "val_tokens"], False, None)
+    binds = []
+    for _ in range(2):
+        kwargs, why = discover.bind_entry(entry, model=model, tokens=[1], cfg=None, tables=None, sp=None,
+                                          vocab=16, bos=1, mod=mod)
+        assert why is None, why
+        binds.append(kwargs)
+        torch.rand(5)  # the probe's own draws between two runs
+    assert binds[0]["logits_fn"] == model.forward_logits and binds[1]["logits_fn"] == model.forward_logits
+    assert torch.equal(binds[0]["noise"], binds[1]["noise"])
+
+
 def test_a_headline_evaluation_no_probe_could_read_is_not_proven():
     """The headline's evaluation ran, but its per-token losses never reached a probe (it
     mixes probabilities in numpy): that is not a check that held."""

@@ -421,6 +421,9 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
     """Arguments for one call, by parameter name. Returns (kwargs, None) or (None, reason)."""
     import torch
 
+    # every run (original, flipped, altered) binds alike: what the script's own lines build
+    # for an argument (a model constructed in main, a random table) draws the same numbers
+    torch.manual_seed(0)
     shard = None
     if scratch is not None:
         shard = write_shard(tokens, scratch)
@@ -453,6 +456,10 @@ def bind_entry(entry: Entry, *, model, tokens, cfg, tables, sp, vocab: int, bos:
             if p.default is not p.empty and p.default is None:
                 continue  # the entry picks the model's own method itself
             kwargs[name] = _model_method(model, low)
+        elif "logits" in low and p.default is p.empty and not low.endswith(("_len", "_size")):
+            # `logits_fn`: what main passes (`torch.compile(base_model.forward_logits)`) is the
+            # model's logits method; the probe's own model, never one rebuilt from main's lines
+            kwargs[name] = _model_method(model, "forward_logits") or model
         elif "seq_len" in low and p.default is not p.empty and isinstance(p.default, int):
             kwargs[name] = SEQ  # an evaluation length given as a default: shrunk like the config's
         elif "stride" in low and p.default is not p.empty and isinstance(p.default, int):
