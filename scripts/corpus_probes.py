@@ -18,7 +18,6 @@ import collections
 import json
 import os
 import re
-import resource
 import statistics
 import sys
 import time
@@ -42,7 +41,7 @@ def run(root: Path, track: str, timeout: float, limit: int | None, ref: str = "H
     with checkout(root, ref) as records:
         folders = [f for f in record_folders(records, track) if (f / "train_gpt.py").is_file()]
         for folder in folders[:limit]:
-            started, cpu_before = time.perf_counter(), _children_cpu()
+            started = time.perf_counter()
             try:
                 report = probe_record(folder, timeout_s=timeout)
                 data, reason = report.data or {}, report.reason
@@ -54,7 +53,7 @@ def run(root: Path, track: str, timeout: float, limit: int | None, ref: str = "H
             # the headline pipeline ran: an entry the logs' headline names, run to the end
             headline_ran = any(e.get("headline") and e.get("status") == "ok" for e in entries)
             row = {"record": folder.name, "seconds": round(time.perf_counter() - started, 2),
-                   "cpu_seconds": round(_children_cpu() - cpu_before, 2), "reason": reason,
+                   "cpu_seconds": float(data.get("cpu_s") or 0.0), "reason": reason,
                    "entries": [e.get("name") for e in entries], "headline_ran": headline_ran,
                    "outcome": outcome, "outcome_why": outcome_why, "probes": {}}
             for p in PROBES:
@@ -76,13 +75,6 @@ def run(root: Path, track: str, timeout: float, limit: int | None, ref: str = "H
     return {"records": len(rows), "rows": rows, "summary": summarize(rows)}
 
 
-def _children_cpu() -> float:
-    """CPU seconds (user + system) of the probe children reaped so far: on a loaded machine
-    the wall time grows, the CPU a probe needs does not."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def summarize(rows: list[dict]) -> dict:
     out = {}
     for p in PROBES:
@@ -99,9 +91,9 @@ def summarize(rows: list[dict]) -> dict:
     out["headline_not_run"] = {r["record"]: r["outcome_why"][:200] for r in rows if not r["headline_ran"]}
     secs = sorted(r["seconds"] for r in rows)
     cpu = sorted(r["cpu_seconds"] for r in rows)
-    out["seconds"] = {"total": round(sum(secs), 1), "median": statistics.median(secs) if secs else 0.0,
+    out["seconds"] = {"total": round(sum(secs), 1), "median": round(statistics.median(secs), 2) if secs else 0.0,
                       "max": secs[-1] if secs else 0.0, "under_60s": sum(s < 60 for s in secs),
-                      "cpu_median": statistics.median(cpu) if cpu else 0.0, "cpu_total": round(sum(cpu), 1)}
+                      "cpu_median": round(statistics.median(cpu), 2) if cpu else 0.0, "cpu_total": round(sum(cpu), 1)}
     return out
 
 
@@ -136,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      not run ({n}): {why}")
     t = s["seconds"]
     print(f"  time: total {t['total']}s, median {t['median']}s, max {t['max']}s, {t['under_60s']} under 60 s; "
-          f"CPU (probe children, user+system): median {t['cpu_median']}s, total {t['cpu_total']}s; "
+          f"CPU of the probe child (its own user+system): median {t['cpu_median']}s, total {t['cpu_total']}s; "
           f"load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
