@@ -684,13 +684,22 @@ class _Eval:
                     return self._path_parts(node.func.value) + [p for a in node.args for p in self._path_parts(a.value)]
                 if method == "with_name":
                     return self._path_parts(node.func.value)[:-1] + self._path_parts(node.args[0].value)
+                if (method == "replace" and len(node.args) >= 2 and isinstance(node.func.value, cst.Name)
+                        and node.func.value.value == "__file__"):
+                    # `__file__.replace("train_gpt.py", "train_gpt_decode.py")`: a sibling by name
+                    old, new = (self._literal(a.value) for a in node.args[:2])
+                    return [new] if old and new and old.endswith(".py") else []
         if isinstance(node, cst.Attribute) and node.attr.value == "parent":
             return []
+        value = self._literal(node)
+        return [value] if value is not None else []
+
+    def _literal(self, node: cst.BaseExpression) -> str | None:
         try:
             value = self(node).value
         except (_Unknown, DecodeFailure):
-            return []
-        return [value] if isinstance(value, str) else []
+            return None
+        return value if isinstance(value, str) else None
 
 
 # --------------------------------------------------------------------- unpacker

@@ -600,6 +600,7 @@ def test_exec_inside_a_layer_that_never_runs_is_not_effective():
         'exec(compile(open("helper.py").read(), "helper.py", "exec"))',
         'with open("helper.py") as fh:\n    exec(fh.read())',
         'runpy.run_path("helper.py")',
+        'exec(open(__file__.replace("train_gpt.py", "helper.py")).read())',
     ],
 )
 def test_exec_of_a_sibling_file_is_an_uncounted_link(tmp_path, code):
