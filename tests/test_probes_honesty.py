@@ -135,6 +135,23 @@ def test_settings_the_headline_evaluation_reads_come_from_the_logs(tmp_path):
     assert logged_env(rec, source, _facts(source), set()) == {}  # no headline evaluator: nothing read
 
 
+def test_a_launcher_scripts_headline_is_found_in_the_file_it_runs(tmp_path):
+    """train_gpt.py only execs a file it ships: the headline's evaluator is looked up in
+    that file, the code that runs (the script itself defines no function)."""
+    from auditor import record as record_mod
+    from auditor.probes.headline import headline_of
+    from auditor.probes.runner import _analysed_source, innermost_source
+
+    launcher = 'exec(open(__file__.replace("train_gpt.py", "train_gpt_impl.py")).read())\n'
+    folder = _record(tmp_path, launcher)
+    (folder / "train_gpt_impl.py").write_text(_generic_with_headline(broken=False))
+    rec = record_mod.load(folder)
+    source, _ = innermost_source(rec.script)
+    assert headline_of(rec, source)[0] is None  # the launcher alone prints nothing
+    hl, why = headline_of(rec, _analysed_source(rec, source))
+    assert hl is not None and hl.functions == ["eval_val_sliding"], why
+
+
 def test_no_logs_no_headline_is_said(tmp_path):
     from auditor import record as record_mod
     from auditor.probes.headline import headline_of

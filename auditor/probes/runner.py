@@ -97,6 +97,21 @@ def innermost_source(unit) -> tuple[str, str]:
     return best.text, best.name
 
 
+def _analysed_source(record, source: str) -> str:
+    """The code whose functions print the headline: the script's own, or, when the script
+    only launches a file it ships (`exec(open("train_gpt_decode.py").read())`, defining no
+    function itself), that file's. The child runs the script as it is either way."""
+    from auditor.probes.headline import defined_functions
+
+    if defined_functions(source):
+        return source
+    for unit in getattr(record, "linked", None) or []:
+        text, _ = innermost_source(unit)
+        if defined_functions(text):
+            return text
+    return source
+
+
 def config_env(record) -> dict[str, str]:
     """The effective configuration the logs show (structured config events), as env vars."""
     env: dict[str, str] = {}
@@ -145,13 +160,14 @@ def probe_loaded(record, target: str, timeout_s: float = 120.0, env: dict[str, s
         if unknown:
             raise UnknownEntry(f"--entry {', '.join(unknown)}: no such function in {unit.name} ({layer} layer)"
                                + (f"; it defines {', '.join(sorted(defined)[:12])}" if defined else ""))
+    analysed = _analysed_source(record, source)
     try:
-        facts = _facts(source)
+        facts = _facts(analysed)
     except Exception:  # unparsable here: the child reports the import error
         facts = None
-    headline, headline_why = headline_of(record, source, facts) if facts is not None else (None, "the script does not parse")
+    headline, headline_why = headline_of(record, analysed, facts) if facts is not None else (None, "the script does not parse")
     evaluators = set(headline.functions) if headline is not None else set()
-    switched = logged_env(record, source, facts, evaluators) if facts is not None else {}
+    switched = logged_env(record, analysed, facts, evaluators) if facts is not None else {}
     cfg_env = {**config_env(record), **{k: v for k, (v, _) in switched.items()}, **(env or {})}
     try:
         from auditor.probes.tokenizer import ensure_tokenizer
