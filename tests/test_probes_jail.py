@@ -21,6 +21,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from auditor import jail  # noqa: E402
 from auditor.probes import sandbox  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,9 +29,9 @@ DONE = '\nraise SystemExit("done")\n'  # the child then stops at its import stag
 
 
 def _jail_or_skip() -> None:
-    jail = sandbox.jail_status()
-    if jail.bwrap is None:
-        pytest.skip(f"no bubblewrap jail on this machine: {jail.confinement}")
+    status = jail.jail_status()
+    if status.bwrap is None:
+        pytest.skip(f"no bubblewrap jail on this machine: {status.confinement}")
 
 
 def _run(tmp_path: Path, source: str, timeout: float = 30.0):
@@ -115,9 +116,9 @@ def listener():
 
 @pytest.fixture
 def fresh_jail_status():
-    sandbox.jail_status.cache_clear()
+    jail.jail_status.cache_clear()
     yield
-    sandbox.jail_status.cache_clear()
+    jail.jail_status.cache_clear()
 
 
 RAW_SOCKET = '''
@@ -329,7 +330,7 @@ def test_missing_bwrap_runs_unconfined_and_says_so(tmp_path, monkeypatch, fresh_
     from rules.core.findings import Severity
     from auditor.probes import probe_record
 
-    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: None)
+    monkeypatch.setattr(jail, "_find_bwrap", lambda: None)
     result, scratch, _ = _run(tmp_path, "open('outcome', 'w').write('ran')" + DONE)
     assert result.confinement == "unconfined: bwrap not found (install the bubblewrap package)"
     assert result.data["confinement"] == result.confinement
@@ -338,33 +339,33 @@ def test_missing_bwrap_runs_unconfined_and_says_so(tmp_path, monkeypatch, fresh_
     script.parent.mkdir()
     script.write_text("x = 1" + DONE)
     report = probe_record(script, timeout_s=30, tokenizer_cache=tmp_path / "tok")
-    jail = [f for f in report.findings if f.key == "sandbox"]
-    assert len(jail) == 1 and jail[0].severity == Severity.INFO
-    assert jail[0].message.startswith("probe sandbox: UNCONFINED (bwrap not found"), jail[0].message
+    found = [f for f in report.findings if f.key == "sandbox"]
+    assert len(found) == 1 and found[0].severity == Severity.INFO
+    assert found[0].message.startswith("probe sandbox: UNCONFINED (bwrap not found"), found[0].message
 
 
 def test_bwrap_that_cannot_sandbox_is_reported(monkeypatch, fresh_jail_status):
     """A bwrap that fails its one trial run (no user namespaces here): unconfined, with why."""
-    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: "/bin/false")
-    jail = sandbox.jail_status()
-    assert jail.bwrap is None and jail.confinement.startswith("unconfined: bwrap cannot create a sandbox here"), jail
+    monkeypatch.setattr(jail, "_find_bwrap", lambda: "/bin/false")
+    status = jail.jail_status()
+    assert status.bwrap is None and status.confinement.startswith("unconfined: bwrap cannot create a sandbox here"), status
 
 
 def test_old_bwrap_gets_the_basic_jail(tmp_path, listener, monkeypatch, fresh_jail_status):
     """A bwrap without --disable-userns (older than 0.8, or no user namespaces): the basic
     jail, still with its own network namespace."""
-    real = sandbox._find_bwrap()
+    real = jail._find_bwrap()
     if real is None:
         pytest.skip("bwrap is not installed")
     old = tmp_path / "bwrap"
     old.write_text(f'#!/bin/sh\ncase " $* " in *" --disable-userns "*) echo "bwrap: Unknown option '
                    f'--disable-userns" >&2; exit 1;; esac\nexec {real} "$@"\n')
     old.chmod(0o755)
-    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: str(old))
-    jail = sandbox.jail_status()
-    if jail.bwrap is None:
-        pytest.skip(f"no bubblewrap jail on this machine: {jail.confinement}")
-    assert jail == sandbox.Jail(str(old), False, "bwrap")
+    monkeypatch.setattr(jail, "_find_bwrap", lambda: str(old))
+    status = jail.jail_status()
+    if status.bwrap is None:
+        pytest.skip(f"no bubblewrap jail on this machine: {status.confinement}")
+    assert status == jail.Jail(str(old), False, "bwrap")
     result, scratch, _ = _run(tmp_path, RAW_SOCKET.format(port=listener.port) + DONE)
     assert result.confinement == "bwrap" and "SystemExit: done" in result.data["error"], result
     assert listener.close() == [], (scratch / "outcome").read_text()
