@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from auditor import jail  # noqa: E402
 from auditor.probes import sandbox  # noqa: E402
 
 
@@ -27,16 +28,16 @@ def main() -> int:
     ap.add_argument("record", nargs="?", type=Path)
     ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args()
-    real = sandbox._find_bwrap
-    if sandbox.jail_status().bwrap is None:
-        print(f"no jail on this machine: {sandbox.jail_status().confinement}")
+    real = jail._find_bwrap
+    if jail.jail_status().bwrap is None:
+        print(f"no jail on this machine: {jail.jail_status().confinement}")
         return 1
     times: dict[str, list[float]] = {"bwrap": [], "unconfined": []}
     for _ in range(args.rounds):
         for mode in times:
-            sandbox._find_bwrap = real if mode == "bwrap" else (lambda: None)
-            sandbox.jail_status.cache_clear()
-            sandbox.jail_status()  # the one-time trial is not timed
+            jail._find_bwrap = real if mode == "bwrap" else (lambda: None)
+            jail.jail_status.cache_clear()
+            jail.jail_status()  # the one-time trial is not timed
             started = time.perf_counter()
             if args.record:
                 from auditor.probes.runner import probe_record

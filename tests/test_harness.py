@@ -17,7 +17,7 @@ from auditor.harness.run import launch
 def test_dry_run_prints_the_exact_commands_and_runs_nothing(tmp_path):
     data, tok = tmp_path / "data", tmp_path / "tok.model"
     result = invoke(FIXTURES / "oversize", "--seeds", "1,2", "--nproc", "8", "--data", data, "--tokenizer", tok,
-                    "--vocab-size", "8192", "--env", "NUM_LAYERS=11", "--out", tmp_path / "runs", "--dry-run")
+                    "--vocab-size", "8192", "--env", "NUM_LAYERS=11", "--out", tmp_path / "runs", "--dry-run", "--no-jail")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.count("torch.distributed.run --standalone --nproc_per_node=8 train_gpt.py") == 2

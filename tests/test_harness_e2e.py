@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from auditor import jail
 from auditor.harness import batch
 from tests.harnesskit import FIXTURES, alive, invoke
 
@@ -65,6 +66,8 @@ def test_smoke_reference_two_seeds_then_reuse(reference_record, tmp_path, monkey
         # the reference logs its artifact honestly: the measured bytes match
         assert data["logged"]["bytes_total"]["value"] == data["measured"]["artifact_bytes"]
         assert data["env"]["SEED"] == str(seed) and data["env"]["CONFIG"] == "toy"
+        # the jail is the default: torchrun's rendezvous and gloo on the jail's own loopback
+        assert data["confinement"] == jail.jail_status().confinement
         assert len(data["shipped"]["train_gpt.py"]["sha256"]) == 64 and data["environment"]["torch"]
 
     rows = {row["seed"]: row for row in report["seeds"]}
@@ -91,17 +94,18 @@ def test_smoke_reference_two_seeds_then_reuse(reference_record, tmp_path, monkey
 
 
 def test_slow_script_is_killed_at_the_limit_and_nothing_survives(tmp_path):
+    """Unjailed, so that the pids the script writes are the host's: the launcher's own sweep."""
     runs = tmp_path / "runs"
     result = invoke(FIXTURES / "slow", "--seeds", "5", "--nproc", "1", "--data", tmp_path, "--tokenizer",
                     FIXTURES / "slow" / "train_gpt.py", "--out", runs, "--limit-seconds", "6",
-                    "--grace-seconds", "1", "--format", "text")
+                    "--grace-seconds", "1", "--format", "text", "--no-jail")
     assert result.exit_code == 1, result.stderr + result.stdout
     run_dir = runs / "slow" / "seed5"
     data = json.loads((run_dir / "run.json").read_text())
     proc = data["process"]
     assert proc["killed_at_limit"] and proc["exit_code"] is None
     assert 6.0 <= proc["wall_s"] < 6 + 1 + 15  # at the limit + grace (generous for a loaded machine); it never ends
-    assert proc["leftover_pids"] == []
+    assert proc["leftover_pids"] == [] and data["confinement"] == "unconfined: --no-jail"
     log = (run_dir / "train.log").read_text()
     assert "children started" in log and "step:" in log  # partial log kept
     assert "PG423 rerun-wall-limit" in result.stdout and "killed at the wall-clock limit of 6 s" in result.stdout

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,16 +19,18 @@ import pytest
 
 pytest.importorskip("torch")
 
+from auditor import jail  # noqa: E402
 from auditor.probes import sandbox  # noqa: E402
+from tests.jailkit import open_listener, processes_with  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DONE = '\nraise SystemExit("done")\n'  # the child then stops at its import stage: no tokenizer needed
 
 
 def _jail_or_skip() -> None:
-    jail = sandbox.jail_status()
-    if jail.bwrap is None:
-        pytest.skip(f"no bubblewrap jail on this machine: {jail.confinement}")
+    status = jail.jail_status()
+    if status.bwrap is None:
+        pytest.skip(f"no bubblewrap jail on this machine: {status.confinement}")
 
 
 def _run(tmp_path: Path, source: str, timeout: float = 30.0):
@@ -40,84 +40,18 @@ def _run(tmp_path: Path, source: str, timeout: float = 30.0):
     return result, scratch, time.monotonic() - started
 
 
-def _processes_with(token: str) -> list[int]:
-    """Host processes whose command line carries `token`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.name != str(os.getpid()):
-            try:
-                if token.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-class _Listener:
-    """A TCP and a UDP socket on the host's 127.0.0.1, recording whatever reaches them."""
-
-    def __init__(self) -> None:
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.bind(("127.0.0.1", 0))
-        self.tcp.listen(8)
-        self.tcp.settimeout(0.2)
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", self.tcp.getsockname()[1]))
-        self.udp.settimeout(0.2)
-        self.port = self.tcp.getsockname()[1]
-        self.got: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True),
-                         threading.Thread(target=self._receive, daemon=True)]
-        for t in self._threads:
-            t.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.tcp.accept()
-            except OSError:
-                continue
-            self.got.append("tcp")
-            conn.close()
-
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.udp.recvfrom(4096)
-            except OSError:
-                continue
-            self.got.append("udp")
-
-    def close(self) -> list[str]:
-        self._stop.set()
-        for t in self._threads:
-            t.join(2)
-        self.tcp.close()
-        self.udp.close()
-        return self.got
-
-
 @pytest.fixture
 def listener():
-    lst = _Listener()
-    # the listener itself works: a connect from this process is recorded
-    with socket.create_connection(("127.0.0.1", lst.port), timeout=2):
-        pass
-    deadline = time.monotonic() + 2
-    while not lst.got and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert lst.got == ["tcp"]
-    lst.got.clear()
+    lst = open_listener()
     yield lst
     lst.close()
 
 
 @pytest.fixture
 def fresh_jail_status():
-    sandbox.jail_status.cache_clear()
+    jail.jail_status.cache_clear()
     yield
-    sandbox.jail_status.cache_clear()
+    jail.jail_status.cache_clear()
 
 
 RAW_SOCKET = '''
@@ -285,7 +219,7 @@ def _assert_daemon_gone(scratch: Path, tag: str) -> None:
     size = beat.stat().st_size
     time.sleep(0.6)
     assert beat.stat().st_size == size, "the daemon still writes after the probe returned"
-    assert _processes_with(tag) == []
+    assert processes_with(tag) == []
 
 
 def test_setsid_daemon_dies_with_the_probe(tmp_path):
@@ -299,7 +233,7 @@ def test_setsid_daemon_dies_with_the_probe(tmp_path):
         assert elapsed < 40, elapsed  # returned when the script did, not at the timeout
         _assert_daemon_gone(scratch, tag)
     finally:
-        for pid in _processes_with(tag):
+        for pid in processes_with(tag):
             os.kill(pid, 9)
 
 
@@ -326,9 +260,9 @@ def test_hung_probe_with_daemon_holding_stderr_returns_after_its_timeout(tmp_pat
         assert any(m.startswith("probe sandbox: bwrap") for m in messages), messages
         assert audit["elapsed_s"] < timeout + 5, audit["elapsed_s"]  # the probe, from loading the record
         assert wall < timeout + 30, wall  # the whole command, interpreter start included
-        assert _processes_with(tag) == []  # the scratch folder is gone: the daemon is found by its tag
+        assert processes_with(tag) == []  # the scratch folder is gone: the daemon is found by its tag
     finally:
-        for pid in _processes_with(tag):
+        for pid in processes_with(tag):
             os.kill(pid, 9)
 
 
@@ -336,7 +270,7 @@ def test_missing_bwrap_runs_unconfined_and_says_so(tmp_path, monkeypatch, fresh_
     from rules.core.findings import Severity
     from auditor.probes import probe_record
 
-    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: None)
+    monkeypatch.setattr(jail, "_find_bwrap", lambda: None)
     result, scratch, _ = _run(tmp_path, "open('outcome', 'w').write('ran')" + DONE)
     assert result.confinement == "unconfined: bwrap not found (install the bubblewrap package)"
     assert result.data["confinement"] == result.confinement
@@ -345,33 +279,33 @@ def test_missing_bwrap_runs_unconfined_and_says_so(tmp_path, monkeypatch, fresh_
     script.parent.mkdir()
     script.write_text("x = 1" + DONE)
     report = probe_record(script, timeout_s=30, tokenizer_cache=tmp_path / "tok")
-    jail = [f for f in report.findings if f.key == "sandbox"]
-    assert len(jail) == 1 and jail[0].severity == Severity.INFO
-    assert jail[0].message.startswith("probe sandbox: UNCONFINED (bwrap not found"), jail[0].message
+    found = [f for f in report.findings if f.key == "sandbox"]
+    assert len(found) == 1 and found[0].severity == Severity.INFO
+    assert found[0].message.startswith("probe sandbox: UNCONFINED (bwrap not found"), found[0].message
 
 
 def test_bwrap_that_cannot_sandbox_is_reported(monkeypatch, fresh_jail_status):
     """A bwrap that fails its one trial run (no user namespaces here): unconfined, with why."""
-    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: "/bin/false")
-    jail = sandbox.jail_status()
-    assert jail.bwrap is None and jail.confinement.startswith("unconfined: bwrap cannot create a sandbox here"), jail
+    monkeypatch.setattr(jail, "_find_bwrap", lambda: "/bin/false")
+    status = jail.jail_status()
+    assert status.bwrap is None and status.confinement.startswith("unconfined: bwrap cannot create a sandbox here"), status
 
 
 def test_old_bwrap_gets_the_basic_jail(tmp_path, listener, monkeypatch, fresh_jail_status):
     """A bwrap without --disable-userns (older than 0.8, or no user namespaces): the basic
     jail, still with its own network namespace."""
-    real = sandbox._find_bwrap()
+    real = jail._find_bwrap()
     if real is None:
         pytest.skip("bwrap is not installed")
     old = tmp_path / "bwrap"
     old.write_text(f'#!/bin/sh\ncase " $* " in *" --disable-userns "*) echo "bwrap: Unknown option '
                    f'--disable-userns" >&2; exit 1;; esac\nexec {real} "$@"\n')
     old.chmod(0o755)
-    monkeypatch.setattr(sandbox, "_find_bwrap", lambda: str(old))
-    jail = sandbox.jail_status()
-    if jail.bwrap is None:
-        pytest.skip(f"no bubblewrap jail on this machine: {jail.confinement}")
-    assert jail == sandbox.Jail(str(old), False, "bwrap")
+    monkeypatch.setattr(jail, "_find_bwrap", lambda: str(old))
+    status = jail.jail_status()
+    if status.bwrap is None:
+        pytest.skip(f"no bubblewrap jail on this machine: {status.confinement}")
+    assert status == jail.Jail(str(old), False, "bwrap")
     result, scratch, _ = _run(tmp_path, RAW_SOCKET.format(port=listener.port) + DONE)
     assert result.confinement == "bwrap" and "SystemExit: done" in result.data["error"], result
     assert listener.close() == [], (scratch / "outcome").read_text()

@@ -6,12 +6,20 @@ Layout on disk::
     RUNS_DIR/<record-name>/seed<N>/      scratch copy of the record folder
         train.log                        everything the run printed (kept if killed)
         run.json                         what was measured (written last, atomically)
+    RUNS_DIR/<record-name>/seed<N>.scratch/  the jail's HOME, TMPDIR and caches (removed after)
     RUNS_DIR/_smoke_data/                synthetic corpus + tokenizer (--smoke)
 
 A seed whose ``run.json`` is complete (same schema, same seed, ``complete``) is
 not run again unless forced; an incomplete run directory is wiped and redone.
 A run that was killed at the limit or failed is complete too (it is a result;
 running it again would end the same way): use --force to retry it.
+
+With ``Plan.jail`` (``pgolf rerun --jail``, the default) torchrun runs inside
+bubblewrap (:mod:`auditor.jail`, the probes' jail): network only on its own
+loopback, its own PID namespace, the system read-only, writable only the seed's
+run folder and its scratch folder, an allow-listed environment. Where bwrap cannot
+create namespaces the run proceeds with the same environment, unconfined, and
+``run.json`` says why (``confinement``).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from auditor.challenge import EVAL_LIMIT_S, TRAIN_LIMIT_S
 from auditor.evidence import RunEvidence, parse_log_file
 from auditor.harness import DEFAULT_GRACE_S, DEFAULT_MARGIN_S, measure
 from auditor.harness.run import LaunchResult, last_lines, launch, worker_signals
+from auditor.jail import CONFINED, PASS_ENV, base_env, bwrap_args, exit_status, gpu_devices, jail_status
 from auditor.record import SCRIPT_NAME as SCRIPT
 
 SCHEMA = "pgolf-rerun/1"
@@ -45,6 +54,28 @@ SMOKE_ENV = {
     "OMP_NUM_THREADS": "1",
     "CUDA_VISIBLE_DEVICES": "",
 }
+# what a jailed run gets of this process's environment besides the harness's variables
+JAIL_PASS_ENV = PASS_ENV + ("PYTHONPATH", "CUDA_HOME", "CUDA_VISIBLE_DEVICES")
+JAIL_HOSTNAME = "pgolf-rerun"
+# the single-node jail's /etc/hosts: torchrun's rendezvous and gloo resolve these names
+JAIL_HOSTS = f"127.0.0.1\tlocalhost {JAIL_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+NOT_JAILED = "unconfined: --no-jail"
+MULTI_NODE_NET = " (host network: multi-node rendezvous)"
+
+
+@dataclass
+class Launch:
+    """What one seed launches: the command line (bwrap's included), its environment,
+    the jail it runs in ("bwrap..." or "unconfined: <why>"), and its scratch folder."""
+
+    command: list[str]
+    env: dict[str, str]
+    confinement: str
+    scratch: Path | None = None
+
+    @property
+    def jailed(self) -> bool:
+        return self.confinement.startswith(CONFINED)
 
 
 @dataclass
@@ -65,6 +96,7 @@ class Plan:
     rdzv_endpoint: str | None = None
     rdzv_id: str | None = None
     python: str = sys.executable
+    jail: bool = False  # run torchrun inside bubblewrap (the CLI's default)
 
     @property
     def name(self) -> str:
@@ -86,6 +118,37 @@ class Plan:
     @property
     def smoke_data(self) -> Path:
         return self.runs_dir / "_smoke_data"
+
+    def scratch_dir(self, seed: int) -> Path:
+        return self.record_runs / f"seed{seed}.scratch"
+
+    def inputs(self) -> list[str]:
+        """What a jailed run may read besides the Python install: the record, the data and
+        tokenizer, and any absolute path an --env value names."""
+        paths = [self.record_dir] + ([self.smoke_data] if self.smoke else [self.data, self.tokenizer])
+        paths += [v for v in self.user_env.values() if os.path.isabs(v) and os.path.exists(v)]
+        return [str(Path(p).resolve()) for p in paths if p is not None]
+
+    def launch_spec(self, seed: int) -> Launch:
+        """The seed's command, environment and jail. Jailed: only the allow-list of
+        ``base_env`` and the harness's variables reach the run (also where bwrap cannot
+        sandbox and the run proceeds unconfined); --no-jail: this process's environment."""
+        if not self.jail:
+            return Launch(self.command(seed), {**os.environ, **self.seed_env(seed)}, NOT_JAILED)
+        scratch = self.scratch_dir(seed)
+        env = {**base_env(scratch / "home", JAIL_PASS_ENV), **self.seed_env(seed)}
+        status = jail_status()
+        if status.bwrap is None:
+            return Launch(self.command(seed), env, status.confinement, scratch)
+        multi = self.nnodes is not None  # the rendezvous needs the other nodes: the host's network and names
+        files = ({k: Path(k) for k in ("/etc/hosts", "/etc/resolv.conf") if os.path.exists(k)} if multi
+                 else {"/etc/hosts": scratch / "hosts"})
+        devices = gpu_devices()
+        prefix = bwrap_args(status.bwrap, writable=[self.run_dir(seed), scratch], inputs=self.inputs(), env=env,
+                            chdir=self.run_dir(seed), hardened=status.hardened,
+                            hostname=None if multi else JAIL_HOSTNAME, shm_bytes=None, devices=devices,
+                            share_net=multi, files=files, all_sys=bool(devices))
+        return Launch(prefix + self.command(seed), env, CONFINED + (MULTI_NODE_NET if multi else ""), scratch)
 
     def command(self, seed: int | None = None) -> list[str]:
         """torchrun command; multi-node runs get one rendezvous id per seed so consecutive seeds never meet."""
@@ -124,14 +187,19 @@ class Plan:
         return env
 
     def describe(self, seed: int) -> str:
-        """The exact shell line a seed runs (for --dry-run)."""
-        env = self.seed_env(seed)
-        assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        cmd = " ".join(shlex.quote(c) for c in self.command(seed))
+        """The exact shell line a seed runs (for --dry-run); jailed, bwrap's --setenv carry the environment."""
+        spec = self.launch_spec(seed)
+        cmd = " ".join(shlex.quote(c) for c in spec.command)
+        if spec.jailed:
+            line = f"env -i {cmd}"
+        else:
+            env = self.seed_env(seed) if not self.jail else spec.env
+            line = f"env {'-i ' if self.jail else ''}" + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + f" {cmd}"
         return (
             f"# seed {seed}: copy {self.record_dir} -> {self.run_dir(seed)}; "
-            f"wall-clock limit {self.wall_limit_s:.0f} s (process group killed, SIGKILL after {self.grace_s:.0f} s)\n"
-            f"cd {shlex.quote(str(self.run_dir(seed)))} && env {assigns} {cmd} > {LOG_NAME} 2>&1"
+            f"wall-clock limit {self.wall_limit_s:.0f} s (process group killed, SIGKILL after {self.grace_s:.0f} s); "
+            f"jail: {spec.confinement}\n"
+            f"cd {shlex.quote(str(self.run_dir(seed)))} && {line} > {LOG_NAME} 2>&1"
         )
 
 
@@ -199,21 +267,32 @@ def run_seed(
     run_dir = plan.run_dir(seed)
     _copy_record(plan.record_dir, run_dir)
     before = measure.snapshot(run_dir)
-    env = {**os.environ, **plan.seed_env(seed)}
+    spec = plan.launch_spec(seed)
+    if spec.scratch is not None:
+        shutil.rmtree(spec.scratch, ignore_errors=True)
+        (spec.scratch / "home" / "tmp").mkdir(parents=True)
+        (spec.scratch / "hosts").write_text(JAIL_HOSTS)
     log_path = run_dir / LOG_NAME
     started_at = _now()
-    result: LaunchResult = launch(
-        plan.command(seed),
-        env=env,
-        cwd=run_dir,
-        log_path=log_path,
-        limit_s=plan.wall_limit_s,
-        grace_s=plan.grace_s,
-        on_line=on_line,
-        on_tick=on_tick,
-    )
+    try:
+        result: LaunchResult = launch(
+            spec.command,
+            env=spec.env,
+            cwd=run_dir,
+            log_path=log_path,
+            limit_s=plan.wall_limit_s,
+            grace_s=plan.grace_s,
+            on_line=on_line,
+            on_tick=on_tick,
+        )
+    finally:
+        if spec.scratch is not None:
+            shutil.rmtree(spec.scratch, ignore_errors=True)
+    if spec.jailed and result.returncode is not None:  # torchrun killed by signal N: bwrap exits 128+N
+        result.returncode = exit_status(result.returncode)
+        result.term_signal = -result.returncode if result.returncode < 0 else None
     ev = parse_log_file(log_path)
-    data = summarize_run(plan, seed, result, before, started_at, ev)
+    data = summarize_run(plan, seed, result, before, started_at, ev, spec.confinement)
     write_json_atomic(run_dir / RUN_JSON, data)
     return data, ev
 
@@ -229,8 +308,9 @@ def redact(env: dict[str, str]) -> dict[str, str]:
 
 
 def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, started_at: str,
-                  ev: RunEvidence | None = None) -> dict:
-    """``run.json`` data for a finished run; ``ev`` is its parsed log (parsed here when not given)."""
+                  ev: RunEvidence | None = None, confinement: str = NOT_JAILED) -> dict:
+    """``run.json`` data for a finished run; ``ev`` is its parsed log (parsed here when not given),
+    ``confinement`` the jail it ran in."""
     run_dir = plan.run_dir(seed)
     log_path = run_dir / LOG_NAME
     if ev is None:
@@ -248,6 +328,7 @@ def summarize_run(plan: Plan, seed: int, result: LaunchResult, before: dict, sta
         "run_dir": str(run_dir.resolve()),
         "smoke": plan.smoke,
         "command": plan.command(seed),
+        "confinement": confinement,
         "env": redact(plan.seed_env(seed)),
         "nproc_per_node": plan.nproc,
         "nnodes": plan.nnodes,

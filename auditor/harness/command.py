@@ -62,6 +62,7 @@ def rerun(
     force: bool = typer.Option(False, "--force", help="Re-run seeds that already have a complete run.json."),
     smoke: bool = typer.Option(False, "--smoke", help="CPU + gloo, synthetic corpus and tokenizer, the reference stack's toy config."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the exact commands and environment; run nothing."),
+    jail: bool = typer.Option(True, "--jail/--no-jail", help="Run torchrun inside a bubblewrap jail (the default): network only on its own loopback, its own PID namespace, the system read-only, writable only the seed's run folder and a scratch folder, an allow-listed environment (add variables with --env). Without a usable bwrap the run proceeds unconfined and run.json and the report say why. --no-jail: this user's files, network and environment, as before."),
     nnodes: Optional[str] = typer.Option(None, "--nnodes", help="Multi-node: torchrun --nnodes (e.g. 2 or 1:4); needs --rdzv-endpoint."),
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="Multi-node: HOST:PORT of the c10d rendezvous."),
     rdzv_id: Optional[str] = typer.Option(None, "--rdzv-id", help="Multi-node: rendezvous id prefix (default: pgolf-<record-name>); -seed<N> is appended."),
@@ -87,6 +88,9 @@ def rerun(
     <--rdzv-id or pgolf-<record-name>>-seed<N>, the same on every node, new per seed). The node that hosts global rank 0
     gets the log with the metrics; read its report. Each node measures the
     artifacts its own ranks wrote.
+
+    Jail (--jail, the default): each seed's torchrun runs under bubblewrap, as
+    the probes do; multi-node runs keep the host's network for the rendezvous.
     """
     from auditor.harness import batch
 
@@ -134,6 +138,7 @@ def rerun(
         nnodes=nnodes,
         rdzv_endpoint=rdzv_endpoint,
         rdzv_id=rdzv_id,
+        jail=jail,
     )
 
     if dry_run:
@@ -176,7 +181,8 @@ def rerun(
         p = data_out["process"]
         state = "killed at limit" if p["killed_at_limit"] else f"exit {p['exit_code']}"
         state += "".join(f", rank {w['rank']} by {w['name']}" for w in p.get("worker_signals") or [])
-        _say(f"seed {seed}: {state} after {p['wall_s']:.1f} s, artifact {data_out['measured']['artifact_bytes']:,} bytes measured")
+        _say(f"seed {seed}: {state} after {p['wall_s']:.1f} s, artifact {data_out['measured']['artifact_bytes']:,} bytes "
+             f"measured; jail: {data_out['confinement']}")
         runs.append((seed, data_out, False))
 
     _report(plan, runs, parsed, against, against_loss, tolerance, format, output, time.perf_counter() - started)

@@ -265,14 +265,32 @@ def _secs(ms_cited) -> str:
     return "n/a" if ms_cited is None else f"{float(ms_cited.value) / 1000:.1f} s"
 
 
+def jail_line(confinement: str | None) -> str:
+    """What the seed's jail guaranteed, for PG428's evidence (run.json ``confinement``)."""
+    if not confinement:
+        return "jail: not recorded (a run.json from before the rerun jail)"
+    if confinement.startswith("bwrap"):
+        net = ("the host's network (multi-node rendezvous)" if confinement != "bwrap"
+               else "no network but its own loopback")
+        return (f"jail: bwrap ({net}, own PID namespace, read-only system, writable only the run folder "
+                "and a scratch folder, an allow-listed environment)")
+    why = confinement.removeprefix("unconfined: ")
+    if why == "--no-jail":
+        return "jail: UNCONFINED (--no-jail): the submission's code ran with this user's files, network and environment"
+    return (f"jail: UNCONFINED ({why}): the submission's code ran with this user's files and network "
+            "(its environment still an allow-list)")
+
+
 def measured_finding(res: SeedResult) -> Finding:
     d, ev = res.data, res.evidence
     proc, measured, env = d["process"], d["measured"], d.get("environment", {})
     status = "killed at limit" if proc.get("killed_at_limit") else f"exit {proc.get('exit_code')}"
     peak = f", peak memory {float(ev.peak_memory_mib.value):,.0f} MiB" if ev.peak_memory_mib else ""
     gpus = env.get("gpus") or []
+    confinement = d.get("confinement")
     evidence = [
         f"command: {' '.join(d.get('command', []))}",
+        jail_line(confinement),
         f"host {env.get('hostname')}, python {env.get('python')}, torch {env.get('torch')}, cuda {env.get('cuda')}, "
         f"gpus: {len(gpus)}{' (' + gpus[0] + ')' if gpus else ''}",
         f"record git HEAD {env.get('record_git_head') or 'n/a'}; train_gpt.py sha256 "
@@ -285,6 +303,7 @@ def measured_finding(res: SeedResult) -> Finding:
         f"seed {res.seed}: {status}, process wall {proc['wall_s']:.1f} s, script train {_secs(ev.train_time_ms)}, "
         f"eval {_secs(ev.eval_time_ms)}, artifact {measured['artifact_bytes']:,} bytes measured "
         f"({measured['code_bytes']:,} code + {measured['model_bytes']:,} model){peak}"
+        f"{'' if not confinement or confinement.startswith('bwrap') else ', UNCONFINED'}"
         f"{' [reused run.json]' if res.reused else ''}",
         _loc(res), evidence=evidence, key=f"measured:{res.seed}",
     )

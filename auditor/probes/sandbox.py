@@ -27,14 +27,16 @@ the answer cached), the child runs as a plain subprocess with the same limits an
 environment, the network blocked only by dead proxies and the loader's
 `block_network` monkeypatch, and processes that leave its session may survive:
 the result says `confinement: "unconfined: <why>"` and the probe report shows it.
+
+The bwrap command line and the once-per-process check live in :mod:`auditor.jail`,
+shared with `pgolf rerun --jail`; what is the probe's own is here: the scratch
+folder, the environment's allow-list, the rlimits and reading the result.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,21 +44,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+
+from auditor.jail import base_env, bwrap_args as jail_args, exit_status, jail_status
 
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens
-CONFINED = "bwrap"
 STDERR_TAIL = 4000
 FILE_LIMIT = 1 << 30  # RLIMIT_FSIZE: no single file the child writes grows past 1 GiB
 SHM_BYTES = 64 << 20
-TMP_BYTES = 256 << 20
 KILL_GRACE_S = 5.0
 RESULT_MAX_BYTES = 64 << 20
-# /etc entries the dynamic linker, Python and torch read; the rest of /etc stays out
-ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
-       "localtime", "alternatives", "mime.types")
-# parent variables passed through when set: what locates Python's own libraries
-PASS_ENV = ("LD_LIBRARY_PATH", "PYTHONHOME")
 
 
 @dataclass
@@ -72,13 +68,8 @@ class ChildResult:
 def child_env(extra: dict[str, str] | None = None, threads: int = 2,
               scratch: Path | None = None) -> dict[str, str]:
     """The child's whole environment: an allow-list, never a copy of the parent's."""
-    home = Path(scratch) / "home" if scratch else Path(tempfile.gettempdir())
-    env = {k: os.environ[k] for k in PASS_ENV if os.environ.get(k)}
+    env = base_env(Path(scratch) / "home" if scratch else Path(tempfile.gettempdir()))
     env.update(
-        PATH=os.pathsep.join(dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])),
-        HOME=str(home), TMPDIR=str(home / "tmp"), XDG_CACHE_HOME=str(home / ".cache"),
-        TORCHINDUCTOR_CACHE_DIR=str(home / ".cache" / "inductor"), TRITON_CACHE_DIR=str(home / ".cache" / "triton"),
-        MPLCONFIGDIR=str(home / ".cache" / "matplotlib"), LANG="C.UTF-8",
         HTTP_PROXY=DEAD_PROXY, HTTPS_PROXY=DEAD_PROXY, ALL_PROXY=DEAD_PROXY, NO_PROXY="",
         http_proxy=DEAD_PROXY, https_proxy=DEAD_PROXY, all_proxy=DEAD_PROXY,
         HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
@@ -95,92 +86,10 @@ def child_env(extra: dict[str, str] | None = None, threads: int = 2,
     return env
 
 
-def _readable(inputs: list[str], env: dict[str, str]) -> list[str]:
-    """Host paths the child may read: the interpreter, its import path, the inputs."""
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
-    cwd = os.getcwd()  # `python -m auditor` puts the folder it runs in (a record, a home) on sys.path
-    paths += [p for p in sys.path if p and os.path.isabs(p) and os.path.abspath(p) != cwd]
-    for key in ("PYTHONPATH", "LD_LIBRARY_PATH", "PYTHONHOME"):
-        paths += [p for p in env.get(key, "").split(os.pathsep) if p and os.path.isabs(p)]
-    paths += list(inputs)
-    out: list[str] = []
-    for p in paths:
-        for q in dict.fromkeys([os.path.abspath(p), os.path.realpath(p)]):
-            if q != "/" and os.path.exists(q):
-                out.append(q)
-    out = sorted(set(out), key=lambda p: (p.count("/"), p))
-    kept: list[str] = []
-    for p in out:  # a folder already readable covers what lies under it
-        if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
-            kept.append(p)
-    return kept
-
-
 def bwrap_args(bwrap: str, scratch: Path, inputs: list[str], env: dict[str, str], hardened: bool = True) -> list[str]:
-    """The bubblewrap command line around the child (everything but the command). Not
-    `hardened`: without what needs bwrap >= 0.8 and user namespaces (--disable-userns,
-    a sized /dev/shm), for older bwraps and containers that refuse user namespaces."""
-    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--hostname", "pgolf-probe"]
-    if hardened:
-        args += ["--unshare-user", "--disable-userns"]
-    args += ["--tmpfs", "/", "--ro-bind", "/usr", "/usr"]
-    # a private, empty /tmp (scripts write fixed paths such as /tmp/<name>), mounted before
-    # the inputs and the scratch folder that may live under the host's /tmp
-    args += (["--size", str(TMP_BYTES)] if hardened else []) + ["--tmpfs", "/tmp"]
-    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    for name in ETC:
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # torch counts cores
-    for path in _readable(inputs, env):
-        top = "/" + path.split("/")[1]
-        if top != "/usr" and not os.path.islink(top):  # under /usr, or reached through /lib -> usr/lib
-            args += ["--ro-bind", path, path]
-    args += ["--dev", "/dev", "--proc", "/proc"]
-    if hardened:
-        args += ["--size", str(SHM_BYTES), "--tmpfs", "/dev/shm"]  # else /dev/shm stays read-only
-    args += ["--bind", str(scratch), str(scratch), "--remount-ro", "/", "--remount-ro", "/dev",
-             "--chdir", str(scratch), "--clearenv"]
-    for key, value in env.items():
-        args += ["--setenv", key, value]
-    return args + ["--"]
-
-
-def _find_bwrap() -> str | None:
-    return shutil.which("bwrap")
-
-
-class Jail(NamedTuple):
-    bwrap: str | None  # None: run unconfined
-    hardened: bool
-    confinement: str  # "bwrap" or "unconfined: <why>"
-
-
-@functools.lru_cache(maxsize=1)
-def jail_status() -> Jail:
-    """Whether bwrap runs a Python here (hardened first, then the basic jail), else why not.
-    Tried once per process: a machine without namespaces fails the same way every time."""
-    bwrap = _find_bwrap()
-    if bwrap is None:
-        return Jail(None, False, "unconfined: bwrap not found (install the bubblewrap package)")
-    why = ""
-    for hardened in (True, False):
-        with tempfile.TemporaryDirectory(prefix="pgolf-jailcheck-") as tmp:
-            cmd = bwrap_args(bwrap, Path(tmp), [], child_env(scratch=Path(tmp)), hardened)
-            try:
-                done = subprocess.run(cmd + [sys.executable, "-I", "-S", "-c", "pass"], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
-            except (OSError, subprocess.SubprocessError) as exc:
-                return Jail(None, False, f"unconfined: bwrap could not start: {type(exc).__name__}: {exc}")
-        if done.returncode == 0:
-            return Jail(bwrap, hardened, CONFINED)
-        last = [ln for ln in done.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-        why = why or (last[-1] if last else f"exit {done.returncode}")[:200]
-    return Jail(None, False, f"unconfined: bwrap cannot create a sandbox here ({why})")
+    """The probe's jail (everything but the command): scratch the one writable folder, a 64 MiB /dev/shm."""
+    return jail_args(bwrap, writable=[scratch], inputs=inputs, env=env, chdir=scratch, hardened=hardened,
+                     hostname="pgolf-probe", shm_bytes=SHM_BYTES)
 
 
 def _limits(mem_bytes: int, cpu_s: int):
@@ -265,9 +174,7 @@ def run_child(spec: dict, timeout_s: float, mem_gib: float = 12.0, threads: int 
         elif data is not None:
             data, reason = None, reason or "the probe result is not a JSON object"
         if data is None and not reason:
-            code = proc.returncode
-            if bwrap is not None and code is not None and code > 128:  # bwrap exits 128+N when the child died by signal N
-                code = 128 - code
+            code = exit_status(proc.returncode) if bwrap is not None else proc.returncode
             if code and code < 0 and -code in signal.valid_signals():
                 sig = signal.Signals(-code).name
                 reason = f"probe process killed by {sig}" + (" (memory limit?)" if sig in ("SIGKILL", "SIGSEGV") else
