@@ -53,10 +53,67 @@ def test_c4_counts_missing_twice_and_bos_deviation():
     base = {"counts": np.array([0, 1, 1, 1, 0, 1, 1, 1]), "verified": True, "source": "t"}
     assert probes.probe_c4(base, s, 1)["status"] == "deviation"
     base["counts"] = np.array([0, 1, 2, 1, 1, 1, 1, 0])
-    r = probes.probe_c4(base, s, 1)
+    r = probes.probe_c4(base, s, 1, window=1)
     assert r["status"] == "fail" and r["twice"] == 1 and r["missing"] == 1 and r["first_missing"] == [7]
     base["counts"] = np.array([0, 1, 1, 1, 1, 1, 1, 1])
     assert probes.probe_c4(base, s, 1)["status"] == "pass"
+
+
+def test_c4_errors_within_one_window_of_the_streams_edges_are_a_deviation():
+    """A sliding evaluation that leaves the first window's head unscored or scores a final
+    partial window again errs only within one window of the stream's start or end: a
+    deviation. The same errors in the middle of the stream are a failure."""
+    s = np.array([1] + list(range(3, 40)))  # 38 tokens, one document
+    head = np.ones(38, dtype=np.int64)
+    head[:5] = 0  # targets 1-4 never scored (position 0 is never a target)
+    r = probes.probe_c4({"counts": head, "verified": True, "source": "t"}, s, 1, window=8)
+    assert r["status"] == "deviation" and r["at_edges"] and r["missing"] == 4
+    tail = np.ones(38, dtype=np.int64)
+    tail[0], tail[33:] = 0, 2  # the last 5 targets scored twice
+    r = probes.probe_c4({"counts": tail, "verified": True, "source": "t"}, s, 1, window=8)
+    assert r["status"] == "deviation" and r["twice"] == 5
+    middle = np.ones(38, dtype=np.int64)
+    middle[0], middle[15:20] = 0, 2
+    assert probes.probe_c4({"counts": middle, "verified": True, "source": "t"}, s, 1, window=8)["status"] == "fail"
+    both = tail.copy()
+    both[18] = 0  # one mid-stream target dropped as well
+    assert probes.probe_c4({"counts": both, "verified": True, "source": "t"}, s, 1, window=8)["status"] == "fail"
+
+
+def test_tracked_losses_tie_the_scored_slices_of_sliding_windows():
+    """Overlapping windows, each scoring only its tail slice (`nll[i, s:].double().sum()`):
+    the tracked loss tensor records which computations the sums consumed, so the counted
+    losses are tied to the returned mean, and a final window scored again counts twice."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    probes.install_hooks()
+    stream = probes.make_stream(16, n_tokens=40, seed=3)
+    index = probes.StreamIndex(stream)
+    seq, stride = 8, 4
+    expected = np.zeros(len(stream), dtype=np.int64)  # how often the code below scores each target
+
+    def sliding(val_tokens):
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        n = val_tokens.numel() - 1
+        starts = list(range(0, n - seq + 1, stride)) + [n - 2 * stride]  # a last window over the tail again
+        with torch.no_grad():
+            for ws in starts:
+                x, y = val_tokens[ws:ws + seq], val_tokens[ws + 1:ws + seq + 1]
+                logits = torch.nn.functional.one_hot(x % 16, 16).float()[: y.numel()] * 0.5
+                nll = F.cross_entropy(logits, y, reduction="none")
+                s = 0 if ws == 0 else nll.numel() - stride
+                total += nll[s:].to(torch.float64).sum()
+                count += nll.numel() - s
+                expected[ws + 1 + s:ws + 1 + nll.numel()] += 1
+        return (total / count).item()
+
+    entry = type("E", (), {"fn": staticmethod(sliding)})
+    run = probes.run_entry(entry, lambda tokens: {"val_tokens": tokens}, stream, index)
+    assert run.ok, run.reason
+    pp = probes.per_position(run, len(stream))
+    assert pp["verified"] and pp["mode"].startswith("reduced"), pp["source"]
+    assert expected.max() == 2 and pp["counts"].tolist() == expected.tolist()
 
 
 def test_c1_reports_the_largest_change_before_the_flip():

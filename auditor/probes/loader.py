@@ -37,6 +37,8 @@ an evaluation launches, custom CUDA extensions, tensors created with
 
 from __future__ import annotations
 
+import functools
+
 import socket
 import sys
 import types
@@ -233,6 +235,7 @@ def install_stubs() -> list[str]:
             kwargs = dict(kwargs, device="cpu")
         return args, kwargs
 
+    @functools.wraps(orig_tensor_to)  # keeps the name `to`: the probe's tracked losses follow it
     def tensor_to(self, *args, **kwargs):
         args, kwargs = _cpu(args, kwargs)
         return orig_tensor_to(self, *args, **kwargs)

@@ -112,6 +112,8 @@ class Recorder:
     c2: dict = field(default_factory=dict)  # fn name -> list of sums
     c2_calls: dict = field(default_factory=dict)
     vocab: int = 0
+    n_elements: int = 0  # loss elements recorded so far in this run: the next call's first id
+    reduced: list = field(default_factory=list)  # id arrays of the loss elements a sum or mean consumed
 
 
 REC = Recorder()
@@ -139,19 +141,100 @@ def install_hooks() -> None:
         call = Call(t2.numpy().copy(), out.detach().double().cpu().reshape(t2.shape).numpy().copy(),
                     bool(out.requires_grad), line=_submission_line())
         REC.calls.append(call)
+        first_id = REC.n_elements
+        REC.n_elements += out.numel()
+        ids = torch.arange(first_id, REC.n_elements).reshape(out.shape)
         if out.requires_grad:
             def mark(grad, call=call):
                 call.trained = True
                 return grad
             out.register_hook(mark)
         if reduction == "none":
-            return out
+            return out if out.requires_grad else _Tracked.wrap(out, ids)
+        REC.reduced.append(ids.flatten().numpy())  # every element of a summed or averaged call counts
         if reduction == "sum":
             return out.sum()
         denom = (target != ignore_index).sum().clamp_min(1).to(out.dtype)
         return out.sum() / denom
 
     F.cross_entropy = cross_entropy
+    global _Tracked
+    _Tracked = _tracked_class(torch)
+
+
+_Tracked = None  # the loss-tensor subclass, made when torch is imported (install_hooks)
+# ops after which each element of the result is the same element of the input, in place
+_SAME_ELEMENTS = {"to", "float", "double", "half", "bfloat16", "type", "cpu", "cuda", "contiguous", "clone",
+                  "detach", "type_as", "__get__"}
+# ops that move elements: applied to the element ids alike
+_MOVE_ELEMENTS = {"__getitem__", "reshape", "view", "flatten", "squeeze", "unsqueeze", "view_as", "reshape_as",
+                  "t", "transpose", "permute", "narrow", "select", "ravel", "masked_select", "index_select",
+                  "gather", "take", "roll"}
+_JOIN = {"cat", "concat", "concatenate", "stack", "hstack", "vstack"}
+_REDUCE = {"sum", "mean", "nansum", "nanmean"}
+
+
+def _tracked_class(torch):
+    """A tensor subclass for the per-token losses the probe hands back (reduction="none",
+    no grad): it carries each element's id through the slicing, reshaping and joining a
+    scorer does, and records which elements a full sum or mean consumed, so the counted
+    losses are known from what reached the total (a sliding window's scored slice), not
+    guessed. Any other op returns a plain tensor: its elements are no longer followed."""
+
+    class Tracked(torch.Tensor):
+        _pgolf_ids = None
+
+        @staticmethod
+        def wrap(t, ids):
+            out = t.as_subclass(Tracked)
+            out._pgolf_ids = ids
+            return out
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            with torch._C.DisableTorchFunctionSubclass():
+                ret = func(*args, **kwargs)
+            name = getattr(func, "__name__", "")
+            first = args[0] if args else None
+            if name in _JOIN and isinstance(first, (list, tuple)) and first:
+                ids = [getattr(t, "_pgolf_ids", None) for t in first]
+                if all(i is not None for i in ids) and isinstance(ret, torch.Tensor):
+                    try:
+                        joined = func(ids, *args[1:], **kwargs)
+                    except Exception:
+                        return _plain(ret)
+                    return Tracked.wrap(ret, joined) if joined.shape == ret.shape else _plain(ret)
+                return _plain(ret)
+            ids = getattr(first, "_pgolf_ids", None) if isinstance(first, Tracked) else None
+            if ids is None or not isinstance(ret, torch.Tensor):
+                return _plain(ret)
+            if name.endswith("_") and ret is first:  # changed in place: its values are no longer the losses
+                first._pgolf_ids = None
+                return _plain(ret)
+            if name in _REDUCE:
+                if len(args) == 1 and not kwargs.get("dim") and REC.active:
+                    REC.reduced.append(ids.flatten().numpy())
+                return _plain(ret)
+            if name in _SAME_ELEMENTS and ret.shape == first.shape:
+                return Tracked.wrap(ret, ids)
+            if name in _MOVE_ELEMENTS:
+                try:
+                    moved = func(ids, *args[1:], **kwargs)
+                except Exception:
+                    return _plain(ret)
+                if isinstance(moved, torch.Tensor) and moved.shape == ret.shape:
+                    return Tracked.wrap(ret, moved)
+            return _plain(ret)
+
+    def _plain(ret):
+        if isinstance(ret, Tracked):
+            return ret.as_subclass(torch.Tensor)
+        if isinstance(ret, (tuple, list)):
+            return type(ret)(_plain(r) for r in ret)
+        return ret
+
+    return Tracked
 
 
 SUBMISSION_FILE = "train_gpt.py"
@@ -340,6 +423,8 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
 
     kwargs = kwargs_fn(torch.from_numpy(stream.copy()))
     REC.calls = []
+    REC.n_elements = 0
+    REC.reduced = []
     REC.c2 = {}
     REC.c2_calls = {}
     REC.active = True
@@ -390,6 +475,10 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
     if calls:
         run.elements = {"call": np.concatenate(calls), "pos": np.concatenate(pos), "loss": np.concatenate(loss),
                         "grad": np.concatenate(grad), "trained": np.concatenate(trained), "col": np.concatenate(col), "sig": np.concatenate(sig)}
+        # how many times a sum or mean consumed each element (ids follow the calls' row-major order)
+        used = np.concatenate(REC.reduced) if REC.reduced else np.zeros(0, dtype=np.int64)
+        run.elements["reduced"] = np.bincount(used, minlength=run.elements["loss"].size)[:run.elements["loss"].size]
+    REC.reduced = []
     run.loss_lines = sorted({c.line for c in REC.calls if c.line is not None})
     REC.calls = []
     return run
@@ -397,12 +486,14 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
 
 # ----------------------------------------------------------------------------- selections
 
+# reduced: the computations a full sum or mean consumed, as often as it consumed them (followed
+# through the scorer's slicing by the tracked loss tensor): what reached a total, not a guess;
 # maxctx: the computation where the position has the most context in its row (the
 # scored tail of overlapping sliding windows, which slice the per-token losses they count);
 # maxctxlast: the same, the last such computation (a multi-epoch pass counting its final epoch);
 # lastpass: the first computation of the last pass, a pass starting again whenever the call that
 # first computed the position recurs with the same targets (epochs over chunk windows that overlap)
-MODES = ["first-nograd", "last-nograd", "first-untrained", "last-untrained", "first-any", "last-any", "all-nograd",
+MODES = ["reduced-nograd", "reduced-any", "first-nograd", "last-nograd", "first-untrained", "last-untrained", "first-any", "last-any", "all-nograd",
          "all-any", "maxctx-nograd", "maxctx-untrained", "maxctx-any", "maxctxlast-nograd", "maxctxlast-any", "lastpass-any", "lastpass-nograd"]
 
 
@@ -423,6 +514,15 @@ def select(el: dict, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, float, 
         np.add.at(vals, pos[mapped], loss[mapped])
         values = np.where(counts > 0, vals, np.nan)
         return values, counts, float(loss.sum()), int(idx.size)
+    if which == "reduced":
+        times = el["reduced"][idx] if "reduced" in el else np.zeros(idx.size, dtype=np.int64)
+        used = times > 0
+        pos, loss, times = pos[used], loss[used], times[used]
+        on = pos >= 0
+        np.add.at(counts, pos[on], times[on])
+        where, first = np.unique(pos[on], return_index=True)
+        values[where] = loss[on][first]
+        return values, counts, float((loss * times).sum()), int(times.sum())
     if which in ("maxctx", "maxctxlast"):
         pos, loss, col = pos[mapped], loss[mapped], el["col"][idx][mapped]
         seq = np.arange(pos.size) if which == "maxctx" else -np.arange(pos.size)
@@ -563,7 +663,12 @@ def probe_c1(base: dict, flipped: dict, k: int, all_moved: list[int] | None = No
     return out
 
 
-def probe_c4(base: dict, stream: np.ndarray, bos: int) -> dict:
+def probe_c4(base: dict, stream: np.ndarray, bos: int, window: int = 64) -> dict:
+    """Every target scored exactly once. Targets never scored or scored twice only within one
+    evaluation `window` of the stream's start or end (the first window's head left unscored, a
+    final partial window scored again) are a deviation: at the real scale that is at most one
+    window of the whole validation set, the edge of how windows tile the stream, not a pass
+    that leaves or rescores tokens through the stream."""
     counts = base["counts"]
     if counts is None:
         return {"status": "not_run", "reason": "no per-token losses: nothing to count"}
@@ -574,14 +679,16 @@ def probe_c4(base: dict, stream: np.ndarray, bos: int) -> dict:
     twice = targets[c > 1]
     bos_missing = [int(p) for p in missing if stream[p] == bos]
     other_missing = [int(p) for p in missing if stream[p] != bos]
-    tail = [p for p in other_missing if p >= n - 64]
-    status = "fail" if twice.size or other_missing else ("deviation" if bos_missing else "pass")
-    if not base["verified"] and status == "fail" and not twice.size:
-        status = "unverified"
+    tail = [p for p in other_missing if p >= n - window]
+    wrong = [*other_missing, *(int(p) for p in twice)]
+    at_edges = bool(wrong) and all(p <= window or p >= n - window for p in wrong)
+    status = ("deviation" if at_edges else "fail") if wrong else ("deviation" if bos_missing else "pass")
+    if not base["verified"] and status != "pass" and not twice.size:
+        status = "unverified" if other_missing else status
     return {"status": status, "targets": int(n - 1), "scored": int((c > 0).sum()), "twice": int(twice.size),
             "max_times": int(c.max()) if c.size else 0, "missing": len(other_missing), "bos_missing": len(bos_missing),
             "tail_missing": len(tail), "first_missing": other_missing[:8], "first_twice": [int(p) for p in twice[:8]],
-            "source": base["source"], "verified": base["verified"]}
+            "at_edges": at_edges, "window": window, "source": base["source"], "verified": base["verified"]}
 
 
 def probe_bos(base: dict, changed: dict, doc: tuple[int, int], stream: np.ndarray, bos: int) -> dict:

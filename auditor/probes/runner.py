@@ -394,7 +394,7 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
                              loc, ev, key)]
     if probe == "c4":
         n = r["targets"]
-        if status in ("fail", "unverified"):
+        if status in ("fail", "unverified") or (status == "deviation" and r.get("at_edges")):
             parts = []
             if r["twice"]:
                 parts.append(f"{r['twice']} positions counted more than once (up to {r['max_times']} times, "
@@ -404,6 +404,10 @@ def _entry_findings(probe: str, rule: CheckRule, e: dict, data: dict, loc: Locat
                              + (f", {r['tail_missing']} of them in the stream's tail" if r["tail_missing"] else "")
                              + f" (first {r['first_missing'][:4]})")
             sev = Severity.ILLEGAL if status == "fail" else Severity.WARNING
+            if status == "deviation":  # only within one window of the stream's start or end
+                return [rule.finding(sev, f"{name}: " + "; ".join(parts) + f", all within {r['window']} tokens of "
+                                     "the stream's start or end (a deviation: at most one evaluation window of the "
+                                     "whole validation set; C4: every token scored exactly once)", loc, ev, key)]
             return [rule.finding(sev, f"{name}: " + "; ".join(parts) + " (C4: every token scored exactly once)",
                                  loc, ev, key)]
         if status == "deviation":
