@@ -105,6 +105,9 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self._func_reach: dict[FuncInfo, Reach] = {}
         self._compute_reachability()
         self._taint_cache: dict[tuple, bool] = {}
+        self._flow_whole: dict[tuple, tuple[int, frozenset]] = {}  # see FlowFacts._memo
+        self._flow_cut: dict[tuple, frozenset] = {}
+        self._cuts = 0
         self._flow_names: dict[cst.CSTNode, set[str]] = {}
         self._build_sites()
 

@@ -90,7 +90,11 @@ class FlowFacts:
     key without the depth) would cache a provisional empty answer met inside a
     cycle or at the limit and hand it to a later query, so the answer would depend
     on the order of queries, and that order on set iteration, which varies between
-    processes.
+    processes. An answer the limit did not cut anywhere below it is the same at
+    every smaller depth (the depth only decides where the limit cuts), so it is
+    also kept under the arguments without the depth, for any query at that depth
+    or less: the same answers, each query computed about once instead of once per
+    depth (see ``_memo``).
 
     Labels are strings: ``VAL``, ``TRAIN``; inside a function summary a parameter
     ``p`` that reaches the value shows as ``"@p"`` (replaced at each call).
@@ -145,6 +149,30 @@ class FlowFacts:
             out[p] = frozenset(got)
         return out
 
+    # ------------------------------------------------------------ memo
+    def _memo(self, key: tuple, depth: int) -> frozenset | None:
+        """The memoised answer of query ``key`` at ``depth``, else None. ``_flow_whole``
+        holds ``key -> (deepest depth, answer)`` of answers the limit did not cut, valid
+        at that depth and every smaller one; ``_flow_cut`` the others, by depth. Handing
+        out a cut answer counts as a cut for the query that asked."""
+        whole = self._flow_whole.get(key)
+        if whole is not None and depth <= whole[0]:
+            return whole[1]
+        res = self._flow_cut.get((key, depth))
+        if res is not None:
+            self._cuts += 1
+        return res
+
+    def _keep(self, key: tuple, depth: int, res: frozenset, cuts: int) -> frozenset:
+        """Memoise ``res``: whole when no cut happened since ``self._cuts`` was ``cuts``."""
+        if self._cuts == cuts:
+            whole = self._flow_whole.get(key)
+            if whole is None or whole[0] < depth:
+                self._flow_whole[key] = (depth, res)
+        else:
+            self._flow_cut[(key, depth)] = res
+        return res
+
     # ------------------------------------------------------------ expressions
     def _shape(self, node: cst.CSTNode) -> _Shape:
         shape = self._flow_names.get(node)
@@ -192,10 +220,11 @@ class FlowFacts:
               sym: bool) -> frozenset:
         """Labels of ``node``'s value. ``sym``: a parameter of ``func`` shows as ``@name``
         (a function summary) instead of what its callers pass."""
-        key = ("e", node, func, line, depth, sym)
-        res = self._taint_cache.get(key)
+        key = ("e", node, func, line, sym)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         shape = self._shape(node)
         out = set(shape.labels)
         if depth < _LIMIT:
@@ -205,17 +234,20 @@ class FlowFacts:
                 out |= self._field(a, depth)
             for call, callees in shape.calls:
                 out |= self._call(call, callees, func, line, depth, sym)
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        elif shape.names or shape.fields or shape.calls:
+            self._cuts += 1
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _name(self, name: str, func: FuncInfo | None, line: int | None, depth: int, sym: bool) -> frozenset:
-        key = ("n", name, func, line, depth, sym)
-        res = self._taint_cache.get(key)
+        key = ("n", name, func, line, sym)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         out: set[str] = set()
-        if depth < _LIMIT:
+        if depth >= _LIMIT:
+            self._cuts += 1
+        else:
             scope = func.defs if func is not None else self.module_defs
             defs = scope.get(name)
             if defs is None and func is not None:
@@ -237,9 +269,7 @@ class FlowFacts:
                         if isinstance(value, cst.Call) and not _carries_train(value):
                             got = _statistic(got)  # a statistic of training data, not the data
                         out |= got
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _element(self, value: cst.CSTNode, idx: int, func: FuncInfo | None, line: int | None, depth: int,
                  sym: bool) -> frozenset:
@@ -305,12 +335,15 @@ class FlowFacts:
     def _returns(self, fi: FuncInfo, depth: int, idx: int | None = None) -> frozenset:
         """What ``fi`` returns or yields (element ``idx`` of a returned tuple), its
         parameters as ``@name``."""
-        key = ("r", fi, depth, idx)
-        res = self._taint_cache.get(key)
+        key = ("r", fi, idx)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         out: set[str] = set()
-        if depth < _LIMIT:
+        if depth >= _LIMIT:
+            self._cuts += 1
+        else:
             for r in fi.returns:
                 if r.value is None:
                     continue
@@ -318,9 +351,7 @@ class FlowFacts:
                     out |= self._element(r.value, idx, fi, self.span(r)[0], depth + 1, True)
                 else:
                     out |= self._expr(r.value, fi, self.span(r)[0], depth + 1, True)
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _args_for(self, call: cst.Call, fi: FuncInfo, param: str, func: FuncInfo | None,
                   line: int | None) -> list[tuple]:
@@ -360,21 +391,22 @@ class FlowFacts:
     def _param(self, fi: FuncInfo, param: str, depth: int) -> frozenset:
         """What the calls in this file pass for ``param`` of ``fi``; a function no call
         reaches gets the name fallback (see the module docstring)."""
-        key = ("p", fi, param, depth)
-        res = self._taint_cache.get(key)
+        key = ("p", fi, param)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         out: set[str] = set()
         sites = self._call_sites().get(fi, ())
-        if depth < _LIMIT:
+        if depth >= _LIMIT:
+            self._cuts += 1
+        else:
             for ci in sites:
                 for arg, afunc, aline in self._args_for(ci.node, fi, param, ci.ctx.func, ci.line):
                     out |= self._expr(arg, afunc, aline, depth + 1, False)
         if not sites:
             out |= _name_fallback(param)
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _call_sites(self) -> dict:
         idx = getattr(self, "_sites_by_callee", None)
@@ -392,15 +424,18 @@ class FlowFacts:
     # ------------------------------------------------------------ attributes
     def _field(self, attr: str, depth: int) -> frozenset:
         """What the field ``attr`` holds, over every definition of it in the file."""
-        key = ("f", attr, depth)
-        res = self._taint_cache.get(key)
+        key = ("f", attr)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         out: set[str] = set()
         defs = self._field_defs().get(attr)
         if defs is None:
             out |= _name_fallback(attr)
-        elif depth < _LIMIT:
+        elif depth >= _LIMIT:
+            self._cuts += 1
+        else:
             for value, func, line, on_self in defs:
                 if func is None or not on_self:
                     out |= self._expr(value, func, line, depth + 1, False)
@@ -415,9 +450,7 @@ class FlowFacts:
                         if p != (func.params[0] if func.params else ""):
                             got_p = self._param(func, p, depth + 1)
                             out |= got_p - {TRAIN} if stat else got_p
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _field_defs(self) -> dict:
         """``attr -> [(value, function, line, assigned on the method's self)]``."""
