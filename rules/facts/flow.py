@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import bound_names, children
+from .nodes import bound_names, children, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -179,7 +179,7 @@ class FlowFacts:
         if shape is not None:
             return shape
         imported = self._imported_roots()
-        bound = bound_names(node)
+        bound: set[str] = set()  # ``nodes.bound_names(node)``, gathered by this walk
         labels: set[str] = set()
         names: list[str] = []
         fields: list[str] = []
@@ -187,10 +187,15 @@ class FlowFacts:
         stack: list = [(node, False)]
         while stack:
             n, is_callee = stack.pop()
-            if isinstance(n, cst.Name):
-                if n.value not in bound and n.value not in imported:
+            kind = type(n)
+            if kind is cst.Name:
+                if n.value not in imported:
                     names.append(n.value)
                 continue
+            if kind is cst.CompFor:
+                bound.update(target_names(n.target))
+            elif kind is cst.Lambda:
+                bound.update(p.name.value for p in n.params.params)
             text = _literal(n)
             if text is not None:
                 labels |= source_labels(text)
@@ -207,11 +212,14 @@ class FlowFacts:
                 callees = self.callees_of(n)
                 if callees:
                     calls.append((n, tuple(callees)))
+                    bound |= bound_names(n)  # not walked, but what it binds is bound here too
                     continue
                 stack.append((n.func, True))
                 stack.extend((c, False) for c in children(n) if c is not n.func)
                 continue
             stack.extend((c, False) for c in children(n))
+        if bound:
+            names = [x for x in names if x not in bound]
         shape = _Shape(frozenset(labels), tuple(dict.fromkeys(names)), tuple(dict.fromkeys(fields)), tuple(calls))
         self._flow_names[node] = shape
         return shape
@@ -239,7 +247,16 @@ class FlowFacts:
         return self._keep(key, depth, frozenset(out), cuts)
 
     def _name(self, name: str, func: FuncInfo | None, line: int | None, depth: int, sym: bool) -> frozenset:
-        key = ("n", name, func, line, sym)
+        # the answer depends on ``line`` only through the definitions it sees: reads
+        # on different lines that see the same definitions share one answer
+        seen = self._seen_defs.get((name, func, line))
+        if seen is None:
+            scope = func.defs if func is not None else self.module_defs
+            defs = scope.get(name)
+            reaching = None if defs is None else self._reaching(defs, func, line) if defs else []
+            seen = self._seen_defs[(name, func, line)] = (
+                None if reaching is None else tuple(map(id, reaching)), reaching)
+        key = ("n", name, func, seen[0], sym)
         res = self._memo(key, depth)
         if res is not None:
             return res
@@ -248,13 +265,12 @@ class FlowFacts:
         if depth >= _LIMIT:
             self._cuts += 1
         else:
-            scope = func.defs if func is not None else self.module_defs
-            defs = scope.get(name)
-            if defs is None and func is not None:
+            reaching = seen[1]
+            if reaching is None and func is not None:
                 # a closure reads its enclosing function's name, a function a module global
                 out |= self._name(name, func.parent, None, depth, False)
-            elif defs:
-                for dline, value in self._reaching(defs, func, line):
+            elif reaching:
+                for dline, value in reaching:
                     if value is None:  # a parameter
                         out |= {"@" + name} if sym else self._param(func, name, depth)
                     elif isinstance(value, cst.AugAssign):  # ``x += v``: v, and x before it
