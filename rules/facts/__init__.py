@@ -45,7 +45,7 @@ import libcst as cst
 from .collect import Collector
 from .config import UNKNOWN, ConfigFacts, ConfigVar
 from .flow import FlowFacts
-from .lines import Layout
+from .lines import Layout, code_for_node
 from .names import VAL_STRING, is_loss_name, is_train_name, is_val_name, is_val_string
 from .nodes import base_name, bound_names, dotted, iter_nodes, literal_text, target_names
 from .reach import Reach, ReachFacts, Switch
@@ -116,7 +116,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
     def code(self, node: cst.CSTNode) -> str:
         c = self._code_cache.get(node)
         if c is None:
-            c = self.module.code_for_node(node)
+            c = code_for_node(self.module, node)
             self._code_cache[node] = c
         return c
 
