@@ -109,7 +109,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self._flow_cut: dict[tuple, frozenset] = {}
         self._cuts = 0
         self._seen_defs: dict[tuple, tuple] = {}  # (name, func, line) -> the definitions a read sees
-        self._flow_names: dict[cst.CSTNode, set[str]] = {}
+        self._flow_names: dict[int, object] = {}  # id(node) -> its flow shape
         self._build_sites()
 
     # ---------------------------------------------------------------- text

@@ -175,7 +175,7 @@ class FlowFacts:
 
     # ------------------------------------------------------------ expressions
     def _shape(self, node: cst.CSTNode) -> _Shape:
-        shape = self._flow_names.get(node)
+        shape = self._flow_names.get(id(node))  # by id: a node's own hash is Python code
         if shape is not None:
             return shape
         imported = self._imported_roots()
@@ -221,14 +221,14 @@ class FlowFacts:
         if bound:
             names = [x for x in names if x not in bound]
         shape = _Shape(frozenset(labels), tuple(dict.fromkeys(names)), tuple(dict.fromkeys(fields)), tuple(calls))
-        self._flow_names[node] = shape
+        self._flow_names[id(node)] = shape
         return shape
 
     def _expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None, depth: int,
               sym: bool) -> frozenset:
         """Labels of ``node``'s value. ``sym``: a parameter of ``func`` shows as ``@name``
         (a function summary) instead of what its callers pass."""
-        key = ("e", node, func, line, sym)
+        key = ("e", id(node), func, line, sym)  # nodes live as long as the facts
         res = self._memo(key, depth)
         if res is not None:
             return res
