@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from auditor.audit import Options, audit_path
-from auditor.corpus import CorpusError, checkout, record_folders
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout, not an installed copy
+from auditor.audit import Options, audit_path  # noqa: E402
+from auditor.corpus import CorpusError, checkout, record_folders  # noqa: E402
 
 
 def main() -> None:

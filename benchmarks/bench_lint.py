@@ -28,6 +28,7 @@ from pathlib import Path
 import libcst as cst
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's rules, not an installed copy's
 DEFAULTS = ("examples", "tests/fixtures", "reference_impl", "tests/illegal_variants")
 
 

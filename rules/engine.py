@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import gc
 import re
 import sys
 from dataclasses import dataclass, field
@@ -506,6 +507,29 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
             location=Location(file, line if isinstance(line, int) else None, None, layer),
             confidence="high", key="parse-error",
         )]
+    with _gc_paused():
+        return _analyse(module, layout, text, file, layer, config, rules)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """The cyclic garbage collector off while a layer is analysed. The facts and rules
+    allocate millions of small tuples, sets and dicts next to a libcst tree of millions
+    of nodes, and every collection of the oldest generation walked that whole tree
+    again: measured on the 43 merged scripts, a third of a lint's time. Nothing the
+    analysis builds needs collecting before it ends; what it leaves is collected after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _analyse(module: cst.Module, layout: Layout | None, text: str, file: str, layer: str,
+             config: LintConfig, rules: Iterable[type[Rule]] | None) -> list[Finding]:
+    """Build the facts of a parsed layer and run the rules on them (``lint_source``)."""
     try:
         with _deep_recursion():
             facts = Facts(module, text, env=config.env, layout=layout)

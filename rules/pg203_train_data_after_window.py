@@ -23,9 +23,9 @@ def _call_info(facts: Facts, node: cst.Call) -> CallInfo:
     return next(ci for ci in facts.calls if ci.node is node)
 
 
-def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, object, str, frozenset]]:
-    """(line, node, ctx, text, labels) of the calls and loops directly in ``func`` whose
-    receiver, arguments or iterable may carry training data: ``labels`` is what they carry
+def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, object, tuple, frozenset]]:
+    """(line, node, ctx, (prefix, text node), labels) of the calls and loops directly in
+    ``func`` whose receiver, arguments or iterable may carry training data: ``labels`` is what they carry
     with ``func``'s parameters left open (``@p``, see ``Facts.summary``), so that a caller
     can say whether the call it makes passes training data."""
     out = []
@@ -54,14 +54,21 @@ def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, 
             labels |= facts.summary(a.value, func, ci.line)
         if carried(frozenset(labels)):
             seen.add(ci.line)
-            out.append((ci.line, ci.node, ci.ctx, facts.code(ci.node).strip(), frozenset(labels)))
+            out.append((ci.line, ci.node, ci.ctx, ("", ci.node), frozenset(labels)))
     for li, ctx in facts.loops:
         if li.func is func and li.iter is not None and li.start not in seen:
             labels = facts.summary(li.iter, func, li.start)
             if carried(labels):
                 seen.add(li.start)
-                out.append((li.start, li.node, ctx, "for ... in " + facts.code(li.iter).strip(), labels))
+                out.append((li.start, li.node, ctx, ("for ... in ", li.iter), labels))
     return out
+
+
+def _read(facts: Facts, r: tuple) -> tuple:
+    """``(line, node, ctx, text)`` of a ``_reads`` entry: its code is generated only for
+    the reads that carry training data (most entries are open parameters only)."""
+    prefix, node = r[3]
+    return r[0], r[1], r[2], prefix + facts.code(node).strip()
 
 
 @register
@@ -194,7 +201,7 @@ if __name__ == "__main__":
     def check(self, facts: Facts) -> Iterator[Hit]:
         raw = {f: _reads(facts, f) for f in [None, *facts.funcs]}
         # whoever calls it: each function's reads with its parameters as every call passes them
-        reads = {f: [r[:4] for r in rs if TRAIN in facts.resolve_labels(r[4], f)] for f, rs in raw.items()}
+        reads = {f: [_read(facts, r) for r in rs if TRAIN in facts.resolve_labels(r[4], f)] for f, rs in raw.items()}
         reserve = any(re.search(r"reserve", n, re.I) for n in facts.config) or any(
             re.search(r"reserve", n, re.I) for n in facts.refs_by_func)
         flagged: set[int] = set()
@@ -310,7 +317,7 @@ if __name__ == "__main__":
     @staticmethod
     def _called_reads(facts: Facts, raw: dict, fi: FuncInfo, env: dict) -> list:
         """The reads in ``fi`` that carry training data when called with ``env``."""
-        return [r[:4] for r in raw.get(fi, ()) if TRAIN in facts.resolve_labels(r[4], fi, env)]
+        return [_read(facts, r) for r in raw.get(fi, ()) if TRAIN in facts.resolve_labels(r[4], fi, env)]
 
     def _hit(self, facts: Facts, owner, end: int, line: int, node, ctx, text: str,
              via: tuple | None, calib: bool, reserve: bool) -> Hit | None:

@@ -45,7 +45,7 @@ import libcst as cst
 from .collect import Collector
 from .config import UNKNOWN, ConfigFacts, ConfigVar
 from .flow import FlowFacts
-from .lines import Layout
+from .lines import Layout, code_for_node
 from .names import VAL_STRING, is_loss_name, is_train_name, is_val_name, is_val_string
 from .nodes import base_name, bound_names, dotted, iter_nodes, literal_text, target_names
 from .reach import Reach, ReachFacts, Switch
@@ -105,14 +105,18 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self._func_reach: dict[FuncInfo, Reach] = {}
         self._compute_reachability()
         self._taint_cache: dict[tuple, bool] = {}
-        self._flow_names: dict[cst.CSTNode, set[str]] = {}
+        self._flow_whole: dict[tuple, tuple[int, frozenset]] = {}  # see FlowFacts._memo
+        self._flow_cut: dict[tuple, frozenset] = {}
+        self._cuts = 0
+        self._seen_defs: dict[tuple, tuple] = {}  # (name, func, line) -> the definitions a read sees
+        self._flow_names: dict[int, object] = {}  # id(node) -> its flow shape
         self._build_sites()
 
     # ---------------------------------------------------------------- text
     def code(self, node: cst.CSTNode) -> str:
         c = self._code_cache.get(node)
         if c is None:
-            c = self.module.code_for_node(node)
+            c = code_for_node(self.module, node)
             self._code_cache[node] = c
         return c
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import bound_names, children
+from .nodes import bound_names, children, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -90,7 +90,11 @@ class FlowFacts:
     key without the depth) would cache a provisional empty answer met inside a
     cycle or at the limit and hand it to a later query, so the answer would depend
     on the order of queries, and that order on set iteration, which varies between
-    processes.
+    processes. An answer the limit did not cut anywhere below it is the same at
+    every smaller depth (the depth only decides where the limit cuts), so it is
+    also kept under the arguments without the depth, for any query at that depth
+    or less: the same answers, each query computed about once instead of once per
+    depth (see ``_memo``).
 
     Labels are strings: ``VAL``, ``TRAIN``; inside a function summary a parameter
     ``p`` that reaches the value shows as ``"@p"`` (replaced at each call).
@@ -145,13 +149,37 @@ class FlowFacts:
             out[p] = frozenset(got)
         return out
 
+    # ------------------------------------------------------------ memo
+    def _memo(self, key: tuple, depth: int) -> frozenset | None:
+        """The memoised answer of query ``key`` at ``depth``, else None. ``_flow_whole``
+        holds ``key -> (deepest depth, answer)`` of answers the limit did not cut, valid
+        at that depth and every smaller one; ``_flow_cut`` the others, by depth. Handing
+        out a cut answer counts as a cut for the query that asked."""
+        whole = self._flow_whole.get(key)
+        if whole is not None and depth <= whole[0]:
+            return whole[1]
+        res = self._flow_cut.get((key, depth))
+        if res is not None:
+            self._cuts += 1
+        return res
+
+    def _keep(self, key: tuple, depth: int, res: frozenset, cuts: int) -> frozenset:
+        """Memoise ``res``: whole when no cut happened since ``self._cuts`` was ``cuts``."""
+        if self._cuts == cuts:
+            whole = self._flow_whole.get(key)
+            if whole is None or whole[0] < depth:
+                self._flow_whole[key] = (depth, res)
+        else:
+            self._flow_cut[(key, depth)] = res
+        return res
+
     # ------------------------------------------------------------ expressions
     def _shape(self, node: cst.CSTNode) -> _Shape:
-        shape = self._flow_names.get(node)
+        shape = self._flow_names.get(id(node))  # by id: a node's own hash is Python code
         if shape is not None:
             return shape
         imported = self._imported_roots()
-        bound = bound_names(node)
+        bound: set[str] = set()  # ``nodes.bound_names(node)``, gathered by this walk
         labels: set[str] = set()
         names: list[str] = []
         fields: list[str] = []
@@ -159,10 +187,15 @@ class FlowFacts:
         stack: list = [(node, False)]
         while stack:
             n, is_callee = stack.pop()
-            if isinstance(n, cst.Name):
-                if n.value not in bound and n.value not in imported:
+            kind = type(n)
+            if kind is cst.Name:
+                if n.value not in imported:
                     names.append(n.value)
                 continue
+            if kind is cst.CompFor:
+                bound.update(target_names(n.target))
+            elif kind is cst.Lambda:
+                bound.update(p.name.value for p in n.params.params)
             text = _literal(n)
             if text is not None:
                 labels |= source_labels(text)
@@ -179,23 +212,27 @@ class FlowFacts:
                 callees = self.callees_of(n)
                 if callees:
                     calls.append((n, tuple(callees)))
+                    bound |= bound_names(n)  # not walked, but what it binds is bound here too
                     continue
                 stack.append((n.func, True))
                 stack.extend((c, False) for c in children(n) if c is not n.func)
                 continue
             stack.extend((c, False) for c in children(n))
+        if bound:
+            names = [x for x in names if x not in bound]
         shape = _Shape(frozenset(labels), tuple(dict.fromkeys(names)), tuple(dict.fromkeys(fields)), tuple(calls))
-        self._flow_names[node] = shape
+        self._flow_names[id(node)] = shape
         return shape
 
     def _expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None, depth: int,
               sym: bool) -> frozenset:
         """Labels of ``node``'s value. ``sym``: a parameter of ``func`` shows as ``@name``
         (a function summary) instead of what its callers pass."""
-        key = ("e", node, func, line, depth, sym)
-        res = self._taint_cache.get(key)
+        key = ("e", id(node), func, line, sym)  # nodes live as long as the facts
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         shape = self._shape(node)
         out = set(shape.labels)
         if depth < _LIMIT:
@@ -205,24 +242,35 @@ class FlowFacts:
                 out |= self._field(a, depth)
             for call, callees in shape.calls:
                 out |= self._call(call, callees, func, line, depth, sym)
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        elif shape.names or shape.fields or shape.calls:
+            self._cuts += 1
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _name(self, name: str, func: FuncInfo | None, line: int | None, depth: int, sym: bool) -> frozenset:
-        key = ("n", name, func, line, depth, sym)
-        res = self._taint_cache.get(key)
-        if res is not None:
-            return res
-        out: set[str] = set()
-        if depth < _LIMIT:
+        # the answer depends on ``line`` only through the definitions it sees: reads
+        # on different lines that see the same definitions share one answer
+        seen = self._seen_defs.get((name, func, line))
+        if seen is None:
             scope = func.defs if func is not None else self.module_defs
             defs = scope.get(name)
-            if defs is None and func is not None:
+            reaching = None if defs is None else self._reaching(defs, func, line) if defs else []
+            seen = self._seen_defs[(name, func, line)] = (
+                None if reaching is None else tuple(map(id, reaching)), reaching)
+        key = ("n", name, func, seen[0], sym)
+        res = self._memo(key, depth)
+        if res is not None:
+            return res
+        cuts = self._cuts
+        out: set[str] = set()
+        if depth >= _LIMIT:
+            self._cuts += 1
+        else:
+            reaching = seen[1]
+            if reaching is None and func is not None:
                 # a closure reads its enclosing function's name, a function a module global
                 out |= self._name(name, func.parent, None, depth, False)
-            elif defs:
-                for dline, value in self._reaching(defs, func, line):
+            elif reaching:
+                for dline, value in reaching:
                     if value is None:  # a parameter
                         out |= {"@" + name} if sym else self._param(func, name, depth)
                     elif isinstance(value, cst.AugAssign):  # ``x += v``: v, and x before it
@@ -237,9 +285,7 @@ class FlowFacts:
                         if isinstance(value, cst.Call) and not _carries_train(value):
                             got = _statistic(got)  # a statistic of training data, not the data
                         out |= got
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _element(self, value: cst.CSTNode, idx: int, func: FuncInfo | None, line: int | None, depth: int,
                  sym: bool) -> frozenset:
@@ -305,12 +351,15 @@ class FlowFacts:
     def _returns(self, fi: FuncInfo, depth: int, idx: int | None = None) -> frozenset:
         """What ``fi`` returns or yields (element ``idx`` of a returned tuple), its
         parameters as ``@name``."""
-        key = ("r", fi, depth, idx)
-        res = self._taint_cache.get(key)
+        key = ("r", fi, idx)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         out: set[str] = set()
-        if depth < _LIMIT:
+        if depth >= _LIMIT:
+            self._cuts += 1
+        else:
             for r in fi.returns:
                 if r.value is None:
                     continue
@@ -318,9 +367,7 @@ class FlowFacts:
                     out |= self._element(r.value, idx, fi, self.span(r)[0], depth + 1, True)
                 else:
                     out |= self._expr(r.value, fi, self.span(r)[0], depth + 1, True)
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _args_for(self, call: cst.Call, fi: FuncInfo, param: str, func: FuncInfo | None,
                   line: int | None) -> list[tuple]:
@@ -360,21 +407,22 @@ class FlowFacts:
     def _param(self, fi: FuncInfo, param: str, depth: int) -> frozenset:
         """What the calls in this file pass for ``param`` of ``fi``; a function no call
         reaches gets the name fallback (see the module docstring)."""
-        key = ("p", fi, param, depth)
-        res = self._taint_cache.get(key)
+        key = ("p", fi, param)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         out: set[str] = set()
         sites = self._call_sites().get(fi, ())
-        if depth < _LIMIT:
+        if depth >= _LIMIT:
+            self._cuts += 1
+        else:
             for ci in sites:
                 for arg, afunc, aline in self._args_for(ci.node, fi, param, ci.ctx.func, ci.line):
                     out |= self._expr(arg, afunc, aline, depth + 1, False)
         if not sites:
             out |= _name_fallback(param)
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _call_sites(self) -> dict:
         idx = getattr(self, "_sites_by_callee", None)
@@ -392,15 +440,18 @@ class FlowFacts:
     # ------------------------------------------------------------ attributes
     def _field(self, attr: str, depth: int) -> frozenset:
         """What the field ``attr`` holds, over every definition of it in the file."""
-        key = ("f", attr, depth)
-        res = self._taint_cache.get(key)
+        key = ("f", attr)
+        res = self._memo(key, depth)
         if res is not None:
             return res
+        cuts = self._cuts
         out: set[str] = set()
         defs = self._field_defs().get(attr)
         if defs is None:
             out |= _name_fallback(attr)
-        elif depth < _LIMIT:
+        elif depth >= _LIMIT:
+            self._cuts += 1
+        else:
             for value, func, line, on_self in defs:
                 if func is None or not on_self:
                     out |= self._expr(value, func, line, depth + 1, False)
@@ -415,9 +466,7 @@ class FlowFacts:
                         if p != (func.params[0] if func.params else ""):
                             got_p = self._param(func, p, depth + 1)
                             out |= got_p - {TRAIN} if stat else got_p
-        res = frozenset(out)
-        self._taint_cache[key] = res
-        return res
+        return self._keep(key, depth, frozenset(out), cuts)
 
     def _field_defs(self) -> dict:
         """``attr -> [(value, function, line, assigned on the method's self)]``."""
