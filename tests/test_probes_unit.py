@@ -418,3 +418,36 @@ def test_a_config_parameter_gets_the_class_it_is_annotated_with(tmp_path):
                                       bos=1, mod=mod)
     assert why is None and type(kwargs["config"]).__name__ == "RunSettings"
     assert kwargs["config"].model is cfg and mod.evaluate(**kwargs) == (7, 2)
+
+
+def test_tracked_losses_follow_scaling_and_the_last_epochs_overwritten_total():
+    """A multi-epoch scorer that trains on each pass (the training mean carries a gradient and
+    is no score), rescales the scored losses by a temperature and resets its accumulator every
+    epoch: the counted losses are each position's last consumed computation, scaled."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    probes.install_hooks()
+    stream = probes.make_stream(16, n_tokens=30, seed=5)
+    index = probes.StreamIndex(stream)
+
+    def epochs(val_tokens):
+        bias = torch.zeros(16, requires_grad=True)
+        x, y = val_tokens[:-1], val_tokens[1:]
+        for _ in range(2):
+            total = torch.zeros((), dtype=torch.float64)  # overwritten each epoch
+            ptl = F.cross_entropy(torch.nn.functional.one_hot(x % 16, 16).float() + bias, y, reduction="none")
+            with torch.no_grad():
+                total += (ptl[: y.numel()].to(torch.float64) * 0.98).sum()
+            ptl.mean().backward()
+            with torch.no_grad():
+                bias -= 0.5 * bias.grad
+                bias.grad = None
+        return (total / y.numel()).item()
+
+    entry = type("E", (), {"fn": staticmethod(epochs)})
+    run = probes.run_entry(entry, lambda tokens: {"val_tokens": tokens}, stream, index)
+    assert run.ok, run.reason
+    pp = probes.per_position(run, len(stream))
+    assert pp["verified"] and pp["mode"] == "reducedlast-any", pp["source"]
+    assert pp["counts"][1:].tolist() == [1] * (len(stream) - 1)

@@ -113,7 +113,7 @@ class Recorder:
     c2_calls: dict = field(default_factory=dict)
     vocab: int = 0
     n_elements: int = 0  # loss elements recorded so far in this run: the next call's first id
-    reduced: list = field(default_factory=list)  # id arrays of the loss elements a sum or mean consumed
+    reduced: list = field(default_factory=list)  # (ids, scale) of each sum or mean of losses, in order
 
 
 REC = Recorder()
@@ -150,8 +150,9 @@ def install_hooks() -> None:
                 return grad
             out.register_hook(mark)
         if reduction == "none":
-            return out if out.requires_grad else _Tracked.wrap(out, ids)
-        REC.reduced.append(ids.flatten().numpy())  # every element of a summed or averaged call counts
+            return _Tracked.wrap(out, ids)
+        if not out.requires_grad:  # a score: every element of a summed or averaged call counts
+            REC.reduced.append((ids.flatten().numpy(), 1.0))
         if reduction == "sum":
             return out.sum()
         denom = (target != ignore_index).sum().clamp_min(1).to(out.dtype)
@@ -172,22 +173,25 @@ _MOVE_ELEMENTS = {"__getitem__", "reshape", "view", "flatten", "squeeze", "unsqu
                   "gather", "take", "roll"}
 _JOIN = {"cat", "concat", "concatenate", "stack", "hstack", "vstack"}
 _REDUCE = {"sum", "mean", "nansum", "nanmean"}
+_SCALE = {"mul": False, "__mul__": False, "__rmul__": False, "div": True, "__truediv__": True}  # name: divides
 
 
 def _tracked_class(torch):
-    """A tensor subclass for the per-token losses the probe hands back (reduction="none",
-    no grad): it carries each element's id through the slicing, reshaping and joining a
-    scorer does, and records which elements a full sum or mean consumed, so the counted
-    losses are known from what reached the total (a sliding window's scored slice), not
-    guessed. Any other op returns a plain tensor: its elements are no longer followed."""
+    """A tensor subclass for the per-token losses the probe hands back (reduction="none"):
+    it carries each element's id through the slicing, reshaping, joining and scaling by a
+    constant a scorer does, and records which elements a full sum or mean without gradient
+    consumed (a score; a training loss carries a gradient), so the counted losses are known
+    from what reached the total (a sliding window's scored slice), not guessed. Any other op
+    returns a plain tensor: its elements are no longer followed."""
 
     class Tracked(torch.Tensor):
         _pgolf_ids = None
+        _pgolf_scale = 1.0
 
         @staticmethod
-        def wrap(t, ids):
+        def wrap(t, ids, scale=1.0):
             out = t.as_subclass(Tracked)
-            out._pgolf_ids = ids
+            out._pgolf_ids, out._pgolf_scale = ids, scale
             return out
 
         @classmethod
@@ -204,7 +208,9 @@ def _tracked_class(torch):
                         joined = func(ids, *args[1:], **kwargs)
                     except Exception:
                         return _plain(ret)
-                    return Tracked.wrap(ret, joined) if joined.shape == ret.shape else _plain(ret)
+                    scales = {getattr(t, "_pgolf_scale", 1.0) for t in first}
+                    if joined.shape == ret.shape and len(scales) == 1:
+                        return Tracked.wrap(ret, joined, scales.pop())
                 return _plain(ret)
             ids = getattr(first, "_pgolf_ids", None) if isinstance(first, Tracked) else None
             if ids is None or not isinstance(ret, torch.Tensor):
@@ -212,19 +218,24 @@ def _tracked_class(torch):
             if name.endswith("_") and ret is first:  # changed in place: its values are no longer the losses
                 first._pgolf_ids = None
                 return _plain(ret)
+            scale = first._pgolf_scale
             if name in _REDUCE:
-                if len(args) == 1 and not kwargs.get("dim") and REC.active:
-                    REC.reduced.append(ids.flatten().numpy())
+                if len(args) == 1 and not kwargs.get("dim") and REC.active and not ret.requires_grad:
+                    REC.reduced.append((ids.flatten().numpy(), scale))
                 return _plain(ret)
             if name in _SAME_ELEMENTS and ret.shape == first.shape:
-                return Tracked.wrap(ret, ids)
+                return Tracked.wrap(ret, ids, scale)
+            if name in _SCALE and len(args) == 2 and isinstance(args[1], (int, float)) and ret.shape == first.shape:
+                factor = float(args[1])
+                if factor != 0.0:  # `loss * temperature`: the same elements, scaled
+                    return Tracked.wrap(ret, ids, scale / factor if _SCALE[name] else scale * factor)
             if name in _MOVE_ELEMENTS:
                 try:
                     moved = func(ids, *args[1:], **kwargs)
                 except Exception:
                     return _plain(ret)
                 if isinstance(moved, torch.Tensor) and moved.shape == ret.shape:
-                    return Tracked.wrap(ret, moved)
+                    return Tracked.wrap(ret, moved, scale)
             return _plain(ret)
 
     def _plain(ret):
@@ -475,9 +486,12 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
     if calls:
         run.elements = {"call": np.concatenate(calls), "pos": np.concatenate(pos), "loss": np.concatenate(loss),
                         "grad": np.concatenate(grad), "trained": np.concatenate(trained), "col": np.concatenate(col), "sig": np.concatenate(sig)}
-        # how many times a sum or mean consumed each element (ids follow the calls' row-major order)
-        used = np.concatenate(REC.reduced) if REC.reduced else np.zeros(0, dtype=np.int64)
-        run.elements["reduced"] = np.bincount(used, minlength=run.elements["loss"].size)[:run.elements["loss"].size]
+        # each (element, scale) a score's sum or mean consumed, in order (ids follow the calls'
+        # row-major order, so an id is the element's index here)
+        run.elements["consumed"] = (np.concatenate([ids for ids, _ in REC.reduced]) if REC.reduced
+                                    else np.zeros(0, dtype=np.int64))
+        run.elements["consumed_scale"] = (np.concatenate([np.full(ids.size, sc) for ids, sc in REC.reduced])
+                                          if REC.reduced else np.zeros(0))
     REC.reduced = []
     run.loss_lines = sorted({c.line for c in REC.calls if c.line is not None})
     REC.calls = []
@@ -486,14 +500,16 @@ def run_entry(entry, kwargs_fn, stream: np.ndarray, index: StreamIndex, c2: bool
 
 # ----------------------------------------------------------------------------- selections
 
-# reduced: the computations a full sum or mean consumed, as often as it consumed them (followed
-# through the scorer's slicing by the tracked loss tensor): what reached a total, not a guess;
+# reduced: the computations a score's full sum or mean consumed, as often as it consumed them
+# (followed through the scorer's slicing and scaling by the tracked loss tensor): what reached a
+# total, not a guess; reducedlast: per position the last computation consumed (per-epoch
+# accumulators overwritten each epoch, the last epoch's rescoring reported);
 # maxctx: the computation where the position has the most context in its row (the
 # scored tail of overlapping sliding windows, which slice the per-token losses they count);
 # maxctxlast: the same, the last such computation (a multi-epoch pass counting its final epoch);
 # lastpass: the first computation of the last pass, a pass starting again whenever the call that
 # first computed the position recurs with the same targets (epochs over chunk windows that overlap)
-MODES = ["reduced-nograd", "reduced-any", "first-nograd", "last-nograd", "first-untrained", "last-untrained", "first-any", "last-any", "all-nograd",
+MODES = ["reduced-any", "reducedlast-any", "first-nograd", "last-nograd", "first-untrained", "last-untrained", "first-any", "last-any", "all-nograd",
          "all-any", "maxctx-nograd", "maxctx-untrained", "maxctx-any", "maxctxlast-nograd", "maxctxlast-any", "lastpass-any", "lastpass-nograd"]
 
 
@@ -514,15 +530,24 @@ def select(el: dict, mode: str, n: int) -> tuple[np.ndarray, np.ndarray, float, 
         np.add.at(vals, pos[mapped], loss[mapped])
         values = np.where(counts > 0, vals, np.nan)
         return values, counts, float(loss.sum()), int(idx.size)
-    if which == "reduced":
-        times = el["reduced"][idx] if "reduced" in el else np.zeros(idx.size, dtype=np.int64)
-        used = times > 0
-        pos, loss, times = pos[used], loss[used], times[used]
-        on = pos >= 0
-        np.add.at(counts, pos[on], times[on])
-        where, first = np.unique(pos[on], return_index=True)
-        values[where] = loss[on][first]
-        return values, counts, float((loss * times).sum()), int(times.sum())
+    if which in ("reduced", "reducedlast"):
+        if "consumed" not in el:
+            return values, counts, 0.0, 0
+        elem = el["consumed"]
+        keep = mask[elem]
+        elem, scale = elem[keep], el["consumed_scale"][keep]
+        epos, eloss = el["pos"][elem], el["loss"][elem] * scale
+        on = epos >= 0
+        if which == "reducedlast":  # the last consumption of each position (and every unmapped one)
+            last = np.zeros(epos.size, dtype=bool)
+            _, rev_first = np.unique(epos[on][::-1], return_index=True)
+            last[np.flatnonzero(on)[on.sum() - 1 - rev_first]] = True
+            keep = last | ~on
+            epos, eloss, on = epos[keep], eloss[keep], on[keep]
+        np.add.at(counts, epos[on], 1)
+        where, first = np.unique(epos[on], return_index=True)
+        values[where] = eloss[on][first]
+        return values, counts, float(eloss.sum()), int(eloss.size)
     if which in ("maxctx", "maxctxlast"):
         pos, loss, col = pos[mapped], loss[mapped], el["col"][idx][mapped]
         seq = np.arange(pos.size) if which == "maxctx" else -np.arange(pos.size)
