@@ -166,7 +166,7 @@ def install_hooks() -> None:
 _Tracked = None  # the loss-tensor subclass, made when torch is imported (install_hooks)
 # ops after which each element of the result is the same element of the input, in place
 _SAME_ELEMENTS = {"to", "float", "double", "half", "bfloat16", "type", "cpu", "cuda", "contiguous", "clone",
-                  "detach", "type_as", "__get__"}
+                  "detach", "type_as"}
 # ops that move elements: applied to the element ids alike
 _MOVE_ELEMENTS = {"__getitem__", "reshape", "view", "flatten", "squeeze", "unsqueeze", "view_as", "reshape_as",
                   "t", "transpose", "permute", "narrow", "select", "ravel", "masked_select", "index_select",
