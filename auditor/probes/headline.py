@@ -116,17 +116,9 @@ def _names_in(node) -> set[str]:
     """Attribute and variable names an expression reads (`args.eval_stride` -> eval_stride)."""
     import libcst as cst
 
-    found: set[str] = set()
+    from rules.facts.nodes import iter_nodes
 
-    class _Names(cst.CSTVisitor):
-        def visit_Attribute(self, n: cst.Attribute) -> None:
-            found.add(n.attr.value)
-
-        def visit_Name(self, n: cst.Name) -> None:
-            found.add(n.value)
-
-    node.visit(_Names())
-    return found
+    return {n.value for n in iter_nodes(node) if isinstance(n, cst.Name)}  # an attribute's name is a Name
 
 
 def headline_of(record, source: str, facts=None) -> tuple[Headline | None, str]:

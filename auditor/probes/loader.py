@@ -38,7 +38,6 @@ an evaluation launches, custom CUDA extensions, tensors created with
 from __future__ import annotations
 
 import functools
-
 import socket
 import sys
 import types
