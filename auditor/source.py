@@ -252,18 +252,19 @@ def _to_text(data: bytes, binary_text: bool = True) -> tuple[str, str | None]:
         return data.decode("utf-8", "replace"), "non-utf8"
 
 
-def _parse(text: str) -> cst.Module:
+def _parse(text: str) -> tuple[cst.Module, ast.Module]:
     """Parse with CPython first: it rejects what Python would, with its line
-    number, and shields libcst's native parser from nesting that crashes it."""
-    ast.parse(text)
-    return cst.parse_module(text)
+    number, and shields libcst's native parser from nesting that crashes it. Both
+    trees are returned: ``Layout`` reads statement lines from CPython's."""
+    tree = ast.parse(text)
+    return cst.parse_module(text), tree
 
 
 def _looks_like_code(text: str) -> bool:
     """A decoded literal that is not exec'd is only a layer if it reads as a program,
     not as a word or a single expression (tokens, weights, messages stay data)."""
     try:
-        body = _parse(text).body
+        body = _parse(text)[0].body
     except Exception:
         return False
     if not body:
@@ -309,7 +310,7 @@ class _Scan:
     """One pass over a layer: name bindings, calls, literals and imports
     (``rules.facts.lines.Layout.walk`` calls its ``visit_X`` methods)."""
 
-    def __init__(self, spans: dict[cst.CSTNode, tuple[int, int]]) -> None:
+    def __init__(self, spans: dict[int, tuple[int, int]]) -> None:
         self.spans = spans
         self.aliases: dict[str, str] = {}
         self.star_modules: list[str] = []
@@ -319,7 +320,7 @@ class _Scan:
         self.imports: list[tuple[str, int, int]] = []  # (module as written, relative dots, line)
 
     def line(self, node: cst.CSTNode) -> int:
-        return self.spans[node][0]
+        return self.spans[id(node)][0]
 
     def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
         if isinstance(target, cst.Name):
@@ -788,7 +789,7 @@ class _Unpacker:
 
     def _scan_layer(self, layer: Layer, depth: int) -> None:
         try:
-            module = _parse(layer.text)
+            module, ast_tree = _parse(layer.text)
         except cst.ParserSyntaxError as exc:
             message = f"libcst cannot parse it although Python accepts it ({exc.message}); its code is not analysed"
             self._problem("syntax-error", f"{layer.name}:{exc.raw_line}: {message}", layer.name, exc.raw_line)
@@ -803,7 +804,7 @@ class _Unpacker:
             self._problem("depth", f"{layer.name}: code nested too deeply to parse", layer.name, None)
             return
         try:
-            layout = Layout(module)
+            layout = Layout(module, tree=ast_tree)
             if not layer.text.startswith("\ufeff"):  # the rules drop a byte-order mark first
                 self.unit.trees[layer.name] = (module, layout)
             scan = _Scan(layout.spans)

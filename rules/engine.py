@@ -492,11 +492,13 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
     if text.startswith("\ufeff"):  # a UTF-8 byte-order mark decoded as text: not code
         text = text[1:]
     module, layout = tree if tree is not None else (None, None)
+    ast_tree = None
     try:
         if module is None:
             # CPython's parser first: it bounds nesting (the native libcst parser can
             # overflow the C stack on pathological input) and gives clear messages.
-            ast.parse(text, filename=file)
+            # ``Layout`` reads the statements' lines from its tree.
+            ast_tree = ast.parse(text, filename=file)
             module = cst.parse_module(text)
     except Exception as exc:  # SyntaxError, ParserSyntaxError, recursion, NUL bytes
         line = getattr(exc, "lineno", None) or getattr(exc, "raw_line", None)
@@ -508,7 +510,7 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
             confidence="high", key="parse-error",
         )]
     with _gc_paused():
-        return _analyse(module, layout, text, file, layer, config, rules)
+        return _analyse(module, layout, ast_tree, text, file, layer, config, rules)
 
 
 @contextlib.contextmanager
@@ -527,11 +529,13 @@ def _gc_paused():
             gc.enable()
 
 
-def _analyse(module: cst.Module, layout: Layout | None, text: str, file: str, layer: str,
-             config: LintConfig, rules: Iterable[type[Rule]] | None) -> list[Finding]:
+def _analyse(module: cst.Module, layout: Layout | None, ast_tree: ast.Module | None, text: str, file: str,
+             layer: str, config: LintConfig, rules: Iterable[type[Rule]] | None) -> list[Finding]:
     """Build the facts of a parsed layer and run the rules on them (``lint_source``)."""
     try:
         with _deep_recursion():
+            if layout is None:
+                layout = Layout(module, text, tree=ast_tree)
             facts = Facts(module, text, env=config.env, layout=layout)
     except RecursionError:
         return [Finding(

@@ -95,7 +95,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self.module_defs: dict[str, list[tuple[int, Any]]] = {}
         self._code_cache: dict[cst.CSTNode, str] = {}
 
-        self.layout = layout if layout is not None else Layout(module)
+        self.layout = layout if layout is not None else Layout(module, text)
         self._positions = self.layout.spans
         col = Collector(self)
         col.walk(module)
@@ -121,7 +121,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         return c
 
     def span(self, node: cst.CSTNode) -> tuple[int, int]:
-        return self._positions.get(node, (0, 0))
+        return self._positions.get(id(node), (0, 0))
 
     def line_text(self, a: int, b: int | None = None, limit: int = 6) -> tuple[str, ...]:
         b = b or a

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 import libcst as cst
 
 from .names import VAL_STRING, is_val_string
-from .nodes import bound_names, dotted, target_names
+from .nodes import bound_names, children, dotted, target_names
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ _NO_GRAD_RE = re.compile(r"(no_grad|inference_mode)")
 
 class Collector:
     """Fills ``facts`` in one walk: ``walk`` calls ``visit_X`` / ``leave_X`` in the order
-    libcst's visitors do, over the children ``lines.Layout`` recorded, so no node is
+    libcst's visitors do, over ``nodes.children`` (source order), so no node is
     rebuilt (libcst's ``visit`` reconstructs every node it passes); a ``visit_X`` that
     returns False walks the parts it wants itself. Lines come from ``facts._positions``."""
 
@@ -32,13 +32,12 @@ class Collector:
         self.nograd_stack: list[bool] = []
         self.open_sets: list[set[str]] = []
         self.pending_gates: dict[int, list[Gate]] = {}
-        self.kids = facts.layout.kids
         self.scope_stack: list[set[str]] = []  # names bound by the comprehensions / lambdas around
         self._ctx: Ctx | None = None
 
     # -- helpers
     def pos(self, node: cst.CSTNode) -> tuple[int, int]:
-        return self.f._positions[node]
+        return self.f._positions[id(node)]
 
     def ctx(self) -> Ctx:
         if self._ctx is None:
@@ -73,7 +72,7 @@ class Collector:
             self.gate_stack.extend(gates)
             self._dirty()
         if visit is None or visit(self, node) is not False:
-            for child in self.kids.get(node, ()):
+            for child in children(node):
                 self.walk(child)
         if leave is not None:
             leave(self, node)

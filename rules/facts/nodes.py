@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 
 import libcst as cst
@@ -34,37 +35,63 @@ def dotted(node: cst.CSTNode | None) -> str:
         return ""
 
 
-_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
 _SKIP_FIELD = re.compile(r"^(whitespace|lpar$|rpar$|comma$|semicolon$|leading_lines$|lines_after|header$|footer$|"
-                         r"newline$|equal$|colon$|dot$|star$|asynchronous$)")
+                         r"newline$|equal$|colon$|dot$|star$|asynchronous$|[lr](bracket|brace)$|(first|second)_colon$|"
+                         r"(leading|trailing)_whitespace$)")
+# Node types whose dataclass fields are not in source order: the order libcst generates
+# their code in (``FunctionDef`` keeps its decorators after its body, ``Arg`` its keyword
+# after its value).
+_SOURCE_ORDER: dict[type, tuple[str, ...]] = {
+    cst.FunctionDef: ("decorators", "name", "type_parameters", "params", "returns", "body"),
+    cst.ClassDef: ("decorators", "name", "type_parameters", "bases", "keywords", "body"),
+    cst.Arg: ("keyword", "value"),
+    cst.IfExp: ("body", "test", "orelse"),
+    cst.ExceptHandler: ("type", "name", "body"),
+    cst.ExceptStarHandler: ("type", "name", "body"),
+    cst.Parameters: ("posonly_params", "posonly_ind", "params", "star_arg", "kwonly_params", "star_kwarg"),
+    cst.MatchCase: ("pattern", "guard", "body"),
+}
 
 
 def children(n: cst.CSTNode) -> list[cst.CSTNode]:
-    """The child nodes of ``n`` in source order, whitespace and punctuation left out."""
-    names = _CHILD_FIELDS.get(type(n))
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name))
-        _CHILD_FIELDS[type(n)] = names
+    """The child nodes of ``n`` in source order, whitespace and punctuation left out.
+    A parsed tree's sequence fields hold only nodes, so they are taken whole."""
+    fields = _FIELDS.get(type(n))
+    if fields is None:
+        fields = _fields(type(n), n)
     kids: list = []
-    for name in names:
-        v = getattr(n, name)
-        if _is_node(type(v)):
-            kids.append(v)
-        elif isinstance(v, (list, tuple)):
-            kids.extend(x for x in v if _is_node(type(x)))
+    for v in fields(n):
+        kind = type(v)
+        if kind is list or kind is tuple:
+            kids += v
+        else:
+            known = _NODE_TYPES.get(kind)
+            if known is None:
+                known = _NODE_TYPES[kind] = issubclass(kind, cst.CSTNode)
+            if known:
+                kids.append(v)
     return kids
 
 
-_NODE_TYPES: dict[type, bool] = {}
+_FIELDS: dict[type, object] = {}  # node type -> getter of its child fields' values, as a tuple
+_NODE_TYPES: dict[type, bool] = {}  # value type -> is it a libcst node (ABC checks run Python)
 
 
-def _is_node(kind: type) -> bool:
-    """``isinstance(v, cst.CSTNode)`` by the value's type, looked up once: libcst's
-    node classes are ABCs, and an ABC ``isinstance`` that fails runs Python code."""
-    known = _NODE_TYPES.get(kind)
-    if known is None:
-        known = _NODE_TYPES[kind] = issubclass(kind, cst.CSTNode)
-    return known
+def _fields(kind: type, n: cst.CSTNode):
+    names = _SOURCE_ORDER.get(kind) or tuple(f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name))
+    if not names:
+        getter = _no_fields
+    elif len(names) == 1:
+        one = operator.attrgetter(names[0])
+        getter = lambda node: (one(node),)  # noqa: E731
+    else:
+        getter = operator.attrgetter(*names)
+    _FIELDS[kind] = getter
+    return getter
+
+
+def _no_fields(node: cst.CSTNode) -> tuple:
+    return ()
 
 
 def iter_nodes(node: cst.CSTNode):
@@ -72,10 +99,14 @@ def iter_nodes(node: cst.CSTNode):
     libcst's visit-and-replace machinery (which rebuilds every node it passes
     and dominated the rules' running time)."""
     stack = [node]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        n = stack.pop()
+        n = pop()
         yield n
-        stack.extend(reversed(children(n)))
+        kids = children(n)
+        if kids:
+            kids.reverse()
+            extend(kids)
 
 
 def literal_text(node: cst.CSTNode) -> str | None:
