@@ -93,3 +93,13 @@ def test_children_come_in_source_order(name):
         assert starts == sorted(starts), (type(node).__name__, starts)
         checked += len(starts) > 1
     assert checked > 3
+
+
+@pytest.mark.parametrize("literal", ['"a"', "'''x\ny'''", 'r"a\\d"', 'b"x"', 'B"x"', '"a\\n"', 'u"z"', 'R""',
+                                     "''", 'Rb"q"', '"tab\\there"'])
+def test_string_value_is_the_literals_value(literal):
+    from rules.facts.nodes import string_value
+
+    node = cst.parse_expression(literal)
+    assert string_value(node) == node.evaluated_value
+    assert type(string_value(node)) is type(node.evaluated_value)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 import libcst as cst
 
 from .names import VAL_STRING, is_val_string
-from .nodes import bound_names, children, dotted, target_names
+from .nodes import bound_names, children, dotted, string_value, target_names
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class Collector:
 
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
         try:
-            val = _string_value(node)
+            val = string_value(node)
         except Exception:
             return
         if isinstance(val, bytes):
@@ -347,15 +347,6 @@ class Collector:
                 local = a.asname.name.value if a.asname is not None and isinstance(a.asname.name, cst.Name) \
                     else dotted(a.name)
                 self.f.import_aliases[local] = f"{mod}.{dotted(a.name)}"  # from requests import get as fetch
-
-
-def _string_value(node: cst.SimpleString) -> str | bytes:
-    """``node.evaluated_value`` without its ``ast.literal_eval`` (a compile per literal)
-    when the text between the quotes is the value: a str with no escape and no CR."""
-    raw = node.raw_value
-    if "b" not in node.prefix and "\\" not in raw and "\r" not in raw:
-        return raw
-    return node.evaluated_value
 
 
 _HANDLERS: dict[type, tuple] = {}  # node type -> (visit_X, leave_X) of Collector, or None

@@ -24,7 +24,7 @@ import re
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
-from .nodes import children, iter_nodes
+from .nodes import children
 
 _NEWLINE_RE = re.compile(r"\r\n?|\n")  # the provider's own definition of a line break
 
@@ -293,8 +293,11 @@ class Layout:
     def _fill(self, node: cst.CSTNode, line: int) -> None:
         span = (line, line)
         spans = self.spans
-        for n in iter_nodes(node):
+        stack = [node]
+        while stack:
+            n = stack.pop()
             spans[id(n)] = span
+            stack += children(n)
 
     def _generate(self, node: cst.CSTNode, *, anchor: cst.CSTNode, line: int, stop: bool = False,
                   owner: cst.CSTNode | None = None) -> int | None:

@@ -78,7 +78,8 @@ _NODE_TYPES: dict[type, bool] = {}  # value type -> is it a libcst node (ABC che
 
 
 def _fields(kind: type, n: cst.CSTNode):
-    names = _SOURCE_ORDER.get(kind) or tuple(f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name))
+    names = _SOURCE_ORDER.get(kind) or tuple(
+        f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name) and f.type is not str)
     if not names:
         getter = _no_fields
     elif len(names) == 1:
@@ -107,6 +108,15 @@ def iter_nodes(node: cst.CSTNode):
         if kids:
             kids.reverse()
             extend(kids)
+
+
+def string_value(node: cst.SimpleString) -> str | bytes:
+    """``node.evaluated_value`` without its ``ast.literal_eval`` (a compile per literal)
+    when the text between the quotes is the value: a str with no escape and no CR."""
+    raw = node.raw_value
+    if "b" not in node.prefix.lower() and "\\" not in raw and "\r" not in raw:
+        return raw
+    return node.evaluated_value
 
 
 def literal_text(node: cst.CSTNode) -> str | None:
