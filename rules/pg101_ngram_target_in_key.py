@@ -126,7 +126,7 @@ def tilt(logp, hint, beta):
             realized = realized_subscripts(facts, func)
             target_vars: set[str] = set()
             for ai in assigns:
-                if ai.op != "=" or ai.value is None or has_hash_op(ai.value):
+                if ai.op != "=" or ai.value is None or has_hash_op(facts, ai.value):
                     continue
                 if isinstance(ai.value, (cst.Subscript, cst.Name)) and target_exprs_in(
                         facts, ai.value, func, target_vars, realized):
@@ -142,7 +142,7 @@ def tilt(logp, hint, beta):
                     names = facts.names(ai.value)
                     via_key = [k for k in names if k in keys]
                     tgt = target_exprs_in(facts, ai.value, func, target_vars, realized)
-                    if (tgt and has_hash_op(ai.value)) or (via_key and has_hash_op(ai.value)):
+                    if (tgt and has_hash_op(facts, ai.value)) or (via_key and has_hash_op(facts, ai.value)):
                         for n in assigned_names(ai):
                             if n not in keys:
                                 keys[n] = (ai.line, tgt[0] if tgt else keys[via_key[0]][1])
