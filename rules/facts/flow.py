@@ -94,10 +94,11 @@ class FlowFacts:
     cycle or at the limit and hand it to a later query, so the answer would depend
     on the order of queries, and that order on set iteration, which varies between
     processes. An answer the limit did not cut anywhere below it is the same at
-    every smaller depth (the depth only decides where the limit cuts), so it is
-    also kept under the arguments without the depth, for any query at that depth
-    or less: the same answers, each query computed about once instead of once per
-    depth (see ``_memo``).
+    every depth where the limit would still cut nothing below it (the depth only
+    decides where the limit cuts), so it is also kept under the arguments without
+    the depth, with the deepest depth it holds at: its own depth plus the room its
+    deepest recursion left below the limit. The same answers, each query computed
+    about once instead of once per depth (see ``_memo`` and ``_keep``).
 
     Labels are strings: ``VAL``, ``TRAIN``; inside a function summary a parameter
     ``p`` that reaches the value shows as ``"@p"`` (replaced at each call).
@@ -221,25 +222,40 @@ class FlowFacts:
         return tree
 
     # ------------------------------------------------------------ memo
+    # The deepest depth at which a query under way (or one it asked) checked the limit and
+    # recursed: ``_keep`` turns it into the room left below the limit.
+    _deep = -1
+
     def _memo(self, key: tuple, depth: int) -> frozenset | None:
         """The memoised answer of query ``key`` at ``depth``, else None. ``_flow_whole``
         holds ``key -> (deepest depth, answer)`` of answers the limit did not cut, valid
         at that depth and every smaller one; ``_flow_cut`` the others, by depth. Handing
-        out a cut answer counts as a cut for the query that asked."""
+        out a cut answer counts as a cut for the query that asked; a whole one counts as
+        recursing as deep as its computation did, shifted to ``depth``."""
         whole = self._flow_whole.get(key)
         if whole is not None and depth <= whole[0]:
+            deep = depth + _LIMIT - 1 - whole[0]
+            if deep > self._deep:
+                self._deep = deep
             return whole[1]
         res = self._flow_cut.get((key, depth))
         if res is not None:
             self._cuts += 1
         return res
 
-    def _keep(self, key: tuple, depth: int, res: frozenset, cuts: int) -> frozenset:
-        """Memoise ``res``: whole when no cut happened since ``self._cuts`` was ``cuts``."""
+    def _keep(self, key: tuple, depth: int, res: frozenset, cuts: int, outer: int) -> frozenset:
+        """Memoise ``res``: whole when no cut happened since ``self._cuts`` was ``cuts``. A
+        whole answer whose recursion went no deeper than ``self._deep`` is the same at any
+        depth up to ``depth + (_LIMIT - 1 - self._deep)``: the limit cuts nothing there
+        either. ``outer`` is the asking query's ``_deep``, which takes this one's."""
+        inner = self._deep
+        if outer > inner:
+            self._deep = outer
         if self._cuts == cuts:
+            valid = depth + _LIMIT - 1 - inner
             whole = self._flow_whole.get(key)
-            if whole is None or whole[0] < depth:
-                self._flow_whole[key] = (depth, res)
+            if whole is None or whole[0] < valid:
+                self._flow_whole[key] = (valid, res)
         else:
             self._flow_cut[(key, depth)] = res
         return res
@@ -303,9 +319,11 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
         shape = self._shape(node)
         out = set(shape.labels)
+        opens = bool(shape.names or shape.fields or shape.calls)
+        self._deep = depth if opens else -1
         if depth < _LIMIT:
             for n in shape.names:
                 out |= self._name(n, func, line, depth, sym)
@@ -313,9 +331,9 @@ class FlowFacts:
                 out |= self._field(a, depth)
             for call, callees in shape.calls:
                 out |= self._call(call, callees, func, line, depth, sym)
-        elif shape.names or shape.fields or shape.calls:
+        elif opens:
             self._cuts += 1
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _name(self, name: str, func: FuncInfo | None, line: int | None, depth: int, sym: bool) -> frozenset:
         # the answer depends on ``line`` only through the definitions it sees: reads
@@ -331,7 +349,8 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
+        self._deep = depth
         out: set[str] = set()
         if depth >= _LIMIT:
             self._cuts += 1
@@ -356,7 +375,7 @@ class FlowFacts:
                         if isinstance(value, cst.Call) and not _carries_train(value):
                             got = _statistic(got)  # a statistic of training data, not the data
                         out |= got
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _element(self, value: cst.CSTNode, idx: int, func: FuncInfo | None, line: int | None, depth: int,
                  sym: bool) -> frozenset:
@@ -426,7 +445,8 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
+        self._deep = depth
         out: set[str] = set()
         if depth >= _LIMIT:
             self._cuts += 1
@@ -438,7 +458,7 @@ class FlowFacts:
                     out |= self._element(r.value, idx, fi, self.span(r)[0], depth + 1, True)
                 else:
                     out |= self._expr(r.value, fi, self.span(r)[0], depth + 1, True)
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _args_for(self, call: cst.Call, fi: FuncInfo, param: str, func: FuncInfo | None,
                   line: int | None) -> list[tuple]:
@@ -482,7 +502,8 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
+        self._deep = depth
         out: set[str] = set()
         sites = self._call_sites().get(fi, ())
         if depth >= _LIMIT:
@@ -493,7 +514,7 @@ class FlowFacts:
                     out |= self._expr(arg, afunc, aline, depth + 1, False)
         if not sites:
             out |= _name_fallback(param)
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _call_sites(self) -> dict:
         idx = getattr(self, "_sites_by_callee", None)
@@ -515,9 +536,10 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
         out: set[str] = set()
         defs = self._field_defs().get(attr)
+        self._deep = depth if defs is not None else -1
         if defs is None:
             out |= _name_fallback(attr)
         elif depth >= _LIMIT:
@@ -537,7 +559,7 @@ class FlowFacts:
                         if p != (func.params[0] if func.params else ""):
                             got_p = self._param(func, p, depth + 1)
                             out |= got_p - {TRAIN} if stat else got_p
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _field_defs(self) -> dict:
         """``attr -> [(value, function, line, assigned on the method's self)]``."""
