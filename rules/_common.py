@@ -6,7 +6,7 @@ import re
 
 import libcst as cst
 
-from .facts import Facts, FuncInfo, dotted, iter_nodes, target_names
+from .facts import Facts, FuncInfo, dotted, target_names
 
 TARGET_NAME_RE = re.compile(
     r"^(y|ys|yb|y_true|y_batch|gold|labels?|targets?|tgts?|tgt_ids|target_ids|target_tok(en)?s?|"
@@ -50,9 +50,7 @@ def target_exprs_in(facts: Facts, node: cst.CSTNode, func: FuncInfo | None,
             found.append(n)
 
     if realized:
-        for s in iter_nodes(node):
-            if not isinstance(s, cst.Subscript):
-                continue
+        for s in facts.subtree_of(node, cst.Subscript):
             base = dotted(s.value) or ""
             if base in realized:
                 for sl in slice_parts(s):
@@ -61,13 +59,10 @@ def target_exprs_in(facts: Facts, node: cst.CSTNode, func: FuncInfo | None,
     return found
 
 
-def has_hash_op(node: cst.CSTNode) -> bool:
-    for n in iter_nodes(node):
-        if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, HASH_OPS):
-            return True
-        if isinstance(n, cst.Call) and _HASH_CALL_RE.search(dotted(n.func)):
-            return True
-    return False
+def has_hash_op(facts: Facts, node: cst.CSTNode) -> bool:
+    """``node`` holds a hashing operator (``^``, ``%``, ``&``, ``<<``, ``*``) or a hash call."""
+    return any(isinstance(n.operator, HASH_OPS) for n in facts.subtree_of(node, cst.BinaryOperation)) or any(
+        _HASH_CALL_RE.search(dotted(n.func)) for n in facts.subtree_of(node, cst.Call))
 
 
 def stored_subscripts(facts: Facts) -> set[cst.CSTNode]:

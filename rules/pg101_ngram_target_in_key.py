@@ -126,7 +126,7 @@ def tilt(logp, hint, beta):
             realized = realized_subscripts(facts, func)
             target_vars: set[str] = set()
             for ai in assigns:
-                if ai.op != "=" or ai.value is None or has_hash_op(ai.value):
+                if ai.op != "=" or ai.value is None or has_hash_op(facts, ai.value):
                     continue
                 if isinstance(ai.value, (cst.Subscript, cst.Name)) and target_exprs_in(
                         facts, ai.value, func, target_vars, realized):
@@ -135,14 +135,23 @@ def tilt(logp, hint, beta):
                                                or is_target_name(base_name(ai.value))):
                     target_vars.update(assigned_names(ai))  # y_np = y_batch.cpu().numpy()
             keys: dict[str, tuple[int, str]] = {}
+            # each value's target expressions and hash test: the same in both passes
+            tgts: dict[int, list] = {}
+            hashed: dict[int, bool] = {}
             for _ in range(2):
                 for ai in assigns:
                     if ai.op != "=" or ai.value is None:
                         continue
                     names = facts.names(ai.value)
                     via_key = [k for k in names if k in keys]
-                    tgt = target_exprs_in(facts, ai.value, func, target_vars, realized)
-                    if (tgt and has_hash_op(ai.value)) or (via_key and has_hash_op(ai.value)):
+                    tgt = tgts.get(id(ai))
+                    if tgt is None:
+                        tgt = tgts[id(ai)] = target_exprs_in(facts, ai.value, func, target_vars, realized)
+                    if not (tgt or via_key):
+                        continue
+                    if id(ai) not in hashed:
+                        hashed[id(ai)] = has_hash_op(facts, ai.value)
+                    if hashed[id(ai)]:
                         for n in assigned_names(ai):
                             if n not in keys:
                                 keys[n] = (ai.line, tgt[0] if tgt else keys[via_key[0]][1])

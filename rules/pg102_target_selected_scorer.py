@@ -362,7 +362,7 @@ def mix(logits, cache_probs, y, lam):
                         if h:
                             yield h
                         break
-            for ie in _ifexps(value) if L in vl else ():
+            for ie in _ifexps(facts, value) if L in vl else ():
                 if C in lab(ie.test, func) and (L in lab(ie.body, func) or L in lab(ie.orelse, func)):
                     h = emit(node, func, ctx, line, {dst}, f"`{facts.code(ie).strip()[:60]}` keeps one loss or "
                              f"the other by comparing losses of the true token", f"ifexp over losses {line}")
@@ -406,8 +406,8 @@ def _pure(node: cst.CSTNode) -> bool:
     return isinstance(node, cst.Name)
 
 
-def _ifexps(node: cst.CSTNode) -> list[cst.IfExp]:
-    return [n for n in iter_nodes(node) if isinstance(n, cst.IfExp)] if node is not None else []
+def _ifexps(facts: Facts, node: cst.CSTNode) -> list[cst.IfExp]:
+    return facts.subtree_of(node, cst.IfExp) if node is not None else []
 
 
 def _constant_cond(node: cst.CSTNode) -> bool:

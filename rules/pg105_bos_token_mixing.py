@@ -21,9 +21,7 @@ _IDS_RE = re.compile(r"(ids|tok|idx|index|input)", re.I)
 def _shift_bases(facts: Facts, node: cst.CSTNode) -> list[str]:
     """Bases ``B`` sliced as ``B[..., :-1]`` (the previous position) inside ``node``."""
     out = []
-    for s in iter_nodes(node):
-        if not isinstance(s, cst.Subscript):
-            continue
+    for s in facts.subtree_of(node, cst.Subscript):
         for el in s.slice:
             sl = el.slice
             if isinstance(sl, cst.Slice) and sl.lower is None and sl.upper is not None and \

@@ -32,14 +32,14 @@ def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, 
     seen: set[int] = set()
     calls = facts.calls_by_func.get(func, ())
     # what a log line counts (``len(glob("fineweb_train_*"))``) is not data the model sees
-    logged = {n for ci in calls if _LOG_RE.match(ci.attr or "") for n in iter_nodes(ci.node)}
+    logged = {id(n) for ci in calls if _LOG_RE.match(ci.attr or "") for n in facts.subtree(ci.node)}
     scoped = facts.comp_bound
 
     def carried(labels: frozenset) -> bool:
         return any(x == TRAIN or x.startswith("@") for x in labels)
 
     for ci in calls:
-        if ci.line in seen or ci.attr in _NOT_READ or ci.node in logged:
+        if ci.line in seen or ci.attr in _NOT_READ or id(ci.node) in logged:
             continue
         local = scoped.get(ci.node, set())  # `x` in `(int(x) for x in spec.split(","))`
         recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None

@@ -8,7 +8,7 @@ import libcst as cst
 from rules.core import Severity
 
 from .engine import Hit, Rule, register
-from .facts import Facts, FuncInfo, dotted, iter_nodes
+from .facts import Facts, FuncInfo, dotted
 
 _REPLACE_SPACE = re.compile(r"""replace\(\s*["']\u2581["']\s*,\s*["'] ["']\s*\)""")
 _STRIPS = re.compile(r"""(\[1:\]|lstrip\(|removeprefix\(|replace\(\s*["']\u2581["']\s*,\s*["']["']\s*\))""")
@@ -157,9 +157,7 @@ def _body_text(facts: Facts, fi: FuncInfo) -> str:
     BLOCK}"`` and ``chr(0x2581)`` read as ``"▁"``."""
     body = "\n".join(facts.lines[fi.start - 1:fi.end])
     seen: set[str] = set()
-    for node in iter_nodes(fi.node):
-        if not isinstance(node, cst.SimpleString):
-            continue
+    for node in facts.subtree_of(fi.node, cst.SimpleString):
         raw = facts.code(node)
         if raw in seen:
             continue

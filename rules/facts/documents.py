@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from .nodes import dotted, iter_nodes
+from .nodes import dotted
 from .records import CallInfo, FuncInfo
 
 # tensor methods and functions whose result holds the same token values (a row stays a row)
@@ -157,9 +157,7 @@ def _appended(facts, func: FuncInfo | None, name: str) -> list[tuple[int, cst.CS
 
 
 def _equality_on_tokens(facts, node: cst.CSTNode, func, line) -> bool:
-    for c in iter_nodes(node):
-        if not isinstance(c, cst.Comparison):
-            continue
+    for c in facts.subtree_of(node, cst.Comparison):
         if not any(isinstance(t.operator, (cst.Equal, cst.NotEqual)) for t in c.comparisons):
             continue
         sides = [c.left] + [t.comparator for t in c.comparisons]
@@ -208,7 +206,7 @@ def _derived(facts) -> tuple[dict[int, set[str]], set[str]]:
         if li.iter is not None and li.targets:
             binds.append((li.func, list(li.targets), li.iter, li.start))
     seeds = [(f, tn, v) for f, tn, v, ln in binds
-             if any(isinstance(c, cst.Comparison) for c in iter_nodes(v)) and _equality_on_tokens(facts, v, f, ln)]
+             if facts.subtree_of(v, cst.Comparison) and _equality_on_tokens(facts, v, f, ln)]
     for f, tn, _v in seeds:
         names.setdefault(id(f), set()).update(tn)
     rets = [(fi, r.value) for fi in facts.funcs for r in fi.returns if r.value is not None]
@@ -373,8 +371,8 @@ def splits_rows_itself(facts, funcs: set[FuncInfo]) -> tuple[FuncInfo, int] | No
         if not own:
             continue
         ids = own[0]
-        for c in iter_nodes(f.node):
-            if isinstance(c, cst.Comparison) and any(
+        for c in facts.subtree_of(f.node, cst.Comparison):
+            if any(
                     isinstance(t.operator, (cst.Equal, cst.NotEqual)) for t in c.comparisons):
                 sides = [c.left] + [t.comparator for t in c.comparisons]
                 # the row itself, not a shifted view (``ids[:, 1:] != BOS`` is a mix's mask)

@@ -41,12 +41,15 @@ the file defines, is labelled by its name (``names.is_val_name`` /
 
 from __future__ import annotations
 
+import dataclasses
+from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Literal, Optional, get_origin
 
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import bound_names, children, target_names
+from .nodes import _SKIP_FIELD, bound_names, children, iter_nodes, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -91,10 +94,11 @@ class FlowFacts:
     cycle or at the limit and hand it to a later query, so the answer would depend
     on the order of queries, and that order on set iteration, which varies between
     processes. An answer the limit did not cut anywhere below it is the same at
-    every smaller depth (the depth only decides where the limit cuts), so it is
-    also kept under the arguments without the depth, for any query at that depth
-    or less: the same answers, each query computed about once instead of once per
-    depth (see ``_memo``).
+    every depth where the limit would still cut nothing below it (the depth only
+    decides where the limit cuts), so it is also kept under the arguments without
+    the depth, with the deepest depth it holds at: its own depth plus the room its
+    deepest recursion left below the limit. The same answers, each query computed
+    about once instead of once per depth (see ``_memo`` and ``_keep``).
 
     Labels are strings: ``VAL``, ``TRAIN``; inside a function summary a parameter
     ``p`` that reaches the value shows as ``"@p"`` (replaced at each call).
@@ -149,26 +153,109 @@ class FlowFacts:
             out[p] = frozenset(got)
         return out
 
+    # ------------------------------------------------------------ subtrees
+    def subtree(self, node: cst.CSTNode) -> list:
+        """``list(nodes.iter_nodes(node))``, as a slice of one preorder list of the module
+        (see ``_tree``): the rules walk the same subtrees many times."""
+        order, span, _kinds = self._tree()
+        s = span.get(id(node))
+        if s is None or order[s[0]] is not node:  # not a node of this module
+            return list(iter_nodes(node))
+        return order[s[0]:s[1]]
+
+    def subtree_of(self, node: cst.CSTNode, kind: type) -> list:
+        """The nodes of type ``kind`` under ``node`` (itself included), in source order:
+        ``[n for n in iter_nodes(node) if isinstance(n, kind)]`` for a concrete libcst
+        class (they have no subclasses), from the index's positions of that type."""
+        order, span, kinds = self._tree()
+        s = span.get(id(node))
+        if s is None or order[s[0]] is not node:
+            return [n for n in iter_nodes(node) if type(n) is kind]
+        pos = kinds.get(kind, ())
+        return [order[i] for i in pos[bisect_left(pos, s[0]):bisect_left(pos, s[1])]]
+
+    def _tree(self) -> tuple[list, dict, dict]:
+        """The module's nodes in ``iter_nodes`` order, ``id(node) -> (start, end)`` of its
+        subtree in that list, and ``type -> positions`` of the nodes of each type. Built
+        by one walk on first use, with ``nodes.children`` inlined (see ``_walk_fields``)."""
+        tree = getattr(self, "_tree_index", None)
+        if tree is not None:
+            return tree
+        order: list = []
+        span: dict[int, tuple[int, int]] = {}
+        kinds: dict[type, list[int]] = {}
+        stack: list = [self.module]
+        pop, push = stack.pop, stack.append
+        fields_of, what = _WALK_FIELDS, _VALUE_KIND
+        while stack:
+            n = pop()
+            kind = type(n)
+            if kind is int:  # the end of the subtree that starts at order[n]
+                span[id(order[n])] = (n, len(order))
+                continue
+            i = len(order)
+            order.append(n)
+            at = kinds.get(kind)
+            if at is None:
+                kinds[kind] = [i]
+            else:
+                at.append(i)
+            push(i)
+            top = len(stack)
+            fields = fields_of.get(kind)
+            for name in fields if fields is not None else _walk_fields(kind):
+                v = getattr(n, name)
+                c = what.get(type(v))
+                if c is None:
+                    c = _value_kind(type(v))
+                if c == 1:
+                    push(v)
+                elif c == 2:
+                    for x in reversed(v):
+                        cx = what.get(type(x))
+                        if (cx if cx is not None else _value_kind(type(x))) == 1:
+                            push(x)
+            if len(stack) == top:  # a leaf
+                pop()
+                span[id(n)] = (i, i + 1)
+        tree = self._tree_index = (order, span, kinds)
+        return tree
+
     # ------------------------------------------------------------ memo
+    # The deepest depth at which a query under way (or one it asked) checked the limit and
+    # recursed: ``_keep`` turns it into the room left below the limit.
+    _deep = -1
+
     def _memo(self, key: tuple, depth: int) -> frozenset | None:
         """The memoised answer of query ``key`` at ``depth``, else None. ``_flow_whole``
         holds ``key -> (deepest depth, answer)`` of answers the limit did not cut, valid
         at that depth and every smaller one; ``_flow_cut`` the others, by depth. Handing
-        out a cut answer counts as a cut for the query that asked."""
+        out a cut answer counts as a cut for the query that asked; a whole one counts as
+        recursing as deep as its computation did, shifted to ``depth``."""
         whole = self._flow_whole.get(key)
         if whole is not None and depth <= whole[0]:
+            deep = depth + _LIMIT - 1 - whole[0]
+            if deep > self._deep:
+                self._deep = deep
             return whole[1]
         res = self._flow_cut.get((key, depth))
         if res is not None:
             self._cuts += 1
         return res
 
-    def _keep(self, key: tuple, depth: int, res: frozenset, cuts: int) -> frozenset:
-        """Memoise ``res``: whole when no cut happened since ``self._cuts`` was ``cuts``."""
+    def _keep(self, key: tuple, depth: int, res: frozenset, cuts: int, outer: int) -> frozenset:
+        """Memoise ``res``: whole when no cut happened since ``self._cuts`` was ``cuts``. A
+        whole answer whose recursion went no deeper than ``self._deep`` is the same at any
+        depth up to ``depth + (_LIMIT - 1 - self._deep)``: the limit cuts nothing there
+        either. ``outer`` is the asking query's ``_deep``, which takes this one's."""
+        inner = self._deep
+        if outer > inner:
+            self._deep = outer
         if self._cuts == cuts:
+            valid = depth + _LIMIT - 1 - inner
             whole = self._flow_whole.get(key)
-            if whole is None or whole[0] < depth:
-                self._flow_whole[key] = (depth, res)
+            if whole is None or whole[0] < valid:
+                self._flow_whole[key] = (valid, res)
         else:
             self._flow_cut[(key, depth)] = res
         return res
@@ -232,9 +319,11 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
         shape = self._shape(node)
         out = set(shape.labels)
+        opens = bool(shape.names or shape.fields or shape.calls)
+        self._deep = depth if opens else -1
         if depth < _LIMIT:
             for n in shape.names:
                 out |= self._name(n, func, line, depth, sym)
@@ -242,9 +331,9 @@ class FlowFacts:
                 out |= self._field(a, depth)
             for call, callees in shape.calls:
                 out |= self._call(call, callees, func, line, depth, sym)
-        elif shape.names or shape.fields or shape.calls:
+        elif opens:
             self._cuts += 1
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _name(self, name: str, func: FuncInfo | None, line: int | None, depth: int, sym: bool) -> frozenset:
         # the answer depends on ``line`` only through the definitions it sees: reads
@@ -260,7 +349,8 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
+        self._deep = depth
         out: set[str] = set()
         if depth >= _LIMIT:
             self._cuts += 1
@@ -285,7 +375,7 @@ class FlowFacts:
                         if isinstance(value, cst.Call) and not _carries_train(value):
                             got = _statistic(got)  # a statistic of training data, not the data
                         out |= got
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _element(self, value: cst.CSTNode, idx: int, func: FuncInfo | None, line: int | None, depth: int,
                  sym: bool) -> frozenset:
@@ -355,7 +445,8 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
+        self._deep = depth
         out: set[str] = set()
         if depth >= _LIMIT:
             self._cuts += 1
@@ -367,7 +458,7 @@ class FlowFacts:
                     out |= self._element(r.value, idx, fi, self.span(r)[0], depth + 1, True)
                 else:
                     out |= self._expr(r.value, fi, self.span(r)[0], depth + 1, True)
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _args_for(self, call: cst.Call, fi: FuncInfo, param: str, func: FuncInfo | None,
                   line: int | None) -> list[tuple]:
@@ -411,7 +502,8 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
+        self._deep = depth
         out: set[str] = set()
         sites = self._call_sites().get(fi, ())
         if depth >= _LIMIT:
@@ -422,7 +514,7 @@ class FlowFacts:
                     out |= self._expr(arg, afunc, aline, depth + 1, False)
         if not sites:
             out |= _name_fallback(param)
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _call_sites(self) -> dict:
         idx = getattr(self, "_sites_by_callee", None)
@@ -444,9 +536,10 @@ class FlowFacts:
         res = self._memo(key, depth)
         if res is not None:
             return res
-        cuts = self._cuts
+        cuts, outer = self._cuts, self._deep
         out: set[str] = set()
         defs = self._field_defs().get(attr)
+        self._deep = depth if defs is not None else -1
         if defs is None:
             out |= _name_fallback(attr)
         elif depth >= _LIMIT:
@@ -466,7 +559,7 @@ class FlowFacts:
                         if p != (func.params[0] if func.params else ""):
                             got_p = self._param(func, p, depth + 1)
                             out |= got_p - {TRAIN} if stat else got_p
-        return self._keep(key, depth, frozenset(out), cuts)
+        return self._keep(key, depth, frozenset(out), cuts, outer)
 
     def _field_defs(self) -> dict:
         """``attr -> [(value, function, line, assigned on the method's self)]``."""
@@ -535,6 +628,26 @@ class FlowFacts:
             roots |= {mod.split(".")[0] for mod, _ln, level, _ctx in self.imports if mod and not level}
             self._imported = roots
         return roots
+
+
+_WALK_FIELDS: dict[type, tuple[str, ...]] = {}
+_VALUE_KIND: dict[type, int] = {}
+_TEXT_FIELD = (str, bool, Optional[str])
+
+
+def _walk_fields(kind: type) -> tuple[str, ...]:
+    """The fields ``nodes.children`` reads for ``kind``, less those typed as text or a flag
+    (never a node), last first (a stack pops them in source order)."""
+    fields = tuple(f.name for f in dataclasses.fields(kind) if not _SKIP_FIELD.match(f.name)
+                   and f.type not in _TEXT_FIELD and get_origin(f.type) is not Literal)
+    _WALK_FIELDS[kind] = fields[::-1]
+    return fields[::-1]
+
+
+def _value_kind(kind: type) -> int:
+    """1: a node, 2: a list or tuple (of nodes), 0: anything else."""
+    c = _VALUE_KIND[kind] = 1 if issubclass(kind, cst.CSTNode) else 2 if issubclass(kind, (list, tuple)) else 0
+    return c
 
 
 def _param_of(sym: str) -> tuple[str, bool]:
