@@ -41,15 +41,13 @@ the file defines, is labelled by its name (``names.is_val_name`` /
 
 from __future__ import annotations
 
-import dataclasses
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Literal, Optional, get_origin
 
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import _SKIP_FIELD, bound_names, children, iter_nodes, target_names
+from .nodes import bound_names, child_fields, children, iter_nodes, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -632,16 +630,12 @@ class FlowFacts:
 
 _WALK_FIELDS: dict[type, tuple[str, ...]] = {}
 _VALUE_KIND: dict[type, int] = {}
-_TEXT_FIELD = (str, bool, Optional[str])
 
 
 def _walk_fields(kind: type) -> tuple[str, ...]:
-    """The fields ``nodes.children`` reads for ``kind``, less those typed as text or a flag
-    (never a node), last first (a stack pops them in source order)."""
-    fields = tuple(f.name for f in dataclasses.fields(kind) if not _SKIP_FIELD.match(f.name)
-                   and f.type not in _TEXT_FIELD and get_origin(f.type) is not Literal)
-    _WALK_FIELDS[kind] = fields[::-1]
-    return fields[::-1]
+    """``nodes.child_fields`` of ``kind``, last first (a stack pops them in source order)."""
+    fields = _WALK_FIELDS[kind] = child_fields(kind)[::-1]
+    return fields
 
 
 def _value_kind(kind: type) -> int:

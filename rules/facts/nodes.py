@@ -77,9 +77,14 @@ _FIELDS: dict[type, object] = {}  # node type -> getter of its child fields' val
 _NODE_TYPES: dict[type, bool] = {}  # value type -> is it a libcst node (ABC checks run Python)
 
 
+def child_fields(kind: type) -> tuple[str, ...]:
+    """The fields of a node type that can hold child nodes, in source order."""
+    return _SOURCE_ORDER.get(kind) or tuple(
+        f.name for f in dataclasses.fields(kind) if not _SKIP_FIELD.match(f.name) and f.type is not str)
+
+
 def _fields(kind: type, n: cst.CSTNode):
-    names = _SOURCE_ORDER.get(kind) or tuple(
-        f.name for f in dataclasses.fields(n) if not _SKIP_FIELD.match(f.name) and f.type is not str)
+    names = child_fields(kind)
     if not names:
         getter = _no_fields
     elif len(names) == 1:
