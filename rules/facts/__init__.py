@@ -47,7 +47,7 @@ from .config import UNKNOWN, ConfigFacts, ConfigVar
 from .flow import FlowFacts
 from .lines import Layout, code_for_node
 from .names import VAL_STRING, is_loss_name, is_train_name, is_val_name, is_val_string
-from .nodes import base_name, bound_names, dotted, iter_nodes, literal_text, target_names
+from .nodes import Preorder, base_name, bound_names, dotted, iter_nodes, literal_text, target_names
 from .reach import Reach, ReachFacts, Switch
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 from .sites import Site, SiteFacts
@@ -94,6 +94,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self.refs_by_func: dict[str, list[Ctx]] = {}
         self.module_defs: dict[str, list[tuple[int, Any]]] = {}
         self._code_cache: dict[cst.CSTNode, str] = {}
+        self._walk: Preorder | None = None  # built when a rule first asks
 
         self.layout = layout if layout is not None else Layout(module, text)
         self._positions = self.layout.spans
@@ -119,6 +120,19 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
             c = code_for_node(self.module, node)
             self._code_cache[node] = c
         return c
+
+    def subtree(self, node: cst.CSTNode) -> list:
+        """``list(iter_nodes(node))``, a slice of one indexed walk (``nodes.Preorder``)."""
+        return self._preorder().subtree(node)
+
+    def subtree_of(self, node: cst.CSTNode, kind: type) -> list:
+        """The nodes of the concrete libcst class ``kind`` under ``node``, in source order."""
+        return self._preorder().subtree_of(node, kind)
+
+    def _preorder(self) -> Preorder:
+        if self._walk is None:
+            self._walk = Preorder(self.module)
+        return self._walk
 
     def span(self, node: cst.CSTNode) -> tuple[int, int]:
         return self._positions.get(id(node), (0, 0))

@@ -41,13 +41,12 @@ the file defines, is labelled by its name (``names.is_val_name`` /
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass
 
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import bound_names, child_fields, children, iter_nodes, target_names
+from .nodes import bound_names, children, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -150,74 +149,6 @@ class FlowFacts:
                     got |= self.labels(arg, afunc, aline)
             out[p] = frozenset(got)
         return out
-
-    # ------------------------------------------------------------ subtrees
-    def subtree(self, node: cst.CSTNode) -> list:
-        """``list(nodes.iter_nodes(node))``, as a slice of one preorder list of the module
-        (see ``_tree``): the rules walk the same subtrees many times."""
-        order, span, _kinds = self._tree()
-        s = span.get(id(node))
-        if s is None or order[s[0]] is not node:  # not a node of this module
-            return list(iter_nodes(node))
-        return order[s[0]:s[1]]
-
-    def subtree_of(self, node: cst.CSTNode, kind: type) -> list:
-        """The nodes of type ``kind`` under ``node`` (itself included), in source order:
-        ``[n for n in iter_nodes(node) if isinstance(n, kind)]`` for a concrete libcst
-        class (they have no subclasses), from the index's positions of that type."""
-        order, span, kinds = self._tree()
-        s = span.get(id(node))
-        if s is None or order[s[0]] is not node:
-            return [n for n in iter_nodes(node) if type(n) is kind]
-        pos = kinds.get(kind, ())
-        return [order[i] for i in pos[bisect_left(pos, s[0]):bisect_left(pos, s[1])]]
-
-    def _tree(self) -> tuple[list, dict, dict]:
-        """The module's nodes in ``iter_nodes`` order, ``id(node) -> (start, end)`` of its
-        subtree in that list, and ``type -> positions`` of the nodes of each type. Built
-        by one walk on first use, with ``nodes.children`` inlined (see ``_walk_fields``)."""
-        tree = getattr(self, "_tree_index", None)
-        if tree is not None:
-            return tree
-        order: list = []
-        span: dict[int, tuple[int, int]] = {}
-        kinds: dict[type, list[int]] = {}
-        stack: list = [self.module]
-        pop, push = stack.pop, stack.append
-        fields_of, what = _WALK_FIELDS, _VALUE_KIND
-        while stack:
-            n = pop()
-            kind = type(n)
-            if kind is int:  # the end of the subtree that starts at order[n]
-                span[id(order[n])] = (n, len(order))
-                continue
-            i = len(order)
-            order.append(n)
-            at = kinds.get(kind)
-            if at is None:
-                kinds[kind] = [i]
-            else:
-                at.append(i)
-            push(i)
-            top = len(stack)
-            fields = fields_of.get(kind)
-            for name in fields if fields is not None else _walk_fields(kind):
-                v = getattr(n, name)
-                c = what.get(type(v))
-                if c is None:
-                    c = _value_kind(type(v))
-                if c == 1:
-                    push(v)
-                elif c == 2:
-                    for x in reversed(v):
-                        cx = what.get(type(x))
-                        if (cx if cx is not None else _value_kind(type(x))) == 1:
-                            push(x)
-            if len(stack) == top:  # a leaf
-                pop()
-                span[id(n)] = (i, i + 1)
-        tree = self._tree_index = (order, span, kinds)
-        return tree
 
     # ------------------------------------------------------------ memo
     # The deepest depth at which a query under way (or one it asked) checked the limit and
@@ -626,22 +557,6 @@ class FlowFacts:
             roots |= {mod.split(".")[0] for mod, _ln, level, _ctx in self.imports if mod and not level}
             self._imported = roots
         return roots
-
-
-_WALK_FIELDS: dict[type, tuple[str, ...]] = {}
-_VALUE_KIND: dict[type, int] = {}
-
-
-def _walk_fields(kind: type) -> tuple[str, ...]:
-    """``nodes.child_fields`` of ``kind``, last first (a stack pops them in source order)."""
-    fields = _WALK_FIELDS[kind] = child_fields(kind)[::-1]
-    return fields
-
-
-def _value_kind(kind: type) -> int:
-    """1: a node, 2: a list or tuple (of nodes), 0: anything else."""
-    c = _VALUE_KIND[kind] = 1 if issubclass(kind, cst.CSTNode) else 2 if issubclass(kind, (list, tuple)) else 0
-    return c
 
 
 def _param_of(sym: str) -> tuple[str, bool]:

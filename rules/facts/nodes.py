@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 import re
+from bisect import bisect_left
 
 import libcst as cst
 from libcst.helpers import get_full_name_for_node
@@ -58,7 +59,7 @@ def children(n: cst.CSTNode) -> list[cst.CSTNode]:
     A parsed tree's sequence fields hold only nodes, so they are taken whole."""
     fields = _FIELDS.get(type(n))
     if fields is None:
-        fields = _fields(type(n), n)
+        fields = _fields(type(n))
     kids: list = []
     for v in fields(n):
         kind = type(v)
@@ -83,7 +84,7 @@ def child_fields(kind: type) -> tuple[str, ...]:
         f.name for f in dataclasses.fields(kind) if not _SKIP_FIELD.match(f.name) and f.type is not str)
 
 
-def _fields(kind: type, n: cst.CSTNode):
+def _fields(kind: type):
     names = child_fields(kind)
     if not names:
         getter = _no_fields
@@ -113,6 +114,52 @@ def iter_nodes(node: cst.CSTNode):
         if kids:
             kids.reverse()
             extend(kids)
+
+
+class Preorder:
+    """Every node of a module in ``iter_nodes`` order, indexed once, so that the nodes under
+    a node (``subtree``) and those of one type (``subtree_of``) are slices, not walks: the
+    rules look into the same subtrees many times."""
+
+    __slots__ = ("order", "span", "kinds")
+
+    def __init__(self, module: cst.Module) -> None:
+        self.order: list = []
+        self.span: dict[int, tuple[int, int]] = {}  # id(node) -> its subtree's slice of ``order``
+        self.kinds: dict[type, list[int]] = {}  # node type -> its nodes' positions in ``order``
+        order, span, kinds = self.order, self.span, self.kinds
+        stack: list = [module]
+        while stack:
+            n = stack.pop()
+            if type(n) is int:  # the end of the subtree that starts at order[n]
+                span[id(order[n])] = (n, len(order))
+                continue
+            i = len(order)
+            order.append(n)
+            kinds.setdefault(type(n), []).append(i)
+            kids = children(n)
+            if kids:
+                stack.append(i)
+                kids.reverse()
+                stack += kids
+            else:
+                span[id(n)] = (i, i + 1)
+
+    def subtree(self, node: cst.CSTNode) -> list:
+        """``list(iter_nodes(node))``."""
+        s = self.span.get(id(node))
+        if s is None or self.order[s[0]] is not node:  # not a node of this module
+            return list(iter_nodes(node))
+        return self.order[s[0]:s[1]]
+
+    def subtree_of(self, node: cst.CSTNode, kind: type) -> list:
+        """The nodes of type ``kind`` under ``node`` (itself included), in source order;
+        ``kind`` is a concrete libcst class (they have no subclasses)."""
+        s = self.span.get(id(node))
+        if s is None or self.order[s[0]] is not node:
+            return [n for n in iter_nodes(node) if type(n) is kind]
+        at = self.kinds.get(kind, ())
+        return [self.order[i] for i in at[bisect_left(at, s[0]):bisect_left(at, s[1])]]
 
 
 def string_value(node: cst.SimpleString) -> str | bytes:
