@@ -106,9 +106,16 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self._func_reach: dict[FuncInfo, Reach] = {}
         self._compute_reachability()
         self._taint_cache: dict[tuple, bool] = {}
-        self._flow_whole: dict[tuple, tuple[int, frozenset]] = {}  # see FlowFacts._memo
-        self._flow_cut: dict[tuple, frozenset] = {}
-        self._cuts = 0
+        # the flow solver's state (see FlowFacts._solve)
+        self._flow_done: dict[tuple, dict] = {}
+        self._flow_at: dict[tuple, int] = {}
+        self._flow_guess: dict[tuple, dict] = {}
+        self._flow_prov: dict[tuple, tuple[dict, int]] = {}
+        self._flow_log: list[tuple] = []
+        self._flow_height = 0
+        self._flow_low = 0
+        self._flow_changed = False
+        self._def_lines: dict[int, tuple | list] = {}  # id(definitions) -> their lines, if in order
         self._seen_defs: dict[tuple, tuple] = {}  # (name, func, line) -> the definitions a read sees
         self._flow_names: dict[int, object] = {}  # id(node) -> its flow shape
         self._build_sites()

@@ -41,6 +41,7 @@ the file defines, is labelled by its name (``names.is_val_name`` /
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import libcst as cst
@@ -50,7 +51,11 @@ from .nodes import bound_names, children, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
+_Hops = dict  # label -> hops its shortest chain needs (see FlowFacts); never changed once made
+_NONE: _Hops = {}
 _LIMIT = 12  # hops of one query through definitions, parameters, returns and fields
+_FAR = _LIMIT + 1
+_NO_CYCLE = 1 << 62  # ``_flow_low`` of a query that read no guess
 _CTOR_FACTORIES = {"SimpleNamespace", "Namespace", "dict"}
 
 
@@ -58,7 +63,7 @@ _CTOR_FACTORIES = {"SimpleNamespace", "Namespace", "dict"}
 class _Shape:
     """What an expression's value is made of (computed once per node)."""
 
-    labels: frozenset  # from source literals inside it
+    hops: _Hops  # labels of the source literals inside it (they need no hop)
     names: tuple[str, ...]  # names read (comprehension / lambda bound names left out)
     fields: tuple[str, ...]  # attributes read as data (``X.attr``, not ``X.method(..)``)
     calls: tuple  # (call node, callees) for calls of this file's functions
@@ -85,45 +90,46 @@ def _literal(n: cst.CSTNode) -> str | None:
 class FlowFacts:
     """The data-flow part of ``Facts`` (a mixin: reads the collected definitions).
 
-    Every query is memoised under its full arguments, the depth included. The
-    recursion ends at the depth limit, so it needs no cycle guard; a guard (or a
-    key without the depth) would cache a provisional empty answer met inside a
-    cycle or at the limit and hand it to a later query, so the answer would depend
-    on the order of queries, and that order on set iteration, which varies between
-    processes. An answer the limit did not cut anywhere below it is the same at
-    every depth where the limit would still cut nothing below it (the depth only
-    decides where the limit cuts), so it is also kept under the arguments without
-    the depth, with the deepest depth it holds at: its own depth plus the room its
-    deepest recursion left below the limit. The same answers, each query computed
-    about once instead of once per depth (see ``_memo`` and ``_keep``).
+    A query (the labels of an expression, a name, a function's returns, a parameter,
+    a field) is answered as if each hop through a definition, a parameter, a return
+    or a field went one level deeper, and a query at level ``_LIMIT`` stopped: a
+    label reaches a query only through a chain of fewer than ``_LIMIT`` hops. So each
+    answer is a map ``label -> the hops its shortest chain needs`` (``_Hops``), the
+    same wherever the query is asked from, and a query asked ``d`` hops deep sees
+    the labels that need at most ``_LIMIT - d`` more. These maps are the least fixpoint
+    of the queries' equations (a union becomes the smaller count, a hop adds one),
+    solved on demand by ``_solve``: a query that does not depend on itself is computed
+    once; a cycle (``i = i + 1`` read in a loop, a method reading a field it sets,
+    mutual recursion) is iterated from its first query until no count in it falls.
+    The answers never depend on the order of queries, so they are the same in every
+    process.
 
     Labels are strings: ``VAL``, ``TRAIN``; inside a function summary a parameter
     ``p`` that reaches the value shows as ``"@p"`` (replaced at each call).
     """
 
     # ------------------------------------------------------------ public queries
-    def tainted(self, name: str, func: FuncInfo | None, line: int | None = None, label: str = VAL,
-                _depth: int = 0) -> bool:
+    def tainted(self, name: str, func: FuncInfo | None, line: int | None = None, label: str = VAL) -> bool:
         """Does ``name`` (as seen in ``func`` at ``line``) hold data labelled ``label``?
         A dotted name (``self.tokens``) is its root and its last attribute."""
         if "." in name:
             root, *_mid, attr = name.split(".")
-            return label in self._name(root, func, line, _depth, False) or label in self._field(attr, _depth)
-        return label in self._name(name, func, line, _depth, False)
+            return label in self._ask(self._name, root, func, line, False) or label in self._ask(self._field, attr)
+        return label in self._ask(self._name, name, func, line, False)
 
     def expr_tainted(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None = None,
-                     label: str = VAL, _depth: int = 0) -> bool:
+                     label: str = VAL) -> bool:
         """Does the value of ``node`` (in ``func`` at ``line``) hold data labelled ``label``?"""
-        return label in self._expr(node, func, line, _depth, False)
+        return label in self._ask(self._expr, node, func, line, False)
 
     def labels(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None = None) -> frozenset:
         """The labels (``VAL``, ``TRAIN``) the value of ``node`` carries."""
-        return _concrete(self._expr(node, func, line, 0, False))
+        return _concrete(self._ask(self._expr, node, func, line, False))
 
     def summary(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None = None) -> frozenset:
         """Labels of ``node`` with ``func``'s parameters left open as ``@name`` (what it
         carries whoever calls ``func``, plus the parameters it depends on)."""
-        return self._expr(node, func, line, 0, True)
+        return self._ask(self._expr, node, func, line, True)
 
     def resolve_labels(self, labels: frozenset, func: FuncInfo | None, env: dict | None = None) -> frozenset:
         """``labels`` with each ``@p`` replaced by ``env[p]`` (a call's arguments), or,
@@ -131,7 +137,8 @@ class FlowFacts:
         out = set(_concrete(labels))
         for s in labels - out:
             p, stat = _param_of(s)
-            got = env.get(p, _EMPTY) if env is not None else (self._param(func, p, 0) if func is not None else _EMPTY)
+            got = (env.get(p, _EMPTY) if env is not None
+                   else self._ask(self._param, func, p) if func is not None else _EMPTY)
             out |= got - {TRAIN} if stat else got
         return frozenset(out)
 
@@ -150,44 +157,79 @@ class FlowFacts:
             out[p] = frozenset(got)
         return out
 
-    # ------------------------------------------------------------ memo
-    # The deepest depth at which a query under way (or one it asked) checked the limit and
-    # recursed: ``_keep`` turns it into the room left below the limit.
-    _deep = -1
+    # ------------------------------------------------------------ the solver
+    def _ask(self, query, *args) -> frozenset:
+        """A public query, asked at the top: the labels whose chains fit under the limit.
+        On an error (a chain too deep for Python's stack) the solver's state of the
+        unfinished queries is dropped, so that later queries start clean."""
+        try:
+            return frozenset(query(*args))
+        except BaseException:
+            if self._flow_height:
+                self._flow_height = 0
+                self._flow_at.clear()
+                self._flow_guess.clear()
+                self._flow_prov.clear()
+                self._flow_log.clear()
+            raise
 
-    def _memo(self, key: tuple, depth: int) -> frozenset | None:
-        """The memoised answer of query ``key`` at ``depth``, else None. ``_flow_whole``
-        holds ``key -> (deepest depth, answer)`` of answers the limit did not cut, valid
-        at that depth and every smaller one; ``_flow_cut`` the others, by depth. Handing
-        out a cut answer counts as a cut for the query that asked; a whole one counts as
-        recursing as deep as its computation did, shifted to ``depth``."""
-        whole = self._flow_whole.get(key)
-        if whole is not None and depth <= whole[0]:
-            deep = depth + _LIMIT - 1 - whole[0]
-            if deep > self._deep:
-                self._deep = deep
-            return whole[1]
-        res = self._flow_cut.get((key, depth))
-        if res is not None:
-            self._cuts += 1
-        return res
+    def _solve(self, key: tuple, compute, *args) -> _Hops:
+        """The answer of query ``key``, ``compute(*args)`` being its equation.
 
-    def _keep(self, key: tuple, depth: int, res: frozenset, cuts: int, outer: int) -> frozenset:
-        """Memoise ``res``: whole when no cut happened since ``self._cuts`` was ``cuts``. A
-        whole answer whose recursion went no deeper than ``self._deep`` is the same at any
-        depth up to ``depth + (_LIMIT - 1 - self._deep)``: the limit cuts nothing there
-        either. ``outer`` is the asking query's ``_deep``, which takes this one's."""
-        inner = self._deep
-        if outer > inner:
-            self._deep = outer
-        if self._cuts == cuts:
-            valid = depth + _LIMIT - 1 - inner
-            whole = self._flow_whole.get(key)
-            if whole is None or whole[0] < valid:
-                self._flow_whole[key] = (valid, res)
-        else:
-            self._flow_cut[(key, depth)] = res
-        return res
+        Tarjan's idea on the graph of queries as they recurse: ``_flow_at`` holds the
+        height of each query under way, and a query that asks one under way (a cycle)
+        reads that one's current guess (first: no labels) and lowers ``_flow_low`` to its
+        height. A query whose answer read no guess below its own height is final: kept
+        in ``_flow_done`` with the answers computed in its last round. One that read its
+        own guess heads a cycle: it computes again while its answer or a member's
+        changed (``_flow_changed``); counts only fall, and never below zero, so this ends.
+        One that read a guess below stays provisional (``_flow_prov``, with its low
+        height) until its head's round ends."""
+        at = self._flow_at.get(key)
+        if at is not None:
+            if at < self._flow_low:
+                self._flow_low = at
+            return self._flow_guess.get(key, _NONE)
+        prov = self._flow_prov.get(key)
+        if prov is not None:
+            if prov[1] < self._flow_low:
+                self._flow_low = prov[1]
+            return prov[0]
+        here = self._flow_height
+        self._flow_height = here + 1
+        self._flow_at[key] = here
+        outer_low, outer_changed = self._flow_low, self._flow_changed
+        start = len(self._flow_log)
+        while True:
+            self._flow_low, self._flow_changed = _NO_CYCLE, False
+            value = compute(*args)
+            low = self._flow_low
+            if low == here and (self._flow_changed or value != self._flow_guess.get(key, _NONE)):
+                self._flow_guess[key] = value  # another round, from the new guesses
+                for k in self._flow_log[start:]:
+                    del self._flow_prov[k]
+                del self._flow_log[start:]
+                continue
+            break
+        del self._flow_at[key]
+        self._flow_height = here
+        if low < here:
+            changed = self._flow_changed or value != self._flow_guess.get(key, _NONE)
+            if changed:
+                self._flow_guess[key] = value
+            self._flow_prov[key] = (value, low)
+            self._flow_log.append(key)
+            self._flow_low = min(outer_low, low)
+            self._flow_changed = outer_changed or changed
+            return value
+        for k in self._flow_log[start:]:
+            self._flow_done[k] = self._flow_prov.pop(k)[0]
+            self._flow_guess.pop(k, None)
+        del self._flow_log[start:]
+        self._flow_guess.pop(key, None)
+        self._flow_done[key] = value
+        self._flow_low, self._flow_changed = outer_low, outer_changed
+        return value
 
     # ------------------------------------------------------------ expressions
     def _shape(self, node: cst.CSTNode) -> _Shape:
@@ -236,35 +278,31 @@ class FlowFacts:
             stack.extend((c, False) for c in children(n))
         if bound:
             names = [x for x in names if x not in bound]
-        shape = _Shape(frozenset(labels), tuple(dict.fromkeys(names)), tuple(dict.fromkeys(fields)), tuple(calls))
+        shape = _Shape(dict.fromkeys(labels, 0), tuple(dict.fromkeys(names)), tuple(dict.fromkeys(fields)), tuple(calls))
         self._flow_names[id(node)] = shape
         return shape
 
-    def _expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None, depth: int,
-              sym: bool) -> frozenset:
+    def _expr(self, node: cst.CSTNode, func: FuncInfo | None, line: int | None, sym: bool) -> _Hops:
         """Labels of ``node``'s value. ``sym``: a parameter of ``func`` shows as ``@name``
         (a function summary) instead of what its callers pass."""
-        key = ("e", id(node), func, line, sym)  # nodes live as long as the facts
-        res = self._memo(key, depth)
-        if res is not None:
-            return res
-        cuts, outer = self._cuts, self._deep
         shape = self._shape(node)
-        out = set(shape.labels)
-        opens = bool(shape.names or shape.fields or shape.calls)
-        self._deep = depth if opens else -1
-        if depth < _LIMIT:
-            for n in shape.names:
-                out |= self._name(n, func, line, depth, sym)
-            for a in shape.fields:
-                out |= self._field(a, depth)
-            for call, callees in shape.calls:
-                out |= self._call(call, callees, func, line, depth, sym)
-        elif opens:
-            self._cuts += 1
-        return self._keep(key, depth, frozenset(out), cuts, outer)
+        if not (shape.names or shape.fields or shape.calls):
+            return shape.hops  # literals only: they need no hop
+        key = ("e", id(node), func, line, sym)  # nodes live as long as the facts
+        done = self._flow_done.get(key)
+        return done if done is not None else self._solve(key, self._expr_of, shape, func, line, sym)
 
-    def _name(self, name: str, func: FuncInfo | None, line: int | None, depth: int, sym: bool) -> frozenset:
+    def _expr_of(self, shape: _Shape, func: FuncInfo | None, line: int | None, sym: bool) -> _Hops:
+        out = dict(shape.hops)
+        for n in shape.names:
+            _add(out, self._name(n, func, line, sym), 0)
+        for a in shape.fields:
+            _add(out, self._field(a), 0)
+        for call, callees in shape.calls:
+            _add(out, self._call(call, callees, func, line, sym), 0)
+        return out
+
+    def _name(self, name: str, func: FuncInfo | None, line: int | None, sym: bool) -> _Hops:
         # the answer depends on ``line`` only through the definitions it sees: reads
         # on different lines that see the same definitions share one answer
         seen = self._seen_defs.get((name, func, line))
@@ -275,49 +313,43 @@ class FlowFacts:
             seen = self._seen_defs[(name, func, line)] = (
                 None if reaching is None else tuple(map(id, reaching)), reaching)
         key = ("n", name, func, seen[0], sym)
-        res = self._memo(key, depth)
-        if res is not None:
-            return res
-        cuts, outer = self._cuts, self._deep
-        self._deep = depth
-        out: set[str] = set()
-        if depth >= _LIMIT:
-            self._cuts += 1
-        else:
-            reaching = seen[1]
-            if reaching is None and func is not None:
-                # a closure reads its enclosing function's name, a function a module global
-                out |= self._name(name, func.parent, None, depth, False)
-            elif reaching:
-                for dline, value in reaching:
-                    if value is None:  # a parameter
-                        out |= {"@" + name} if sym else self._param(func, name, depth)
-                    elif isinstance(value, cst.AugAssign):  # ``x += v``: v, and x before it
-                        out |= self._expr(value.value, func, dline, depth + 1, sym)
-                        out |= self._name(name, func, dline - 1, depth + 1, sym)
-                    else:
-                        # the value reads what was bound before its own line: in
-                        # ``tokens = tokens[:n]`` the right side is the earlier ``tokens``
-                        idx = self._tuple_slots().get((func, name, dline))
-                        got = (self._expr(value, func, dline - 1, depth + 1, sym) if idx is None
-                               else self._element(value, idx, func, dline - 1, depth + 1, sym))
-                        if isinstance(value, cst.Call) and not _carries_train(value):
-                            got = _statistic(got)  # a statistic of training data, not the data
-                        out |= got
-        return self._keep(key, depth, frozenset(out), cuts, outer)
+        done = self._flow_done.get(key)
+        return done if done is not None else self._solve(key, self._name_of, name, func, seen[1], sym)
 
-    def _element(self, value: cst.CSTNode, idx: int, func: FuncInfo | None, line: int | None, depth: int,
-                 sym: bool) -> frozenset:
+    def _name_of(self, name: str, func: FuncInfo | None, reaching: list | None, sym: bool) -> _Hops:
+        out: _Hops = {}
+        if reaching is None and func is not None:
+            # a closure reads its enclosing function's name, a function a module global
+            _add(out, self._name(name, func.parent, None, False), 0)
+        elif reaching:
+            for dline, value in reaching:
+                if value is None:  # a parameter
+                    _add(out, {"@" + name: 1} if sym else self._param(func, name), 0)
+                elif isinstance(value, cst.AugAssign):  # ``x += v``: v, and x before it
+                    _add(out, self._expr(value.value, func, dline, sym), 1)
+                    _add(out, self._name(name, func, dline - 1, sym), 1)
+                else:
+                    # the value reads what was bound before its own line: in
+                    # ``tokens = tokens[:n]`` the right side is the earlier ``tokens``
+                    idx = self._tuple_slots().get((func, name, dline))
+                    got = (self._expr(value, func, dline - 1, sym) if idx is None
+                           else self._element(value, idx, func, dline - 1, sym))
+                    if isinstance(value, cst.Call) and not _carries_train(value):
+                        got = _statistic(got)  # a statistic of training data, not the data
+                    _add(out, got, 1)
+        return out
+
+    def _element(self, value: cst.CSTNode, idx: int, func: FuncInfo | None, line: int | None, sym: bool) -> _Hops:
         """Labels of element ``idx`` of ``value`` unpacked by ``a, b = value``: the element of
         a tuple literal, or of what a function of this file returns as a tuple."""
         if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) > idx and not any(
                 isinstance(el, cst.StarredElement) for el in value.elements):
-            return self._expr(value.elements[idx].value, func, line, depth, sym)
+            return self._expr(value.elements[idx].value, func, line, sym)
         if isinstance(value, cst.Call):
             callees = self.callees_of(value)
             if callees:
-                return self._call(value, tuple(callees), func, line, depth, sym, idx)
-        return self._expr(value, func, line, depth, sym)
+                return self._call(value, tuple(callees), func, line, sym, idx)
+        return self._expr(value, func, line, sym)
 
     def _tuple_slots(self) -> dict:
         """``(function, name, line) -> position`` of a name in a flat tuple target."""
@@ -342,52 +374,68 @@ class FlowFacts:
         read at the top, through the back edge); all of them when ``line`` is None."""
         if line is None:
             return defs
-        before = [d for d in defs if d[0] <= line]
-        if not before:
-            return defs
+        lines = self._def_lines.get(id(defs))
+        if lines is None:
+            lines = [d[0] for d in defs]
+            if any(a > b for a, b in zip(lines, lines[1:])):
+                lines = None  # not in source order (rare): scan the list
+            self._def_lines[id(defs)] = lines = lines or ()
+        loops = [li for li in self._loops_in(func) if li.start <= line <= li.end]
+        if lines:
+            last = bisect.bisect_right(lines, line)
+            if not last:
+                return defs
+            later = defs[last:bisect.bisect_right(lines, max(li.end for li in loops))] if loops else []
+        else:
+            last = next((i + 1 for i in range(len(defs) - 1, -1, -1) if defs[i][0] <= line), 0)
+            if not last:
+                return defs
+            later = [d for d in defs if d[0] > line]
+        return [defs[last - 1]] + [d for d in later if any(li.start <= d[0] <= li.end for li in loops)]
+
+    def _loops_in(self, func: FuncInfo | None) -> list:
         by_func = getattr(self, "_loops_by_func", None)
         if by_func is None:
             by_func = self._loops_by_func = {}
             for li, _c in self.loops:
                 by_func.setdefault(li.func, []).append(li)
-        loops = [li for li in by_func.get(func, ()) if li.start <= line <= li.end]
-        return [before[-1]] + [d for d in defs if d[0] > line and any(li.start <= d[0] <= li.end for li in loops)]
+        return by_func.get(func, [])
 
     # ------------------------------------------------------------ calls, parameters, returns
-    def _call(self, call: cst.Call, callees: tuple, func: FuncInfo | None, line: int | None, depth: int,
-              sym: bool, idx: int | None = None) -> frozenset:
-        out: set[str] = set()
+    def _call(self, call: cst.Call, callees: tuple, func: FuncInfo | None, line: int | None, sym: bool,
+              idx: int | None = None) -> _Hops:
+        """What a call of this file's functions carries: their returns, each open ``@p``
+        replaced by what the call passes for ``p``, at the hops the longer of the two needs."""
+        out: _Hops = {}
         for fi in callees:
-            ret = self._returns(fi, depth, idx)
-            out |= _concrete(ret)
-            for s in ret - _concrete(ret):
-                p, stat = _param_of(s)
+            ret = self._returns(fi, idx)
+            for label, hops in ret.items():
+                if not label.startswith("@"):
+                    _add(out, {label: hops}, 0, 0)
+                    continue
+                p, stat = _param_of(label)
                 for arg, afunc, aline in self._args_for(call, fi, p, func, line):
-                    got = self._expr(arg, afunc, aline, depth, sym and afunc is func)
-                    out |= _statistic(got) if stat else got
-        return frozenset(out)
+                    got = self._expr(arg, afunc, aline, sym and afunc is func)
+                    _add(out, _statistic(got) if stat else got, 0, hops)
+        return out
 
-    def _returns(self, fi: FuncInfo, depth: int, idx: int | None = None) -> frozenset:
+    def _returns(self, fi: FuncInfo, idx: int | None = None) -> _Hops:
         """What ``fi`` returns or yields (element ``idx`` of a returned tuple), its
         parameters as ``@name``."""
         key = ("r", fi, idx)
-        res = self._memo(key, depth)
-        if res is not None:
-            return res
-        cuts, outer = self._cuts, self._deep
-        self._deep = depth
-        out: set[str] = set()
-        if depth >= _LIMIT:
-            self._cuts += 1
-        else:
-            for r in fi.returns:
-                if r.value is None:
-                    continue
-                if idx is not None and isinstance(r, cst.Return):
-                    out |= self._element(r.value, idx, fi, self.span(r)[0], depth + 1, True)
-                else:
-                    out |= self._expr(r.value, fi, self.span(r)[0], depth + 1, True)
-        return self._keep(key, depth, frozenset(out), cuts, outer)
+        done = self._flow_done.get(key)
+        return done if done is not None else self._solve(key, self._returns_of, fi, idx)
+
+    def _returns_of(self, fi: FuncInfo, idx: int | None) -> _Hops:
+        out: _Hops = {}
+        for r in fi.returns:
+            if r.value is None:
+                continue
+            if idx is not None and isinstance(r, cst.Return):
+                _add(out, self._element(r.value, idx, fi, self.span(r)[0], True), 1)
+            else:
+                _add(out, self._expr(r.value, fi, self.span(r)[0], True), 1)
+        return out
 
     def _args_for(self, call: cst.Call, fi: FuncInfo, param: str, func: FuncInfo | None,
                   line: int | None) -> list[tuple]:
@@ -424,26 +472,22 @@ class FlowFacts:
                 out = [(default, fi.parent, fi.start)]
         return out
 
-    def _param(self, fi: FuncInfo, param: str, depth: int) -> frozenset:
+    def _param(self, fi: FuncInfo, param: str) -> _Hops:
         """What the calls in this file pass for ``param`` of ``fi``; a function no call
         reaches gets the name fallback (see the module docstring)."""
-        key = ("p", fi, param)
-        res = self._memo(key, depth)
-        if res is not None:
-            return res
-        cuts, outer = self._cuts, self._deep
-        self._deep = depth
-        out: set[str] = set()
         sites = self._call_sites().get(fi, ())
-        if depth >= _LIMIT:
-            self._cuts += 1
-        else:
-            for ci in sites:
-                for arg, afunc, aline in self._args_for(ci.node, fi, param, ci.ctx.func, ci.line):
-                    out |= self._expr(arg, afunc, aline, depth + 1, False)
         if not sites:
-            out |= _name_fallback(param)
-        return self._keep(key, depth, frozenset(out), cuts, outer)
+            return _name_fallback(param)
+        key = ("p", fi, param)
+        done = self._flow_done.get(key)
+        return done if done is not None else self._solve(key, self._param_of_sites, fi, param, sites)
+
+    def _param_of_sites(self, fi: FuncInfo, param: str, sites: list) -> _Hops:
+        out: _Hops = {}
+        for ci in sites:
+            for arg, afunc, aline in self._args_for(ci.node, fi, param, ci.ctx.func, ci.line):
+                _add(out, self._expr(arg, afunc, aline, False), 1)
+        return out
 
     def _call_sites(self) -> dict:
         idx = getattr(self, "_sites_by_callee", None)
@@ -459,36 +503,33 @@ class FlowFacts:
         return idx
 
     # ------------------------------------------------------------ attributes
-    def _field(self, attr: str, depth: int) -> frozenset:
+    def _field(self, attr: str) -> _Hops:
         """What the field ``attr`` holds, over every definition of it in the file."""
-        key = ("f", attr)
-        res = self._memo(key, depth)
-        if res is not None:
-            return res
-        cuts, outer = self._cuts, self._deep
-        out: set[str] = set()
         defs = self._field_defs().get(attr)
-        self._deep = depth if defs is not None else -1
         if defs is None:
-            out |= _name_fallback(attr)
-        elif depth >= _LIMIT:
-            self._cuts += 1
-        else:
-            for value, func, line, on_self in defs:
-                if func is None or not on_self:
-                    out |= self._expr(value, func, line, depth + 1, False)
+            return _name_fallback(attr)
+        key = ("f", attr)
+        done = self._flow_done.get(key)
+        return done if done is not None else self._solve(key, self._field_of, defs)
+
+    def _field_of(self, defs: list) -> _Hops:
+        out: _Hops = {}
+        for value, func, line, on_self in defs:
+            if func is None or not on_self:
+                _add(out, self._expr(value, func, line, False), 1)
+                continue
+            # ``self.attr = value`` in a method: its ``self`` and the constructor's
+            # parameters belong to the instance (they reach reads through the receiver)
+            got = self._expr(value, func, line, True)
+            for label, hops in got.items():
+                if not label.startswith("@"):
+                    _add(out, {label: hops}, 1)
                     continue
-                # ``self.attr = value`` in a method: its ``self`` and the constructor's
-                # parameters belong to the instance (they reach reads through the receiver)
-                got = self._expr(value, func, line, depth + 1, True)
-                out |= _concrete(got)
-                if func.name != "__init__":
-                    for s in got - _concrete(got):
-                        p, stat = _param_of(s)
-                        if p != (func.params[0] if func.params else ""):
-                            got_p = self._param(func, p, depth + 1)
-                            out |= got_p - {TRAIN} if stat else got_p
-        return self._keep(key, depth, frozenset(out), cuts, outer)
+                p, stat = _param_of(label)
+                if func.name != "__init__" and p != (func.params[0] if func.params else ""):
+                    got_p = self._param(func, p)
+                    _add(out, _without_train(got_p) if stat else got_p, 1, hops + 1)
+        return out
 
     def _field_defs(self) -> dict:
         """``attr -> [(value, function, line, assigned on the method's self)]``."""
@@ -564,9 +605,29 @@ def _param_of(sym: str) -> tuple[str, bool]:
     return (sym[1:-1], True) if sym.endswith("~") else (sym[1:], False)
 
 
-def _statistic(labels: frozenset) -> frozenset:
-    """What a statistic of ``labels`` carries: not ``TRAIN`` (an open parameter is marked ``~``)."""
-    return frozenset(x if not x.startswith("@") or x.endswith("~") else x + "~" for x in labels if x != TRAIN)
+def _statistic(got: _Hops) -> _Hops:
+    """What a statistic of ``got`` carries: not ``TRAIN`` (an open parameter is marked ``~``)."""
+    out: _Hops = {}
+    for label, hops in got.items():
+        if label != TRAIN:
+            _add(out, {label if not label.startswith("@") or label.endswith("~") else label + "~": hops}, 0, 0)
+    return out
+
+
+def _without_train(got: _Hops) -> _Hops:
+    return {label: hops for label, hops in got.items() if label != TRAIN}
+
+
+def _add(out: _Hops, got: _Hops, shift: int, at_least: int = 1) -> None:
+    """Merge ``got``, found ``shift`` hops further, into ``out``: each label at its fewest
+    hops, no fewer than ``at_least`` (a query's own step: 1, it must be under the limit
+    to ask further), and none that needs more than ``_LIMIT``."""
+    for label, hops in got.items():
+        hops += shift
+        if hops < at_least:
+            hops = at_least
+        if hops <= _LIMIT and hops < out.get(label, _FAR):
+            out[label] = hops
 
 
 def _carries_train(call: cst.Call) -> bool:
@@ -583,11 +644,11 @@ def _module_root(n: cst.Attribute) -> str:
     return v.value if isinstance(v, cst.Name) else ""
 
 
-def _name_fallback(name: str) -> frozenset:
+def _name_fallback(name: str) -> _Hops:
     """Labels by name alone, for a value the file gives no source for (module docstring)."""
-    out = set()
+    out: _Hops = {}
     if is_val_name(name):
-        out.add(VAL)
+        out[VAL] = 0
     if is_train_data_name(name):
-        out.add(TRAIN)
-    return frozenset(out)
+        out[TRAIN] = 0
+    return out
