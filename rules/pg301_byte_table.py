@@ -8,7 +8,7 @@ import libcst as cst
 from rules.core import Severity
 
 from .engine import Hit, Rule, register
-from .facts import Facts, FuncInfo, dotted
+from .facts import Facts, FuncInfo, dotted, string_value
 
 _REPLACE_SPACE = re.compile(r"""replace\(\s*["']\u2581["']\s*,\s*["'] ["']\s*\)""")
 _STRIPS = re.compile(r"""(\[1:\]|lstrip\(|removeprefix\(|replace\(\s*["']\u2581["']\s*,\s*["']["']\s*\))""")
@@ -163,7 +163,7 @@ def _body_text(facts: Facts, fi: FuncInfo) -> str:
             continue
         seen.add(raw)
         try:
-            val = node.evaluated_value
+            val = string_value(node)
         except Exception:
             continue
         if isinstance(val, str) and "\u2581" in val and raw != val:

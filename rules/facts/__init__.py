@@ -47,7 +47,7 @@ from .config import UNKNOWN, ConfigFacts, ConfigVar
 from .flow import FlowFacts
 from .lines import Layout, code_for_node
 from .names import VAL_STRING, is_loss_name, is_train_name, is_val_name, is_val_string
-from .nodes import Preorder, base_name, bound_names, dotted, iter_nodes, literal_text, target_names
+from .nodes import base_name, bound_names, dotted, iter_nodes, string_value, target_names
 from .reach import Reach, ReachFacts, Switch
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 from .sites import Site, SiteFacts
@@ -56,7 +56,7 @@ from .targets import TargetFacts
 __all__ = [
     "UNKNOWN", "VAL_STRING", "AssignInfo", "CallInfo", "ConfigVar", "Ctx", "Facts", "FuncInfo", "Gate",
     "LoopInfo", "Reach", "Site", "Switch", "base_name", "bound_names", "dotted", "is_loss_name",
-    "is_train_name", "is_val_name", "iter_nodes", "target_names",
+    "is_train_name", "is_val_name", "iter_nodes", "string_value", "target_names",
 ]
 
 
@@ -94,7 +94,6 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self.refs_by_func: dict[str, list[Ctx]] = {}
         self.module_defs: dict[str, list[tuple[int, Any]]] = {}
         self._code_cache: dict[cst.CSTNode, str] = {}
-        self._walk: Preorder | None = None  # built when a rule first asks
 
         self.layout = layout if layout is not None else Layout(module, text)
         self._positions = self.layout.spans
@@ -130,16 +129,11 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
 
     def subtree(self, node: cst.CSTNode) -> list:
         """``list(iter_nodes(node))``, a slice of one indexed walk (``nodes.Preorder``)."""
-        return self._preorder().subtree(node)
+        return self.layout.preorder.subtree(node)
 
     def subtree_of(self, node: cst.CSTNode, kind: type) -> list:
         """The nodes of the concrete libcst class ``kind`` under ``node``, in source order."""
-        return self._preorder().subtree_of(node, kind)
-
-    def _preorder(self) -> Preorder:
-        if self._walk is None:
-            self._walk = Preorder(self.module)
-        return self._walk
+        return self.layout.preorder.subtree_of(node, kind)
 
     def span(self, node: cst.CSTNode) -> tuple[int, int]:
         return self._positions.get(id(node), (0, 0))
@@ -183,7 +177,7 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
     def callees_of(self, call: cst.Call, attr: str | None = None) -> list[FuncInfo]:
         """``callees`` for a call node that has no ``CallInfo`` at hand."""
         func = call.func
-        method = isinstance(func, cst.Attribute)
+        method = type(func) is cst.Attribute
         if attr is None:
             attr = func.attr.value if method else getattr(func, "value", "")
         return [fi for fi in self.funcs_by_name.get(attr, ()) if (fi.cls is not None) == method]
@@ -193,10 +187,11 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         if s is not None:
             return s
         out: set[str] = set()
-        for n in iter_nodes(node):
-            if isinstance(n, cst.Name):
+        for n in self.subtree(node):
+            kind = type(n)
+            if kind is cst.Name:
                 out.add(n.value)
-            elif is_val_string(literal_text(n) or ""):
+            elif (kind is cst.SimpleString or kind is cst.FormattedStringText) and is_val_string(n.value):
                 out.add(VAL_STRING)
         self.names_in[node] = out
         return out

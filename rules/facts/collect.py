@@ -295,7 +295,7 @@ class Collector:
 
     # -- comprehensions and lambdas: the names they bind around each call
     def _enter_scope(self, node: cst.CSTNode) -> None:
-        self.scope_stack.append(bound_names(node))
+        self.scope_stack.append(bound_names(node, self.f.subtree))
 
     def _leave_scope(self, node: cst.CSTNode) -> None:
         self.scope_stack.pop()

@@ -10,7 +10,7 @@ from typing import Any
 
 import libcst as cst
 
-from .nodes import base_name, dotted, iter_nodes, target_names
+from .nodes import base_name, dotted, string_value, target_names
 from .records import FuncInfo
 
 UNKNOWN = object()  # result of an expression the evaluator cannot decide
@@ -32,10 +32,10 @@ class ConfigFacts:
 
     def _build_config(self) -> None:
         self.config: dict[str, ConfigVar] = {}
-        self._env_readers = _env_readers(self.funcs)
+        self._env_readers = self._find_env_readers()
         config_classes = set()
         for cls, name, value, line in self.class_fields:
-            if value is not None and _env_read(value, self._env_readers):
+            if value is not None and self._env_read(value):
                 config_classes.add(cls)
         for cls in self.classes:
             if re.search(r"(hyper|config|args|settings|params)", cls, re.I):
@@ -51,7 +51,7 @@ class ConfigFacts:
         for cls, name, value, line in self.class_fields:
             if cls not in config_classes or value is None:
                 continue
-            key, default = _env_read(value, self._env_readers) or (None, None)
+            key, default = self._env_read(value) or (None, None)
             if key is None and not _literal(value):
                 continue
             if key is None:
@@ -62,7 +62,7 @@ class ConfigFacts:
         for ai in self.assigns:
             if ai.ctx.cls is not None or ai.op != "=" or ai.value is None:
                 continue
-            er = _env_read(ai.value, self._env_readers)
+            er = self._env_read(ai.value)
             if not er:
                 continue
             for t in ai.targets:
@@ -102,9 +102,54 @@ class ConfigFacts:
             return self.eval(cv.expr, None) if cv.expr is not None else None
         if cv.expr is None:
             return UNKNOWN
-        if cv.env_key and cv.env_key in self.env and _literal(cv.expr) and not _env_read(cv.expr, self._env_readers):
+        if cv.env_key and cv.env_key in self.env and _literal(cv.expr) and not self._env_read(cv.expr):
             return _coerce(self.env[cv.env_key], cv.default)  # generic reader (see _build_config)
         return self.eval(cv.expr, None, _seen=(name,))
+
+    def _find_env_readers(self) -> frozenset[str]:
+        """This file's functions that read the environment variable their first parameter
+        names (``def _env_bool(name, default): raw = os.environ.get(name) ...``): a call
+        ``_env_bool("K", False)`` is a setting K with default False."""
+        out = set()
+        for fi in self.funcs:
+            params = [p.name.value for p in fi.node.params.params]
+            if fi.cls is not None or not params:
+                continue
+            for n in self.subtree(fi.node.body):
+                key = None
+                kind = type(n)
+                if kind is cst.Call and dotted(n.func) in _ENV_GETS and n.args:
+                    key = n.args[0].value
+                elif kind is cst.Subscript and dotted(n.value) in ("os.environ", "environ") and n.slice \
+                        and isinstance(n.slice[0].slice, cst.Index):
+                    key = n.slice[0].slice.value
+                if isinstance(key, cst.Name) and key.value == params[0]:
+                    out.add(fi.name)
+                    break
+        return frozenset(out)
+
+    def _env_read(self, node: cst.CSTNode) -> tuple[str, str | None] | None:
+        """Find ``os.environ.get("K", d)`` / ``os.getenv`` / ``os.environ["K"]`` inside ``node``,
+        or a call ``reader("K", d)`` of one of this file's env readers."""
+        readers = self._env_readers
+        for n in self.subtree(node):
+            kind = type(n)
+            if kind is cst.Call:
+                name = dotted(n.func)
+                if (name in _ENV_GETS or name in readers) and n.args:
+                    k = n.args[0].value
+                    if isinstance(k, cst.SimpleString):
+                        d = None
+                        if len(n.args) > 1:
+                            dv = n.args[1].value
+                            d = str(string_value(dv)) if isinstance(dv, cst.SimpleString) else (
+                                dv.value if isinstance(dv, (cst.Integer, cst.Float, cst.Name)) else None)
+                        return str(string_value(k)), d
+            elif kind is cst.Subscript:
+                if dotted(n.value) in ("os.environ", "environ") and n.slice and isinstance(
+                        n.slice[0].slice, cst.Index) and isinstance(n.slice[0].slice.value, cst.SimpleString):
+                    return str(string_value(n.slice[0].slice.value)), None
+        return None
 
     # ---------------------------------------------------------------- evaluator
     def eval(self, node: cst.BaseExpression | None, func: FuncInfo | None, _seen=()) -> Any:
@@ -127,7 +172,7 @@ class ConfigFacts:
         if isinstance(n, (cst.Integer, cst.Float)):
             return n.evaluated_value
         if isinstance(n, cst.SimpleString):
-            return n.evaluated_value
+            return string_value(n)
         if isinstance(n, cst.ConcatenatedString):
             return n.evaluated_value
         if isinstance(n, cst.Name):
@@ -276,52 +321,6 @@ class ConfigFacts:
 _ENV_GETS = ("os.environ.get", "environ.get", "os.getenv", "getenv")
 
 
-def _env_readers(funcs: list[FuncInfo]) -> frozenset[str]:
-    """This file's functions that read the environment variable their first parameter
-    names (``def _env_bool(name, default): raw = os.environ.get(name) ...``): a call
-    ``_env_bool("K", False)`` is a setting K with default False."""
-    out = set()
-    for fi in funcs:
-        params = [p.name.value for p in fi.node.params.params]
-        if fi.cls is not None or not params:
-            continue
-        for n in iter_nodes(fi.node.body):
-            key = None
-            if isinstance(n, cst.Call) and dotted(n.func) in _ENV_GETS and n.args:
-                key = n.args[0].value
-            elif isinstance(n, cst.Subscript) and dotted(n.value) in ("os.environ", "environ") and n.slice \
-                    and isinstance(n.slice[0].slice, cst.Index):
-                key = n.slice[0].slice.value
-            if isinstance(key, cst.Name) and key.value == params[0]:
-                out.add(fi.name)
-                break
-    return frozenset(out)
-
-
-def _env_read(node: cst.CSTNode, readers: frozenset[str] = frozenset()) -> tuple[str, str | None] | None:
-    """Find ``os.environ.get("K", d)`` / ``os.getenv`` / ``os.environ["K"]`` inside ``node``,
-    or a call ``reader("K", d)`` of one of this file's env ``readers``."""
-    found: list[tuple[str, str | None]] = []
-
-    for n in iter_nodes(node):
-        if isinstance(n, cst.Call):
-            name = dotted(n.func)
-            if (name in _ENV_GETS or name in readers) and n.args:
-                k = n.args[0].value
-                if isinstance(k, cst.SimpleString):
-                    d = None
-                    if len(n.args) > 1:
-                        dv = n.args[1].value
-                        d = str(dv.evaluated_value) if isinstance(dv, cst.SimpleString) else (
-                            dv.value if isinstance(dv, (cst.Integer, cst.Float, cst.Name)) else None)
-                    found.append((str(k.evaluated_value), d))
-
-        elif isinstance(n, cst.Subscript):
-            if dotted(n.value) in ("os.environ", "environ") and n.slice and isinstance(
-                    n.slice[0].slice, cst.Index) and isinstance(n.slice[0].slice.value, cst.SimpleString):
-                found.append((str(n.slice[0].slice.value.evaluated_value), None))
-
-    return found[0] if found else None
 
 
 def _literal(node: cst.CSTNode) -> bool:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import bound_names, children, target_names
+from .nodes import bound_names, children, string_value, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -57,6 +57,7 @@ _LIMIT = 12  # hops of one query through definitions, parameters, returns and fi
 _FAR = _LIMIT + 1
 _NO_CYCLE = 1 << 62  # ``_flow_low`` of a query that read no guess
 _CTOR_FACTORIES = {"SimpleNamespace", "Namespace", "dict"}
+_STRINGS = {cst.SimpleString, cst.FormattedStringText, cst.FormattedString}  # the kinds ``_literal`` reads
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,16 +75,17 @@ def _concrete(labels: frozenset) -> frozenset:
 
 
 def _literal(n: cst.CSTNode) -> str | None:
-    if isinstance(n, cst.SimpleString):
+    kind = type(n)  # concrete classes: see ``nodes.base_name``
+    if kind is cst.SimpleString:
         try:
-            v = n.evaluated_value
+            v = string_value(n)
         except Exception:
             return None
         return v.decode("latin-1") if isinstance(v, bytes) else v
-    if isinstance(n, cst.FormattedStringText):
+    if kind is cst.FormattedStringText:
         return n.value
-    if isinstance(n, cst.FormattedString):  # ``f"{root}/fineweb_val_{i:06d}.bin"``, placeholders as ``{}``
-        return "".join(p.value if isinstance(p, cst.FormattedStringText) else "{}" for p in n.parts)
+    if kind is cst.FormattedString:  # ``f"{root}/fineweb_val_{i:06d}.bin"``, placeholders as ``{}``
+        return "".join(p.value if type(p) is cst.FormattedStringText else "{}" for p in n.parts)
     return None
 
 
@@ -254,23 +256,24 @@ class FlowFacts:
                 bound.update(target_names(n.target))
             elif kind is cst.Lambda:
                 bound.update(p.name.value for p in n.params.params)
-            text = _literal(n)
-            if text is not None:
-                labels |= source_labels(text)
-                if not isinstance(n, cst.FormattedString):
-                    continue
-            if isinstance(n, cst.Attribute):
+            if kind in _STRINGS:
+                text = _literal(n)
+                if text is not None:
+                    labels |= source_labels(text)
+                    if kind is not cst.FormattedString:
+                        continue
+            if kind is cst.Attribute:
                 if _module_root(n) in imported:
                     continue  # ``os.path``, ``torch.long``: a module, not data
                 if not is_callee:
                     fields.append(n.attr.value)
                 stack.append((n.value, False))
                 continue
-            if isinstance(n, cst.Call):
+            if kind is cst.Call:
                 callees = self.callees_of(n)
                 if callees:
                     calls.append((n, tuple(callees)))
-                    bound |= bound_names(n)  # not walked, but what it binds is bound here too
+                    bound |= bound_names(n, self.subtree)  # not walked, but what it binds is bound here too
                     continue
                 stack.append((n.func, True))
                 stack.extend((c, False) for c in children(n) if c is not n.func)

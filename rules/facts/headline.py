@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from .nodes import string_value
 from .records import CallInfo, FuncInfo, Gate
 
 # calls that print: ``print``, ``log0``, ``log_fn``, ``logger.info`` ...
@@ -65,7 +66,7 @@ def _string_tokens(node: cst.CSTNode, groups: list) -> list | None:
     ``None`` when ``node`` is not built from strings."""
     if isinstance(node, cst.SimpleString):
         try:
-            val = node.evaluated_value
+            val = string_value(node)
         except Exception:
             return None
         if isinstance(val, bytes):
@@ -123,7 +124,7 @@ def _split_lines_first(val: str) -> list:
 
 def _placeholders(node: cst.SimpleString, spec: str) -> list | None:
     try:
-        val = node.evaluated_value
+        val = string_value(node)
     except Exception:
         return None
     if isinstance(val, bytes):
@@ -401,7 +402,7 @@ def helper_calls(facts, lc: LogCall) -> list[tuple[CallInfo, list[str], set[Func
             v = a.value
             if isinstance(v, cst.SimpleString):
                 try:
-                    lab = v.evaluated_value
+                    lab = string_value(v)
                 except Exception:
                     continue
                 if isinstance(lab, str) and sum(ch.isalnum() for ch in lab) >= _MIN_LITERAL:

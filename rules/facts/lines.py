@@ -24,7 +24,7 @@ import re
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
-from .nodes import children
+from .nodes import Preorder, children
 
 _NEWLINE_RE = re.compile(r"\r\n?|\n")  # the provider's own definition of a line break
 
@@ -197,13 +197,16 @@ class Layout:
     """``spans``: ``id(node) -> (first line, last line)`` for every node of the module, as
     ``PositionProvider`` gives them (``start.line``, ``end.line``); keyed by ``id``
     because a libcst node's ``__hash__`` is a Python call. ``tree``: the same text's
-    ``ast`` module, when the caller has already parsed it."""
+    ``ast`` module, when the caller has already parsed it. ``preorder``: the module's
+    nodes indexed in one walk (``nodes.Preorder``), which gives a one-line statement's
+    nodes as a slice here and every subtree to the facts and rules after."""
 
-    __slots__ = ("module", "spans", "_lines")
+    __slots__ = ("module", "spans", "preorder", "_lines")
 
     def __init__(self, module: cst.Module, text: str | None = None, tree: ast.Module | None = None) -> None:
         self.module = module
         self.spans: dict[int, tuple[int, int]] = {}
+        self.preorder = Preorder(module)
         if text is None:
             text = module.code
         try:
@@ -291,13 +294,7 @@ class Layout:
 
     # -- lines
     def _fill(self, node: cst.CSTNode, line: int) -> None:
-        span = (line, line)
-        spans = self.spans
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            spans[id(n)] = span
-            stack += children(n)
+        self.spans.update(dict.fromkeys(map(id, self.preorder.subtree(node)), (line, line)))
 
     def _generate(self, node: cst.CSTNode, *, anchor: cst.CSTNode, line: int, stop: bool = False,
                   owner: cst.CSTNode | None = None) -> int | None:

@@ -11,16 +11,19 @@ import libcst as cst
 from libcst.helpers import get_full_name_for_node
 
 
+# Parsed trees hold only libcst's concrete node classes, which have no subclasses, so the
+# hot helpers test ``type(node) is X``: ``isinstance`` on a libcst class runs the ABC
+# machinery's Python-level ``__instancecheck__``, several times slower.
+
 def base_name(node: cst.CSTNode | None) -> str:
     """``a`` for ``a``, ``a.b[c].d`` -> ``a`` ... the root Name of a chain."""
     while node is not None:
-        if isinstance(node, cst.Name):
+        kind = type(node)
+        if kind is cst.Name:
             return node.value
-        if isinstance(node, cst.Attribute):
+        if kind is cst.Attribute or kind is cst.Subscript:
             node = node.value
-        elif isinstance(node, cst.Subscript):
-            node = node.value
-        elif isinstance(node, cst.Call):
+        elif kind is cst.Call:
             node = node.func
         else:
             return ""
@@ -28,6 +31,19 @@ def base_name(node: cst.CSTNode | None) -> str:
 
 
 def dotted(node: cst.CSTNode | None) -> str:
+    """``get_full_name_for_node`` (``a.b.c`` for ``a.b.c`` and ``a.b.c(..)``, "" when it has
+    none), with the common shape, a chain of attributes over a name, read directly."""
+    attrs: list[str] = []
+    n = node
+    while type(n) is cst.Attribute:
+        attrs.append(n.attr.value)
+        n = n.value
+    if type(n) is cst.Name:
+        if not attrs:
+            return n.value
+        attrs.append(n.value)
+        attrs.reverse()
+        return ".".join(attrs)
     if node is None:
         return ""
     try:
@@ -171,22 +187,16 @@ def string_value(node: cst.SimpleString) -> str | bytes:
     return node.evaluated_value
 
 
-def literal_text(node: cst.CSTNode) -> str | None:
-    """The text of a string literal or of an f-string's literal part, else None."""
-    if isinstance(node, (cst.SimpleString, cst.FormattedStringText)):
-        return node.value
-    return None
-
-
-def bound_names(node: cst.CSTNode) -> set[str]:
+def bound_names(node: cst.CSTNode, walk=iter_nodes) -> set[str]:
     """Names bound inside ``node`` by a comprehension's ``for`` or a lambda's parameters:
     in ``sorted(d.items(), key=lambda x: x[1])`` the ``x`` is not the enclosing
-    function's ``x``."""
+    function's ``x``. ``walk``: how to list the nodes under ``node`` (``Facts.subtree``)."""
     out: set[str] = set()
-    for n in iter_nodes(node):
-        if isinstance(n, cst.CompFor):
+    for n in walk(node):
+        kind = type(n)
+        if kind is cst.CompFor:
             out.update(target_names(n.target))
-        elif isinstance(n, cst.Lambda):
+        elif kind is cst.Lambda:
             out.update(p.name.value for p in n.params.params)
     return out
 
