@@ -123,7 +123,7 @@ class ConfigFacts:
                 elif kind is cst.Subscript and dotted(n.value) in ("os.environ", "environ") and n.slice \
                         and isinstance(n.slice[0].slice, cst.Index):
                     key = n.slice[0].slice.value
-                if isinstance(key, cst.Name) and key.value == params[0]:
+                if key is not None and type(key) is cst.Name and key.value == params[0]:
                     out.add(fi.name)
                     break
         return frozenset(out)

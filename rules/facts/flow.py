@@ -642,9 +642,9 @@ def _carries_train(call: cst.Call) -> bool:
 def _module_root(n: cst.Attribute) -> str:
     """``os`` for ``os.path.join`` (a chain of plain attributes), else ``""``."""
     v = n.value
-    while isinstance(v, cst.Attribute):
+    while type(v) is cst.Attribute:
         v = v.value
-    return v.value if isinstance(v, cst.Name) else ""
+    return v.value if type(v) is cst.Name else ""
 
 
 def _name_fallback(name: str) -> _Hops:

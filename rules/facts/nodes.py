@@ -30,22 +30,33 @@ def base_name(node: cst.CSTNode | None) -> str:
     return ""
 
 
+_NAMED_DEFS = (cst.FunctionDef, cst.ClassDef, cst.Decorator)  # named by their name / decorator
+
+
 def dotted(node: cst.CSTNode | None) -> str:
     """``get_full_name_for_node`` (``a.b.c`` for ``a.b.c`` and ``a.b.c(..)``, "" when it has
     none), with the common shape, a chain of attributes over a name, read directly."""
     attrs: list[str] = []
     n = node
-    while type(n) is cst.Attribute:
-        attrs.append(n.attr.value)
-        n = n.value
-    if type(n) is cst.Name:
+    while True:  # libcst reads a call by its callee and a subscript by its value
+        kind = type(n)
+        if kind is cst.Attribute:
+            attrs.append(n.attr.value)
+            n = n.value
+        elif kind is cst.Call:
+            n = n.func
+        elif kind is cst.Subscript:
+            n = n.value
+        else:
+            break
+    if kind is cst.Name:
         if not attrs:
             return n.value
         attrs.append(n.value)
         attrs.reverse()
         return ".".join(attrs)
-    if node is None:
-        return ""
+    if n is None or not attrs and kind not in _NAMED_DEFS:
+        return ""  # libcst gives no name
     try:
         return get_full_name_for_node(node) or ""
     except Exception:
@@ -203,13 +214,14 @@ def bound_names(node: cst.CSTNode, walk=iter_nodes) -> set[str]:
 
 def target_names(node: cst.CSTNode) -> list[str]:
     """Names bound by an assignment / for target (tuples unpacked)."""
-    if isinstance(node, cst.Name):
+    kind = type(node)
+    if kind is cst.Name:
         return [node.value]
-    if isinstance(node, (cst.Tuple, cst.List)):
+    if kind is cst.Tuple or kind is cst.List:
         out: list[str] = []
         for el in node.elements:
             out += target_names(el.value)
         return out
-    if isinstance(node, cst.StarredElement):
+    if kind is cst.StarredElement:
         return target_names(node.value)
     return []
