@@ -404,22 +404,13 @@ class TargetValues:
         return out
 
     def _fixpoint(self) -> None:
-        """A worklist: every statement once, then again only when a name it reads (or a
-        function it calls) gained a label. Labels only grow, so this ends."""
+        """A worklist: every statement that can yield a label once, then again only when a
+        name it reads (or a function it calls) gained one. Labels only grow, so this ends."""
         readers: dict[str, list[int]] = {}
         for i, st in enumerate(self._stmts):
             value = st[3]
             for n in self.f.names(value) if value is not None else ():
                 readers.setdefault(n, []).append(i)
-        todo = list(range(len(self._stmts)))
-        queued = set(todo)
-
-        def touched(name: str) -> None:
-            for j in readers.get(name.rpartition(".")[2], ()):
-                if j not in queued:
-                    queued.add(j)
-                    todo.append(j)
-
         # the structural targets of ``TargetFacts`` (a slice one ahead of another slice of
         # the same stream, a loss's target argument, parameters passed one)
         structural = getattr(self.f, "targets", None)
@@ -438,6 +429,19 @@ class TargetValues:
                     tgt = tgt.func.value
                 if isinstance(tgt, cst.Name):
                     self._add(self._owner(tgt.value, ci.ctx.func), tgt.value, frozenset({T}))
+        # The rest only carry labels (no label comes from a value that has none), so a
+        # statement is first replayed when it can make one or reads a labelled name.
+        labelled = {k[1].rpartition(".")[2] for k in self.env}
+        todo = [i for i, st in enumerate(self._stmts)
+                if st[3] is not None and (self._makes_labels(st[3]) or not labelled.isdisjoint(self.f.names(st[3])))]
+        queued = set(todo)
+
+        def touched(name: str) -> None:
+            for j in readers.get(name.rpartition(".")[2], ()):
+                if j not in queued:
+                    queued.add(j)
+                    todo.append(j)
+
         budget = 20 * len(self._stmts) + 100
         while todo and budget > 0:
             budget -= 1
@@ -471,6 +475,17 @@ class TargetValues:
                     changed = True
                 if changed:
                     touched(fn.name)
+
+    def _makes_labels(self, value: cst.CSTNode) -> bool:
+        """Whether ``value`` holds a construct that labels a value with none: a loss or
+        distribution call, a call of a function of this file (its return's labels), or a
+        shifted slice (a seed of ``T``)."""
+        for call in self.f.subtree_of(value, cst.Call):
+            fn = call.func
+            attr = fn.attr.value if type(fn) is cst.Attribute else (fn.value if type(fn) is cst.Name else "")
+            if attr in _LOSS_CALLS or attr in _DIST_CALLS or attr in self.f.funcs_by_name:
+                return True
+        return any(_shifted(sub) for sub in self.f.subtree_of(value, cst.Subscript))
 
     def _owner(self, name: str, func: FuncInfo | None) -> FuncInfo | None:
         f = func
