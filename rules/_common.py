@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 import libcst as cst
 
@@ -26,13 +27,11 @@ def slice_parts(sub: cst.Subscript) -> list[cst.BaseSlice]:
     return [el.slice for el in sub.slice]
 
 
-def realized_subscripts(facts: Facts, func: FuncInfo | None) -> dict[str, set[str]]:
-    """``base -> {idx text}`` where the function slices ``base[...:idx]`` (a context
-    ending at idx), so that ``base[idx]`` is the realized token at that position."""
+def realized_subscripts(facts: Facts, subscripts: Iterable[cst.Subscript]) -> dict[str, set[str]]:
+    """``base -> {idx text}`` where one function's ``subscripts`` slice ``base[...:idx]`` (a
+    context ending at idx), so that ``base[idx]`` is the realized token at that position."""
     out: dict[str, set[str]] = {}
-    for sub, _line, ctx in facts.subscripts:
-        if ctx.func is not func:
-            continue
+    for sub in subscripts:
         for sl in slice_parts(sub):
             if isinstance(sl, cst.Slice) and sl.upper is not None and sl.lower is not None:
                 out.setdefault(dotted(sub.value) or facts.code(sub.value), set()).add(

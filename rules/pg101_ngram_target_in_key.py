@@ -121,9 +121,13 @@ def tilt(logp, hint, beta):
         assigns_by_func: dict = {}
         for ai in facts.assigns:
             assigns_by_func.setdefault(ai.ctx.func, []).append(ai)
+        subs_by_func: dict = {}
+        for sub, line, ctx in facts.subscripts:
+            subs_by_func.setdefault(ctx.func, []).append((sub, line, ctx))
         for func in funcs:
             assigns = assigns_by_func.get(func, [])
-            realized = realized_subscripts(facts, func)
+            subs = subs_by_func.get(func, [])
+            realized = realized_subscripts(facts, (sub for sub, _line, _ctx in subs))
             target_vars: set[str] = set()
             for ai in assigns:
                 if ai.op != "=" or ai.value is None or has_hash_op(facts, ai.value):
@@ -158,8 +162,8 @@ def tilt(logp, hint, beta):
             if not keys:
                 continue
             updates = [ai for ai in assigns if ai.targets and isinstance(ai.targets[0], cst.Subscript)]
-            for sub, line, ctx in facts.subscripts:
-                if ctx.func is not func or sub in stored:
+            for sub, line, ctx in subs:
+                if sub in stored:
                     continue
                 slice_names: set[str] = set()
                 for el in sub.slice:
