@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import bound_names, children, string_value, target_names
+from .nodes import Preorder, bound_names, string_value, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -244,41 +244,48 @@ class FlowFacts:
         names: list[str] = []
         fields: list[str] = []
         calls: list = []
-        stack: list = [(node, False)]
-        while stack:
-            n, is_callee = stack.pop()
+        callee_ids: set[int] = set()  # the ``func`` of calls walked into: ``x.method`` is no data
+        attr_ids: set[int] = set()  # the ``attr`` names of attributes: not names read
+        # one slice of the indexed walk; a subtree left out is skipped by its span
+        order, span = self.layout.preorder.order, self.layout.preorder.span
+        i, end = span.get(id(node), (0, 0))
+        if i >= len(order) or order[i] is not node:  # not a node of this module
+            pre = Preorder(node)
+            order, span = pre.order, pre.span
+            i, end = 0, len(order)
+        while i < end:
+            n = order[i]
+            i += 1
             kind = type(n)
             if kind is cst.Name:
-                if n.value not in imported:
+                if n.value not in imported and id(n) not in attr_ids:
                     names.append(n.value)
                 continue
             if kind is cst.CompFor:
                 bound.update(target_names(n.target))
             elif kind is cst.Lambda:
                 bound.update(p.name.value for p in n.params.params)
-            if kind in _STRINGS:
+            elif kind in _STRINGS:
                 text = _literal(n)
                 if text is not None:
                     labels |= source_labels(text)
                     if kind is not cst.FormattedString:
-                        continue
-            if kind is cst.Attribute:
+                        i = span[id(n)][1]
+            elif kind is cst.Attribute:
                 if _module_root(n) in imported:
-                    continue  # ``os.path``, ``torch.long``: a module, not data
-                if not is_callee:
+                    i = span[id(n)][1]  # ``os.path``, ``torch.long``: a module, not data
+                    continue
+                if id(n) not in callee_ids:
                     fields.append(n.attr.value)
-                stack.append((n.value, False))
-                continue
-            if kind is cst.Call:
+                attr_ids.add(id(n.attr))
+            elif kind is cst.Call:
                 callees = self.callees_of(n)
                 if callees:
                     calls.append((n, tuple(callees)))
                     bound |= bound_names(n, self.subtree)  # not walked, but what it binds is bound here too
-                    continue
-                stack.append((n.func, True))
-                stack.extend((c, False) for c in children(n) if c is not n.func)
-                continue
-            stack.extend((c, False) for c in children(n))
+                    i = span[id(n)][1]
+                else:
+                    callee_ids.add(id(n.func))
         if bound:
             names = [x for x in names if x not in bound]
         shape = _Shape(dict.fromkeys(labels, 0), tuple(dict.fromkeys(names)), tuple(dict.fromkeys(fields)), tuple(calls))
