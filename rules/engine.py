@@ -510,7 +510,11 @@ def lint_source(text: str, *, file: str, layer: str = "shipped",
                 location=Location(file, line if isinstance(line, int) else None, None, layer),
                 confidence="high", key="parse-error",
             )]
-        return _analyse(module, layout, ast_tree, text, file, layer, config, rules)
+        findings = _analyse(module, layout, ast_tree, text, file, layer, config, rules)
+        # freed now, by reference counts, while the collector is off: enabled again with
+        # a parsed tree still alive, its first collection would walk every node of it
+        del module, layout, ast_tree, tree
+        return findings
 
 
 @contextlib.contextmanager
@@ -549,6 +553,14 @@ def _analyse(module: cst.Module, layout: Layout | None, ast_tree: ast.Module | N
             code=PARSE_ERROR_CODE, slug=PARSE_ERROR_SLUG, severity=Severity.INFO,
             message=f"layer not analysed: building the facts failed ({type(exc).__name__}: {exc})",
             location=Location(file, None, None, layer), confidence="low", key="analysis-error")]
+    try:
+        return _run_rules(facts, file, layer, config, rules)
+    finally:
+        facts.close()
+
+
+def _run_rules(facts: Facts, file: str, layer: str, config: LintConfig,
+               rules: Iterable[type[Rule]] | None) -> list[Finding]:
     out: list[Finding] = []
     for rule_cls in (rules if rules is not None else _REGISTRY):
         rule = rule_cls()

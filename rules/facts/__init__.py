@@ -119,6 +119,12 @@ class Facts(ConfigFacts, ReachFacts, FlowFacts, SiteFacts, TargetFacts):
         self._flow_names: dict[int, object] = {}  # id(node) -> its flow shape
         self._build_sites()
 
+    def close(self) -> None:
+        """Let go of everything. The facts' caches refer back to them (``target_values``
+        holds the facts), so without this the layer's whole tree waits for the cyclic
+        collector instead of being freed when the lint returns."""
+        self.__dict__.clear()
+
     # ---------------------------------------------------------------- text
     def code(self, node: cst.CSTNode) -> str:
         c = self._code_cache.get(node)
