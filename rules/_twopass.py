@@ -58,7 +58,7 @@ _COLLECT_METHODS = {"append", "extend", "insert", "add_", "copy_"}
 
 def _collects(ci) -> str:
     """``acc.append(v)`` / ``acc.add_(v)``: the receiver name that collects the argument."""
-    if ci.attr in _COLLECT_METHODS and isinstance(ci.node.func, cst.Attribute):
+    if ci.attr in _COLLECT_METHODS and type(ci.node.func) is cst.Attribute:
         return base_name(ci.node.func.value)
     return ""
 
@@ -94,15 +94,15 @@ class TwoPass:
             if not root:
                 continue
             if ai.op == "AddAssign":
-                yield _key(t), ai.line, ai.end, ai.node, isinstance(t, cst.Name), ai.ctx
-            elif ai.op == "=" and isinstance(t, cst.Subscript) and _mentions(ai.value, _key(t), f.names(ai.value)):
+                yield _key(t), ai.line, ai.end, ai.node, type(t) is cst.Name, ai.ctx
+            elif ai.op == "=" and type(t) is cst.Subscript and _mentions(ai.value, _key(t), f.names(ai.value)):
                 yield _key(t), ai.line, ai.end, ai.node, False, ai.ctx  # read-modify-write
-            elif ai.op == "=" and isinstance(t, cst.Attribute) and _mentions(ai.value, _key(t), f.names(ai.value)) \
-                    and isinstance(ai.value, cst.BinaryOperation):
+            elif ai.op == "=" and type(t) is cst.Attribute and _mentions(ai.value, _key(t), f.names(ai.value)) \
+                    and type(ai.value) is cst.BinaryOperation:
                 yield _key(t), ai.line, ai.end, ai.node, False, ai.ctx  # ``self.c = self.c + x``
         for ci in f.calls_by_func.get(fi, ()):
             func = ci.node.func
-            if isinstance(func, cst.Attribute) and ci.attr in _ACC_METHODS and not f.callees(ci):
+            if type(func) is cst.Attribute and ci.attr in _ACC_METHODS and not f.callees(ci):
                 if base_name(func.value):
                     yield _key(func.value), ci.line, ci.end, ci.node, False, ci.ctx
             elif f.resolve(ci.name) in _ACC_FUNCS and ci.node.args:
@@ -129,7 +129,7 @@ class TwoPass:
             def live(p: str) -> bool:
                 return not all(_disabled(gates, g, bound) for gates in ext[p])
 
-            if method and isinstance(func, cst.Attribute) and params and params[0] in ext and live(params[0]):
+            if method and type(func) is cst.Attribute and params and params[0] in ext and live(params[0]):
                 if base_name(func.value):
                     out.append(_key(func.value))
             for p, arg in bound.items():
@@ -222,7 +222,7 @@ class TwoPass:
                 targets = {n for t in ai.targets for n in _all_names(t)}
                 out.append(Read(ai.node, ai.line, ai.end, ai.ctx, targets, ai.value))
         for r in fi.returns:
-            if isinstance(r, cst.Return) and r.value is not None:
+            if type(r) is cst.Return and r.value is not None:
                 line, end = f.span(r)
                 if line > after and reads_root(r.value):
                     out.append(Read(r, line, end, None, set(), r.value, is_return=True))
@@ -236,7 +236,7 @@ class TwoPass:
     def _scoring_call(self, node: cst.CSTNode, fi: FuncInfo) -> bool:
         f = self.f
         for n in iter_nodes(node):
-            if not isinstance(n, cst.Call):
+            if type(n) is not cst.Call:
                 continue
             for g in f.callees_of(n):
                 if g is fi:
@@ -297,7 +297,7 @@ class TwoPass:
                     grew = True
             if not grew:
                 break
-        value_returns = [r for r in fi.returns if isinstance(r, cst.Return) and r.value is not None]
+        value_returns = [r for r in fi.returns if type(r) is cst.Return and r.value is not None]
         for r in value_returns:
             line = f.span(r)[0]
             if line > start and f.names(r.value) & chain:
@@ -312,11 +312,11 @@ class TwoPass:
     def _logs_chain(self, node: cst.CSTNode, chain: set[str]) -> bool:
         """``node`` takes the log of a value (from ``chain`` when it is given)."""
         for n in iter_nodes(node):
-            if isinstance(n, cst.Call) and n.args:
-                name = n.func.attr.value if isinstance(n.func, cst.Attribute) else getattr(n.func, "value", "")
+            if type(n) is cst.Call and n.args:
+                name = n.func.attr.value if type(n.func) is cst.Attribute else getattr(n.func, "value", "")
                 if name in _LOG_CALLS:
                     arg = n.args[0].value
-                    if isinstance(arg, (cst.Integer, cst.Float)):
+                    if type(arg) in (cst.Integer, cst.Float):
                         continue
                     if not chain or self.f.names(arg) & chain:
                         return True
@@ -328,10 +328,10 @@ def _key(expr: cst.CSTNode) -> str:
     ``cache`` -> ``cache``, ``self.cache.view(-1)`` -> ``self.cache``."""
     node = expr
     while True:
-        if isinstance(node, cst.Subscript):
+        if type(node) is cst.Subscript:
             node = node.value
-        elif isinstance(node, cst.Call):
-            node = node.func.value if isinstance(node.func, cst.Attribute) else node.func
+        elif type(node) is cst.Call:
+            node = node.func.value if type(node.func) is cst.Attribute else node.func
         else:
             break
     return dotted(node) or base_name(expr)
@@ -347,7 +347,7 @@ def _mentions(node: cst.CSTNode, key: str, names: set[str]) -> bool:
         return key in names
     if _head(key) not in names:
         return False
-    return any(isinstance(n, cst.Attribute) and dotted(n) == key for n in iter_nodes(node))
+    return any(type(n) is cst.Attribute and dotted(n) == key for n in iter_nodes(node))
 
 
 def _is_report_call(ci) -> bool:
@@ -356,17 +356,17 @@ def _is_report_call(ci) -> bool:
     a = ci.attr or ""
     if a == "print" or (a.startswith("log") and a not in _LOG_CALLS):
         return True
-    return isinstance(ci.node.func, cst.Attribute) and base_name(ci.node.func.value) in ("logger", "logging", "log")
+    return type(ci.node.func) is cst.Attribute and base_name(ci.node.func.value) in ("logger", "logging", "log")
 
 
 def _all_names(t: cst.CSTNode) -> list[str]:
     """Names a target binds or writes into (``a``, ``a, b``, ``a[i]`` -> ``a``)."""
-    if isinstance(t, (cst.Tuple, cst.List)):
+    if type(t) in (cst.Tuple, cst.List):
         out: list[str] = []
         for el in t.elements:
             out += _all_names(el.value)
         return out
-    if isinstance(t, cst.StarredElement):
+    if type(t) is cst.StarredElement:
         return _all_names(t.value)
     r = base_name(t)
     return [r] if r else []
@@ -390,9 +390,9 @@ def _bindings(g: FuncInfo, ci, method: bool) -> dict[str, cst.BaseExpression | N
 
 
 def _truth(expr: cst.BaseExpression | None):
-    if isinstance(expr, cst.Name) and expr.value in ("True", "False", "None"):
+    if type(expr) is cst.Name and expr.value in ("True", "False", "None"):
         return expr.value == "True"
-    if isinstance(expr, cst.Integer):
+    if type(expr) is cst.Integer:
         return expr.value not in ("0",)
     return None
 
@@ -400,11 +400,11 @@ def _truth(expr: cst.BaseExpression | None):
 def _needs(test: cst.BaseExpression, polarity: bool) -> list[tuple[str, bool]]:
     """(name, truth it must have) for a gate on a bare name: ``if q``, ``if not q``,
     ``if q and ...``."""
-    if isinstance(test, cst.Name):
+    if type(test) is cst.Name:
         return [(test.value, polarity)]
-    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+    if type(test) is cst.UnaryOperation and type(test.operator) is cst.Not:
         return _needs(test.expression, not polarity)
-    if polarity and isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
+    if polarity and type(test) is cst.BooleanOperation and type(test.operator) is cst.And:
         return _needs(test.left, True) + _needs(test.right, True)
     return []
 

@@ -132,7 +132,7 @@ def tilt(logp, hint, beta):
             for ai in assigns:
                 if ai.op != "=" or ai.value is None or has_hash_op(facts, ai.value):
                     continue
-                if isinstance(ai.value, (cst.Subscript, cst.Name)) and target_exprs_in(
+                if type(ai.value) in (cst.Subscript, cst.Name) and target_exprs_in(
                         facts, ai.value, func, target_vars, realized):
                     target_vars.update(assigned_names(ai))
                 elif _converted(ai.value) and (base_name(ai.value) in target_vars
@@ -161,14 +161,14 @@ def tilt(logp, hint, beta):
                                 keys[n] = (ai.line, tgt[0] if tgt else keys[via_key[0]][1])
             if not keys:
                 continue
-            updates = [ai for ai in assigns if ai.targets and isinstance(ai.targets[0], cst.Subscript)]
+            updates = [ai for ai in assigns if ai.targets and type(ai.targets[0]) is cst.Subscript]
             for sub, line, ctx in subs:
                 if sub in stored:
                     continue
                 slice_names: set[str] = set()
                 for el in sub.slice:
                     sl = el.slice
-                    if isinstance(sl, cst.Index):
+                    if type(sl) is cst.Index:
                         slice_names |= facts.names(sl.value)
                 hit_keys = [k for k in slice_names if k in keys]
                 if not hit_keys:
@@ -186,7 +186,7 @@ def tilt(logp, hint, beta):
                 hit_keys = [k for k in arg_names if k in keys]
                 if not hit_keys:
                     continue
-                recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
+                recv = ci.node.func.value if type(ci.node.func) is cst.Attribute else None
                 table = base_name(recv) if recv is not None else ""
                 if ci.name in ("torch.gather", "torch.take", "torch.index_select") and ci.node.args:
                     table = base_name(ci.node.args[0].value)
@@ -217,11 +217,11 @@ def _converted(node: cst.CSTNode) -> bool:
     """``node`` is a chain of dtype/device/shape conversions of one value
     (``y.cpu().numpy().astype(np.int64)``): the same tokens, another container."""
     seen = False
-    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+    while type(node) is cst.Call and type(node.func) is cst.Attribute:
         if node.func.attr.value not in _CONVERSIONS:
             return False
         node, seen = node.func.value, True
-    return seen and isinstance(node, (cst.Name, cst.Attribute, cst.Subscript))
+    return seen and type(node) in (cst.Name, cst.Attribute, cst.Subscript)
 
 
 def _names(facts: Facts, node: cst.CSTNode) -> set[str]:

@@ -30,8 +30,8 @@ def _kw(call: cst.Call) -> dict[str, cst.BaseExpression]:
 
 
 def _is_dim(node: cst.CSTNode) -> bool:
-    return isinstance(node, cst.Integer) or (isinstance(node, cst.UnaryOperation)
-                                             and isinstance(node.expression, cst.Integer))
+    return type(node) is cst.Integer or (type(node) is cst.UnaryOperation
+                                             and type(node.expression) is cst.Integer)
 
 
 class _Analysis:
@@ -54,12 +54,12 @@ class _Analysis:
                     if d:
                         for s in src:
                             self.edges.setdefault(fid, {}).setdefault(s, set()).add(d)
-                        if ai.op != "=" or (isinstance(ai.value, cst.BinaryOperation) and d in src):
+                        if ai.op != "=" or (type(ai.value) is cst.BinaryOperation and d in src):
                             if L in tv.of(ai.value, ai.ctx.func):
                                 self.totals.setdefault(fid, set()).add(d)
         for ci in facts.calls:
             fn = ci.node.func
-            if isinstance(fn, cst.Attribute) and ci.attr in _ACCUM_METHODS | {"copy_", "index_put_"}:
+            if type(fn) is cst.Attribute and ci.attr in _ACCUM_METHODS | {"copy_", "index_put_"}:
                 b = base_name(fn.value)
                 fid = id(ci.ctx.func)
                 for a in ci.node.args:
@@ -77,7 +77,7 @@ class _Analysis:
             for r in fi.returns:
                 if r.value is None:
                     continue
-                els = [e.value for e in r.value.elements] if isinstance(r.value, cst.Tuple) else [r.value]
+                els = [e.value for e in r.value.elements] if type(r.value) is cst.Tuple else [r.value]
                 for el in els:
                     if L in tv.of(el, fi):
                         self.returned.setdefault(id(fi), set()).update(facts.names(el))
@@ -147,7 +147,7 @@ def _statement(facts: Facts, node: cst.CSTNode, func: FuncInfo | None, line: int
                 return {n for n in facts.names(r.value)}
     for ci in facts.calls:
         fn = ci.node.func
-        if ci.ctx.func is func and ci.line <= line <= ci.end and isinstance(fn, cst.Attribute) \
+        if ci.ctx.func is func and ci.line <= line <= ci.end and type(fn) is cst.Attribute \
                 and ci.attr in _ACCUM_METHODS and ci.node is not node and _contains(ci.node, node):
             return {base_name(fn.value)}
     return set()
@@ -281,13 +281,13 @@ def mix(logits, cache_probs, y, lam):
             full = facts.resolve(ci.name)
             head = full.partition(".")[0] if _pure(call.func) else ""
             pos, kw = _pos(call), _kw(call)
-            recv = call.func.value if isinstance(call.func, cst.Attribute) else None
+            recv = call.func.value if type(call.func) is cst.Attribute else None
             cands: list[cst.CSTNode] = []
             what = ""
             if ci.attr in _PAIR_FUNCS and (head in _LIB or recv is not None):
                 cands = ([recv] if recv is not None and head not in _LIB else []) + pos
                 what = f"`{ci.name}` of losses of the true token"
-            elif ci.attr in ("min", "max") and isinstance(call.func, cst.Name) and not facts.defined_here(ci.attr):
+            elif ci.attr in ("min", "max") and type(call.func) is cst.Name and not facts.defined_here(ci.attr):
                 cands = pos if len(pos) >= 2 else (pos if pos and L in lab(pos[0], func) else [])
                 if len(pos) == 1 and cands:
                     cands = cands * 2  # the best of a collection of losses
@@ -357,7 +357,7 @@ def mix(logits, cache_probs, y, lam):
                         yield h
                     break
                 if (R in gl or P in gl) and C not in gl and not ({L, T} & vl) and not _constant_cond(g.test):
-                    if any(isinstance(n, cst.Subscript) for n in iter_nodes(g.test)):
+                    if any(type(n) is cst.Subscript for n in iter_nodes(g.test)):
                         h = self._class_gate(facts, emit, node, func, ctx, line, dst=dst, test=g.test, gate=g.line)
                         if h:
                             yield h
@@ -371,7 +371,7 @@ def mix(logits, cache_probs, y, lam):
         for sub, line, ctx in facts.subscripts:
             func = ctx.func
             for el in sub.slice:
-                if isinstance(el.slice, cst.Index) and C in lab(el.slice.value, func) and L in lab(sub.value, func):
+                if type(el.slice) is cst.Index and C in lab(el.slice.value, func) and L in lab(sub.value, func):
                     h = emit(sub, func, ctx, line, _statement(facts, sub, func, line) | _store_base(facts, sub),
                              f"`{facts.code(sub).strip()[:60]}` keeps the losses where a comparison of losses "
                              f"of the true token holds", f"mask over losses {line}")
@@ -379,7 +379,7 @@ def mix(logits, cache_probs, y, lam):
                         yield h
         for b, line, ctx in facts.binops:
             func = ctx.func
-            if isinstance(b.operator, cst.Multiply):
+            if type(b.operator) is cst.Multiply:
                 ll, rl = lab(b.left, func), lab(b.right, func)
                 if (C in ll and L in rl) or (C in rl and L in ll):
                     h = emit(b, func, ctx, line, _statement(facts, b, func, line),
@@ -401,9 +401,9 @@ def mix(logits, cache_probs, y, lam):
 def _pure(node: cst.CSTNode) -> bool:
     """A plain dotted name (``torch.min``), not a method of a computed value
     (``torch.stack(xs).min``)."""
-    while isinstance(node, cst.Attribute):
+    while type(node) is cst.Attribute:
         node = node.value
-    return isinstance(node, cst.Name)
+    return type(node) is cst.Name
 
 
 def _ifexps(facts: Facts, node: cst.CSTNode) -> list[cst.IfExp]:
@@ -411,15 +411,15 @@ def _ifexps(facts: Facts, node: cst.CSTNode) -> list[cst.IfExp]:
 
 
 def _constant_cond(node: cst.CSTNode) -> bool:
-    return isinstance(node, (cst.Name, cst.Integer)) and dotted(node) in ("True", "False")
+    return type(node) in (cst.Name, cst.Integer) and dotted(node) in ("True", "False")
 
 
 def _stacked(node: cst.CSTNode) -> bool:
     """``torch.stack([...])`` / ``torch.cat`` / a list literal: several candidates side by side."""
-    if isinstance(node, (cst.List, cst.Tuple, cst.ListComp)):
+    if type(node) in (cst.List, cst.Tuple, cst.ListComp):
         return True
-    return isinstance(node, cst.Call) and isinstance(node.func, (cst.Attribute, cst.Name)) and \
-        (node.func.attr.value if isinstance(node.func, cst.Attribute) else node.func.value) in (
+    return type(node) is cst.Call and type(node.func) in (cst.Attribute, cst.Name) and \
+        (node.func.attr.value if type(node.func) is cst.Attribute else node.func.value) in (
             "stack", "cat", "vstack", "hstack", "concatenate", "tensor", "array")
 
 
@@ -438,7 +438,7 @@ def _logsumexp(facts: Facts, call: cst.Call, cands, func, line: int) -> bool:
             n = stack.pop()
             if n is skip:
                 continue
-            if isinstance(n, cst.Name):
+            if type(n) is cst.Name:
                 names.add(n.value)
             stack.extend(children(n))
         return all(w & names for w in want)
@@ -451,7 +451,7 @@ def _logsumexp(facts: Facts, call: cst.Call, cands, func, line: int) -> bool:
             later = [bi.value for bi in facts.assigns if bi is not ai and bi.ctx.func is func and bi.value is not None]
             later += [r.value for r in (func.returns if func is not None else ()) if r.value is not None]
             return any(stored & facts.names(v) and reads_both(v, None) and any(
-                isinstance(n, cst.Call) and dotted(n.func).rsplit(".", 1)[-1] in ("log1p", "log", "exp")
+                type(n) is cst.Call and dotted(n.func).rsplit(".", 1)[-1] in ("log1p", "log", "exp")
                 for n in iter_nodes(v)) for v in later)
     if func is not None:
         for r in func.returns:
@@ -480,7 +480,7 @@ def _stores(facts: Facts):
                     out.append((ai.node, ai.ctx.func, ai.ctx, ai.line, d, ai.value))
     for ci in facts.calls:
         fn = ci.node.func
-        if isinstance(fn, cst.Attribute) and ci.attr in _ACCUM_METHODS | {"copy_", "index_put_", "fill_"} \
+        if type(fn) is cst.Attribute and ci.attr in _ACCUM_METHODS | {"copy_", "index_put_", "fill_"} \
                 and ci.node.args:
             b = base_name(fn.value)
             if b:

@@ -24,7 +24,7 @@ def _shift_bases(facts: Facts, node: cst.CSTNode) -> list[str]:
     for s in facts.subtree_of(node, cst.Subscript):
         for el in s.slice:
             sl = el.slice
-            if isinstance(sl, cst.Slice) and sl.lower is None and sl.upper is not None and \
+            if type(sl) is cst.Slice and sl.lower is None and sl.upper is not None and \
                     facts.code(sl.upper).replace(" ", "") == "-1":
                 out.append(dotted(s.value) or base_name(s.value))
     return out
@@ -161,7 +161,7 @@ def eval_docs(model, val_tokens, bos_id):
         # rebinds x to the mixed result, which is not the previous position
         shifted_names: dict[tuple, tuple[int, str, bool]] = {}
         for ai in facts.assigns:
-            if ai.op == "=" and ai.value is not None and isinstance(ai.value, cst.Call):
+            if ai.op == "=" and ai.value is not None and type(ai.value) is cst.Call:
                 rolled = _rolled_base(facts, ai.value)
                 bases = [rolled] if rolled else _shift_bases(facts, ai.value)
                 if bases and (rolled or facts.resolve(dotted(ai.value.func)) in _SHIFT_FUNCS):
@@ -170,10 +170,10 @@ def eval_docs(model, val_tokens, bos_id):
                             shifted_names[(ai.ctx.func, dotted(t))] = (ai.line, bases[0], bool(rolled))
         seen: set = set()
         for b, line, ctx in facts.binops:
-            if not isinstance(b.operator, (cst.Add, cst.Subtract, cst.Multiply)):
+            if type(b.operator) not in (cst.Add, cst.Subtract, cst.Multiply):
                 continue
-            if isinstance(b.operator, cst.Multiply) and any(
-                    isinstance(o, (cst.Integer, cst.Float)) for o in (b.left, b.right)):
+            if type(b.operator) is cst.Multiply and any(
+                    type(o) in (cst.Integer, cst.Float) for o in (b.left, b.right)):
                 continue  # hashing / scaling by a constant, not a blend
             names = facts.names(b)
             bases = [(x, False) for x in _shift_bases(facts, b) if x and x in names]
@@ -222,7 +222,7 @@ def _rolled_base(facts: Facts, call: cst.Call) -> str:
     name = facts.resolve(dotted(call.func))
     if name == "torch.roll" and call.args:
         base, rest = call.args[0].value, list(call.args[1:])
-    elif isinstance(call.func, cst.Attribute) and call.func.attr.value == "roll":
+    elif type(call.func) is cst.Attribute and call.func.attr.value == "roll":
         base, rest = call.func.value, list(call.args)
     else:
         return ""
@@ -243,7 +243,7 @@ def _first_position_reset(facts: Facts, func, base: str, line: int, names: set[s
         if ai.ctx.func is not func or ai.line > line:
             continue
         for t in ai.targets:
-            if isinstance(t, cst.Subscript) and dotted(t.value) in rolled & names:
+            if type(t) is cst.Subscript and dotted(t.value) in rolled & names:
                 parts = [facts.code(el.slice).replace(" ", "") for el in t.slice]
                 if len(parts) >= 2 and parts[0] == ":" and parts[1] in ("0", ":1", "0:1"):
                     return True
@@ -253,7 +253,7 @@ def _first_position_reset(facts: Facts, func, base: str, line: int, names: set[s
 def _rolled_names(facts: Facts) -> dict:
     out = {}
     for ai in facts.assigns:
-        if ai.op == "=" and isinstance(ai.value, cst.Call):
+        if ai.op == "=" and type(ai.value) is cst.Call:
             base = _rolled_base(facts, ai.value)
             if base:
                 for t in ai.targets:
@@ -323,6 +323,6 @@ def _masked(facts: Facts, mix: cst.BinaryOperation, line: int, ctx) -> bool:
 
 
 def _equality(node: cst.CSTNode) -> bool:
-    return any(isinstance(c, cst.Comparison) and any(isinstance(t.operator, (cst.Equal, cst.NotEqual))
+    return any(type(c) is cst.Comparison and any(type(t.operator) in (cst.Equal, cst.NotEqual)
                                                      for t in c.comparisons)
                for c in iter_nodes(node))

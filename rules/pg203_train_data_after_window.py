@@ -42,13 +42,13 @@ def _reads(facts: Facts, func: FuncInfo | None) -> list[tuple[int, cst.CSTNode, 
         if ci.line in seen or ci.attr in _NOT_READ or id(ci.node) in logged:
             continue
         local = scoped.get(ci.node, set())  # `x` in `(int(x) for x in spec.split(","))`
-        recv = ci.node.func.value if isinstance(ci.node.func, cst.Attribute) else None
+        recv = ci.node.func.value if type(ci.node.func) is cst.Attribute else None
         labels: set = set()
         if recv is not None and base_name(recv) not in local:
             labels |= facts.summary(recv, func, ci.line)
         for a in ci.node.args:
             if (local and facts.names(a.value) <= local) or (
-                    isinstance(a.value, (cst.FormattedString, cst.SimpleString))
+                    type(a.value) in (cst.FormattedString, cst.SimpleString)
                     and not is_train_string(facts.code(a.value))):
                 continue
             labels |= facts.summary(a.value, func, ci.line)
@@ -215,7 +215,7 @@ if __name__ == "__main__":
             for line, node, ctx, text in reads[owner]:
                 if line <= end or line in flagged:
                     continue
-                if isinstance(node, cst.Call) and any(
+                if type(node) is cst.Call and any(
                         self._called_reads(facts, raw, g, env)
                         for g, _c, env in self._callees(facts, _call_info(facts, node), owner)):
                     continue  # reported inside the local function, with the route
@@ -346,9 +346,9 @@ if __name__ == "__main__":
         # and not restarted since: the measured (returned, logged) training time includes it
         scope = owner.defs if owner is not None else facts.module_defs
         for node, bline, ctx in facts.binops:
-            if ctx.func is not owner or bline <= line or not isinstance(node.operator, cst.Subtract):
+            if ctx.func is not owner or bline <= line or type(node.operator) is not cst.Subtract:
                 continue
-            if not (isinstance(node.left, cst.Call) and _CLOCK_RE.search(dotted(node.left.func))):
+            if not (type(node.left) is cst.Call and _CLOCK_RE.search(dotted(node.left.func))):
                 continue
             start = base_name(node.right)
             starts = [d for d in scope.get(start, []) if d[0] < bline] if start else []

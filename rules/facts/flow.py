@@ -335,7 +335,7 @@ class FlowFacts:
             for dline, value in reaching:
                 if value is None:  # a parameter
                     _add(out, {"@" + name: 1} if sym else self._param(func, name), 0)
-                elif isinstance(value, cst.AugAssign):  # ``x += v``: v, and x before it
+                elif type(value) is cst.AugAssign:  # ``x += v``: v, and x before it
                     _add(out, self._expr(value.value, func, dline, sym), 1)
                     _add(out, self._name(name, func, dline - 1, sym), 1)
                 else:
@@ -344,7 +344,7 @@ class FlowFacts:
                     idx = self._tuple_slots().get((func, name, dline))
                     got = (self._expr(value, func, dline - 1, sym) if idx is None
                            else self._element(value, idx, func, dline - 1, sym))
-                    if isinstance(value, cst.Call) and not _carries_train(value):
+                    if type(value) is cst.Call and not _carries_train(value):
                         got = _statistic(got)  # a statistic of training data, not the data
                     _add(out, got, 1)
         return out
@@ -352,10 +352,10 @@ class FlowFacts:
     def _element(self, value: cst.CSTNode, idx: int, func: FuncInfo | None, line: int | None, sym: bool) -> _Hops:
         """Labels of element ``idx`` of ``value`` unpacked by ``a, b = value``: the element of
         a tuple literal, or of what a function of this file returns as a tuple."""
-        if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) > idx and not any(
-                isinstance(el, cst.StarredElement) for el in value.elements):
+        if type(value) in (cst.Tuple, cst.List) and len(value.elements) > idx and not any(
+                type(el) is cst.StarredElement for el in value.elements):
             return self._expr(value.elements[idx].value, func, line, sym)
-        if isinstance(value, cst.Call):
+        if type(value) is cst.Call:
             callees = self.callees_of(value)
             if callees:
                 return self._call(value, tuple(callees), func, line, sym, idx)
@@ -367,13 +367,13 @@ class FlowFacts:
         if slots is None:
             slots = {}
             for ai in self.assigns:
-                if ai.op != "=" or len(ai.targets) != 1 or not isinstance(ai.targets[0], (cst.Tuple, cst.List)):
+                if ai.op != "=" or len(ai.targets) != 1 or type(ai.targets[0]) not in (cst.Tuple, cst.List):
                     continue
                 els = ai.targets[0].elements
-                if any(isinstance(el, cst.StarredElement) for el in els):
+                if any(type(el) is cst.StarredElement for el in els):
                     continue
                 for i, el in enumerate(els):
-                    if isinstance(el.value, cst.Name):
+                    if type(el.value) is cst.Name:
                         slots[(ai.ctx.func, el.value.value, ai.line)] = i
             self._slots = slots
         return slots
@@ -441,7 +441,7 @@ class FlowFacts:
         for r in fi.returns:
             if r.value is None:
                 continue
-            if idx is not None and isinstance(r, cst.Return):
+            if idx is not None and type(r) is cst.Return:
                 _add(out, self._element(r.value, idx, fi, self.span(r)[0], True), 1)
             else:
                 _add(out, self._expr(r.value, fi, self.span(r)[0], True), 1)
@@ -455,8 +455,8 @@ class FlowFacts:
         ps = fi.node.params
         positional = [*ps.posonly_params, *ps.params]
         names = [p.name.value for p in positional]
-        ctor = fi.cls is not None and fi.name == "__init__" and isinstance(call.func, cst.Name)  # ``Loader(..)``
-        method = fi.cls is not None and (isinstance(call.func, cst.Attribute) or ctor)
+        ctor = fi.cls is not None and fi.name == "__init__" and type(call.func) is cst.Name  # ``Loader(..)``
+        method = fi.cls is not None and (type(call.func) is cst.Attribute or ctor)
         if method and names and param == names[0]:
             return [] if ctor else [(call.func.value, func, line)]
         idx = names.index(param) if param in names else -1
@@ -466,7 +466,7 @@ class FlowFacts:
         out = [(a.value, func, line) for a in call.args if a.keyword is not None and a.keyword.value == param]
         if not out and 0 <= idx < len(pos):
             out = [(pos[idx].value, func, line)]
-        star = isinstance(ps.star_arg, cst.Param) and ps.star_arg.name.value == param
+        star = type(ps.star_arg) is cst.Param and ps.star_arg.name.value == param
         kwargs = ps.star_kwarg is not None and ps.star_kwarg.name.value == param
         if star:
             out = [(a.value, func, line) for a in pos[len(names) - (1 if method else 0):]]
@@ -507,7 +507,7 @@ class FlowFacts:
             for ci in self.calls:
                 for fi in self.callees(ci):
                     idx.setdefault(fi, []).append(ci)
-                if isinstance(ci.node.func, cst.Name) and ci.attr in inits:  # a constructor runs ``__init__``
+                if type(ci.node.func) is cst.Name and ci.attr in inits:  # a constructor runs ``__init__``
                     idx.setdefault(inits[ci.attr], []).append(ci)
             self._sites_by_callee = idx
         return idx
@@ -557,11 +557,11 @@ class FlowFacts:
             stack = list(ai.targets)
             while stack:
                 t = stack.pop()
-                if isinstance(t, (cst.Tuple, cst.List)):
+                if type(t) in (cst.Tuple, cst.List):
                     stack.extend(el.value for el in t.elements)
-                elif isinstance(t, cst.StarredElement):
+                elif type(t) is cst.StarredElement:
                     stack.append(t.value)
-                elif isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name):
+                elif type(t) is cst.Attribute and type(t.value) is cst.Name:
                     on_self = (func is not None and func.cls is not None and bool(func.params)
                                and t.value.value == func.params[0])
                     if on_self or self._config_object(t.value.value, func):
@@ -594,9 +594,9 @@ class FlowFacts:
         Attributes set on other objects (``param.data = ..``) are not fields."""
         for scope in ((func.defs,) if func is not None else ()) + (self.module_defs,):
             for _ln, v in scope.get(name, ()):
-                if isinstance(v, cst.Call):
+                if type(v) is cst.Call:
                     f = v.func
-                    callee = f.attr.value if isinstance(f, cst.Attribute) else getattr(f, "value", "")
+                    callee = f.attr.value if type(f) is cst.Attribute else getattr(f, "value", "")
                     if callee in self.classes or callee in _CTOR_FACTORIES:
                         return True
         return False
@@ -642,7 +642,7 @@ def _add(out: _Hops, got: _Hops, shift: int, at_least: int = 1) -> None:
 
 def _carries_train(call: cst.Call) -> bool:
     f = call.func
-    name = f.attr.value if isinstance(f, cst.Attribute) else (f.value if isinstance(f, cst.Name) else "")
+    name = f.attr.value if type(f) is cst.Attribute else (f.value if type(f) is cst.Name else "")
     return bool(TRAIN_CARRY_RE.search(name))
 
 

@@ -76,11 +76,11 @@ _BIT_OPS = (cst.BitAnd, cst.BitOr, cst.BitXor)
 
 
 def is_constant(node: cst.CSTNode | None) -> bool:
-    if isinstance(node, (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString)):
+    if type(node) in (cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString):
         return True
-    if isinstance(node, cst.UnaryOperation):
+    if type(node) is cst.UnaryOperation:
         return is_constant(node.expression)
-    if isinstance(node, cst.Call) and dotted(node.func) in ("float", "int", "torch.tensor", "math.inf"):
+    if type(node) is cst.Call and dotted(node.func) in ("float", "int", "torch.tensor", "math.inf"):
         return all(is_constant(a.value) for a in node.args)
     return dotted(node) in ("math.inf", "float('inf')", "np.inf", "torch.inf", "inf")
 
@@ -88,9 +88,9 @@ def is_constant(node: cst.CSTNode | None) -> bool:
 def store_key(node: cst.CSTNode) -> str:
     """The name a store into ``node`` changes: ``buf`` for ``buf[i]``, ``self.tables`` for
     ``self.tables[n][k]`` (not ``self``: one table does not label the whole object)."""
-    while isinstance(node, cst.Subscript):
+    while type(node) is cst.Subscript:
         node = node.value
-    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+    if type(node) is cst.Call and type(node.func) is cst.Attribute:
         return store_key(node.func.value)
     return dotted(node) or base_name(node)
 
@@ -105,13 +105,13 @@ def _read_at_target(base: frozenset) -> frozenset:
 def _shifted(sub: cst.Subscript) -> bool:
     """``B[1:]``, ``B[:, 1:]``, ``B[a + 1:b + 1]``: the stream one position ahead."""
     el = sub.slice[-1].slice
-    if not isinstance(el, cst.Slice) or el.step is not None:
+    if type(el) is not cst.Slice or el.step is not None:
         return False
     lo = el.lower
-    if isinstance(lo, cst.Integer) and lo.value == "1":
+    if type(lo) is cst.Integer and lo.value == "1":
         return el.upper is None
-    return (isinstance(lo, cst.BinaryOperation) and isinstance(lo.operator, cst.Add)
-            and isinstance(lo.right, cst.Integer) and lo.right.value == "1")
+    return (type(lo) is cst.BinaryOperation and type(lo.operator) is cst.Add
+            and type(lo.right) is cst.Integer and lo.right.value == "1")
 
 
 class TargetValues:
@@ -125,9 +125,9 @@ class TargetValues:
         self.ret_elems: dict[FuncInfo, list[frozenset]] = {}
         self._tuple_len: dict[FuncInfo, int] = {}
         for fi in facts.funcs:
-            lens = {len(r.value.elements) if isinstance(r.value, cst.Tuple) else -1
-                    for r in fi.returns if isinstance(r, cst.Return) and r.value is not None}
-            if len(lens) == 1 and -1 not in lens and not any(isinstance(r, cst.Yield) for r in fi.returns):
+            lens = {len(r.value.elements) if type(r.value) is cst.Tuple else -1
+                    for r in fi.returns if type(r) is cst.Return and r.value is not None}
+            if len(lens) == 1 and -1 not in lens and not any(type(r) is cst.Yield for r in fi.returns):
                 self._tuple_len[fi] = lens.pop()
         self._memo: dict[tuple[int, int], frozenset] | None = None
         self._calls: dict[int, tuple] = {}  # id(call) -> (attr, resolved name, head, callees)
@@ -220,7 +220,7 @@ class TargetValues:
         if tp is cst.Dict:
             out = NONE
             for el in node.elements:
-                if isinstance(el, cst.DictElement):
+                if type(el) is cst.DictElement:
                     out |= self.of(el.value, func, local)
             return out
         if tp is cst.NamedExpr:
@@ -236,18 +236,18 @@ class TargetValues:
     def _unpack(self, target, value, func, local=None) -> list[tuple[str, frozenset]]:
         """(name, labels) bound by ``target = value`` or ``for target in value``:
         element-wise for literal tuples, ``zip(..)`` and ``enumerate(..)``."""
-        if isinstance(target, (cst.Tuple, cst.List)):
+        if type(target) in (cst.Tuple, cst.List):
             els = [e.value for e in target.elements]
             parts = None
-            if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(els):
+            if type(value) in (cst.Tuple, cst.List) and len(value.elements) == len(els):
                 parts = [e.value for e in value.elements]
-            elif isinstance(value, cst.Call) and dotted(value.func) in ("zip", "enumerate"):
+            elif type(value) is cst.Call and dotted(value.func) in ("zip", "enumerate"):
                 args = [a.value for a in value.args if a.keyword is None]
                 if dotted(value.func) == "enumerate" and args:
                     args = [None, args[0]]
                 if len(args) == len(els):
                     parts = args
-            if parts is None and isinstance(value, cst.Call):
+            if parts is None and type(value) is cst.Call:
                 callees = self.f.callees_of(value)
                 if callees and all(self._tuple_len.get(g) == len(els) for g in callees):
                     out = []
@@ -266,7 +266,7 @@ class TargetValues:
                     else:
                         out += self._unpack(t, v, func, local)
                 return out
-        labels = self.of(value, func, local) - _PRED if not isinstance(target, cst.Name) else self.of(value, func, local)
+        labels = self.of(value, func, local) - _PRED if type(target) is not cst.Name else self.of(value, func, local)
         return [(n, labels) for n in target_names(target)]
 
     def _subscript(self, node: cst.Subscript, func, local) -> frozenset:
@@ -275,7 +275,7 @@ class TargetValues:
             return base | {T}
         idx = NONE
         for el in node.slice:
-            if isinstance(el.slice, cst.Index):
+            if type(el.slice) is cst.Index:
                 idx |= self.of(el.slice.value, func, local)
         if T in idx and T not in base:
             return _read_at_target(base)
@@ -299,12 +299,12 @@ class TargetValues:
             info = self._calls[id(node)] = (attr, full, head,
                                             self.f.callees_of(node, attr) if head not in _LIB_HEADS else [])
         attr, full, head, callees = info
-        recv = self.of(fn.value, func, local) if isinstance(fn, cst.Attribute) else NONE
+        recv = self.of(fn.value, func, local) if type(fn) is cst.Attribute else NONE
         if attr in _LOSS_CALLS:
             return frozenset({R, L})
         if attr in _SIZE_ATTRS or attr in _SIZE_FUNCS:
             return NONE
-        if attr in _GATHER_CALLS and isinstance(fn, cst.Attribute) and head not in _LIB_HEADS:
+        if attr in _GATHER_CALLS and type(fn) is cst.Attribute and head not in _LIB_HEADS:
             # X.gather(dim, idx) / X.index_select(dim, idx)
             pos = [a.value for a in node.args if a.keyword is None]
             kw = {a.keyword.value: a.value for a in node.args if a.keyword is not None}
@@ -337,13 +337,13 @@ class TargetValues:
             return (argl | recv | {D}) - _PRED
         if attr in _LOG_CALLS and R in (argl | recv):
             return (argl | recv | {L}) - _PRED
-        if head in _LIB_HEADS or (isinstance(fn, cst.Name) and attr in _BUILTINS) or (
-                isinstance(fn, cst.Name) and fn.value in self.f.import_aliases):
+        if head in _LIB_HEADS or (type(fn) is cst.Name and attr in _BUILTINS) or (
+                type(fn) is cst.Name and fn.value in self.f.import_aliases):
             out = argl | recv
             if attr in ("where",) or not keep_c:
                 out -= _PRED
             return out
-        if isinstance(fn, cst.Attribute) and (recv or not argl):
+        if type(fn) is cst.Attribute and (recv or not argl):
             # a method of a labelled value (``y.reshape(-1)``, ``nll.sum()``)
             out = recv | argl
             return out if keep_c else out - _PRED
@@ -373,20 +373,20 @@ class TargetValues:
                 continue
             fn = ai.ctx.func
             for t in ai.targets:
-                if ai.op == "=" and not isinstance(t, (cst.Subscript, cst.Attribute)):
+                if ai.op == "=" and type(t) not in (cst.Subscript, cst.Attribute):
                     out.append(("bind", fn, t, ai.value))
                 else:
                     out.append(("weak", fn, store_key(t), ai.value))
         for ci in f.calls:
             fn = ci.node.func
-            if isinstance(fn, cst.Attribute) and ci.attr in _MUTATORS:
+            if type(fn) is cst.Attribute and ci.attr in _MUTATORS:
                 b = store_key(fn.value)
                 if b:
                     for a in ci.node.args:
                         out.append(("weak", ci.ctx.func, b, a.value))
             for g in f.callees_of(ci.node, ci.attr) if ci.name.partition(".")[0] not in _LIB_HEADS else ():
                 names = [p.name.value for p in g.node.params.params]
-                if g.cls is not None and isinstance(fn, cst.Attribute) and names:
+                if g.cls is not None and type(fn) is cst.Attribute and names:
                     names = names[1:]
                 pos = [a.value for a in ci.node.args if a.keyword is None and not a.star]
                 for p, v in zip(names, pos):
@@ -395,7 +395,7 @@ class TargetValues:
                     if a.keyword is not None:
                         out.append(("param", g, a.keyword.value, a.value, ci.ctx.func))
         for li, _ctx in f.loops:
-            if isinstance(li.node, cst.For):
+            if type(li.node) is cst.For:
                 out.append(("bind", li.func, li.node.target, li.node.iter))
         for fi in f.funcs:
             for r in fi.returns:
@@ -424,10 +424,10 @@ class TargetValues:
                 pos = [a.value for a in ci.node.args if a.keyword is None]
                 kw = {a.keyword.value: a.value for a in ci.node.args if a.keyword is not None}
                 tgt = kw.get("target", pos[1] if len(pos) > 1 else None)
-                while isinstance(tgt, cst.Call) and isinstance(tgt.func, cst.Attribute) \
+                while type(tgt) is cst.Call and type(tgt.func) is cst.Attribute \
                         and tgt.func.attr.value in _CASTS:
                     tgt = tgt.func.value
-                if isinstance(tgt, cst.Name):
+                if type(tgt) is cst.Name:
                     self._add(self._owner(tgt.value, ci.ctx.func), tgt.value, frozenset({T}))
         # The rest only carry labels (no label comes from a value that has none), so a
         # statement is first replayed when it can make one or reads a labelled name.
@@ -461,7 +461,7 @@ class TargetValues:
                     touched(st[2])
             elif kind == "ret":
                 changed = False
-                if fn in self._tuple_len and isinstance(st[3], cst.Tuple):
+                if fn in self._tuple_len and type(st[3]) is cst.Tuple:
                     elems = self.ret_elems.setdefault(fn, [NONE] * self._tuple_len[fn])
                     for k, el in enumerate(st[3].elements):
                         new = elems[k] | self.of(el.value, fn)

@@ -30,18 +30,18 @@ def _bound(facts, node: cst.BaseExpression | None, upper: bool) -> tuple[str, in
     upper bound -> ("END", -1), an omitted upper bound -> ("END", 0)."""
     if node is None:
         return ("END", 0) if upper else ("", 0)
-    if isinstance(node, cst.Integer):
+    if type(node) is cst.Integer:
         v = int(node.value, 0)
         return ("", v)
-    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus) \
-            and isinstance(node.expression, cst.Integer):
+    if type(node) is cst.UnaryOperation and type(node.operator) is cst.Minus \
+            and type(node.expression) is cst.Integer:
         v = -int(node.expression.value, 0)
         return ("END", v) if upper else ("", v)
-    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, (cst.Add, cst.Subtract)) \
-            and isinstance(node.right, cst.Integer):
+    if type(node) is cst.BinaryOperation and type(node.operator) in (cst.Add, cst.Subtract) \
+            and type(node.right) is cst.Integer:
         k = int(node.right.value, 0)
         sym = "".join(facts.code(node.left).split())
-        return (sym, k if isinstance(node.operator, cst.Add) else -k)
+        return (sym, k if type(node.operator) is cst.Add else -k)
     return ("".join(facts.code(node).split()), 0)
 
 
@@ -50,14 +50,14 @@ def _slices(facts, sub: cst.Subscript) -> list[tuple] | None:
     out = []
     for el in sub.slice:
         sl = el.slice
-        if isinstance(sl, cst.Slice):
+        if type(sl) is cst.Slice:
             if sl.step is not None:
                 return None
             if sl.lower is None and sl.upper is None:
                 out.append(("all",))
             else:
                 out.append(("slice", _bound(facts, sl.lower, False), _bound(facts, sl.upper, True)))
-        elif isinstance(sl, cst.Index):
+        elif type(sl) is cst.Index:
             out.append(("index", "".join(facts.code(sl.value).split())))
         else:
             return None
@@ -84,23 +84,23 @@ def _ahead(a: list[tuple], b: list[tuple]) -> bool:
 
 def _sliced(node: cst.BaseExpression) -> cst.Subscript | None:
     """The subscript under a chain of views/conversions: ``buf[1:].to(dev)`` -> ``buf[1:]``."""
-    while isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in _VIEWS:
+    while type(node) is cst.Call and type(node.func) is cst.Attribute and node.func.attr.value in _VIEWS:
         node = node.func.value
-    return node if isinstance(node, cst.Subscript) else None
+    return node if type(node) is cst.Subscript else None
 
 
 def _derived_from(node: cst.BaseExpression, names: set[str]) -> bool:
     """``node`` is a target in ``names`` seen through indexing, slicing, views, conversions."""
     while True:
-        if isinstance(node, cst.Name):
+        if type(node) is cst.Name:
             return node.value in names
-        if isinstance(node, cst.Subscript):
+        if type(node) is cst.Subscript:
             node = node.value
-        elif isinstance(node, cst.Attribute):
+        elif type(node) is cst.Attribute:
             if node.attr.value not in _VIEWS:
                 return False
             node = node.value
-        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in _VIEWS:
+        elif type(node) is cst.Call and type(node.func) is cst.Attribute and node.func.attr.value in _VIEWS:
             node = node.func.value
         else:
             return False
@@ -123,15 +123,15 @@ class TargetFacts:
                 continue
             values = [ai.value]
             tgts = ai.targets
-            if len(tgts) == 1 and isinstance(tgts[0], cst.Tuple) and isinstance(ai.value, cst.Tuple) \
+            if len(tgts) == 1 and type(tgts[0]) is cst.Tuple and type(ai.value) is cst.Tuple \
                     and len(tgts[0].elements) == len(ai.value.elements):
                 tgts = [e.value for e in tgts[0].elements]
                 values = [e.value for e in ai.value.elements]
             for t, v in zip(tgts, values) if len(values) == len(tgts) else ():
                 sub = _sliced(v)
                 # ``y = buf[1:]``, or filled in place: ``y_batch[i, :n] = chunk[1:]``
-                name = t.value if isinstance(t, cst.Name) else (
-                    base_name(t) if isinstance(t, cst.Subscript) else "")
+                name = t.value if type(t) is cst.Name else (
+                    base_name(t) if type(t) is cst.Subscript else "")
                 if sub is None or not name:
                     continue
                 dims = _slices(self, sub)
@@ -159,7 +159,7 @@ class TargetFacts:
                 if ai.op == "=" and ai.value is not None and known and _derived_from(ai.value, known):
                     for t in ai.targets:
                         new = set(target_names(t)) - known
-                        if new and not isinstance(t, cst.Subscript):
+                        if new and type(t) is not cst.Subscript:
                             by_func.setdefault(ai.ctx.func, set()).update(new)
                             changed = True
             for ci in self.calls:  # parameters a call site passes a target
