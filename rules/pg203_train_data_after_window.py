@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import functools
 import re
-from typing import Iterator
+from typing import Callable, Iterator
 
 import libcst as cst
 
@@ -199,9 +200,12 @@ if __name__ == "__main__":
     ]
 
     def check(self, facts: Facts) -> Iterator[Hit]:
-        raw = {f: _reads(facts, f) for f in [None, *facts.funcs]}
+        # a function's reads are found when first asked for: most functions (the model's
+        # layers) are neither trainers, nor evaluation entries, nor called after training
+        raw = functools.cache(lambda f: _reads(facts, f))
         # whoever calls it: each function's reads with its parameters as every call passes them
-        reads = {f: [_read(facts, r) for r in rs if TRAIN in facts.resolve_labels(r[4], f)] for f, rs in raw.items()}
+        reads = functools.cache(
+            lambda f: [_read(facts, r) for r in raw(f) if TRAIN in facts.resolve_labels(r[4], f)])
         reserve = any(re.search(r"reserve", n, re.I) for n in facts.config) or any(
             re.search(r"reserve", n, re.I) for n in facts.refs_by_func)
         flagged: set[int] = set()
@@ -212,7 +216,7 @@ if __name__ == "__main__":
             if end is None:
                 continue
             # direct reads after the loop
-            for line, node, ctx, text in reads[owner]:
+            for line, node, ctx, text in reads(owner):
                 if line <= end or line in flagged:
                     continue
                 if type(node) is cst.Call and any(
@@ -246,7 +250,7 @@ if __name__ == "__main__":
         for fi in facts.funcs:
             if not _EVAL_ENTRY_RE.search(fi.name) or CALIBRATION_NAME_RE.search(fi.name) or fi in runners:
                 continue  # `train_and_eval` runs the training: its reads are judged against it above
-            for line, node, ctx, text in reads[fi]:
+            for line, node, ctx, text in reads(fi):
                 if line in flagged:
                     continue
                 flagged.add(line)
@@ -254,7 +258,7 @@ if __name__ == "__main__":
                           f"line {line}): training data may not be used after the training window",
                           ctx=ctx, key=f"train read in {fi.qualname}")
 
-    def _train_ends(self, facts: Facts, reads: dict) -> tuple[dict, set]:
+    def _train_ends(self, facts: Facts, reads: Callable) -> tuple[dict, set]:
         """``owner -> last line of its training``: the end of the training loop it
         holds, else of its first call to a function that trains (``train_and_eval``
         calling ``train_model``, transitively); and the set of those runners. A
@@ -262,7 +266,7 @@ if __name__ == "__main__":
         loop in an evaluation entry (``ttt_adapt``) come after the window."""
         ends = {}
         for owner in [None, *facts.funcs]:
-            end = self._train_end(facts, owner, reads[owner])
+            end = self._train_end(facts, owner, reads)
             if end is not None:
                 ends[owner] = end
         runners: set = set()
@@ -282,14 +286,14 @@ if __name__ == "__main__":
                     changed = True
         return ends, runners
 
-    def _train_end(self, facts: Facts, owner, owner_reads) -> int | None:
+    def _train_end(self, facts: Facts, owner, reads: Callable) -> int | None:
         steps = [o[0] for o in facts.occurrences(owner, {"step"})]
         end = None
         for li, _ctx in facts.loops:
             if li.func is not owner:
                 continue
             if any(li.start <= s <= li.end for s in steps) and any(
-                    li.start <= r[0] <= li.end for r in owner_reads):
+                    li.start <= r[0] <= li.end for r in reads(owner)):
                 end = max(end or 0, li.end)
         return end
 
@@ -315,9 +319,9 @@ if __name__ == "__main__":
         return out
 
     @staticmethod
-    def _called_reads(facts: Facts, raw: dict, fi: FuncInfo, env: dict) -> list:
+    def _called_reads(facts: Facts, raw: Callable, fi: FuncInfo, env: dict) -> list:
         """The reads in ``fi`` that carry training data when called with ``env``."""
-        return [_read(facts, r) for r in raw.get(fi, ()) if TRAIN in facts.resolve_labels(r[4], fi, env)]
+        return [_read(facts, r) for r in raw(fi) if TRAIN in facts.resolve_labels(r[4], fi, env)]
 
     def _hit(self, facts: Facts, owner, end: int, line: int, node, ctx, text: str,
              via: tuple | None, calib: bool, reserve: bool) -> Hit | None:
