@@ -39,12 +39,18 @@ def realized_subscripts(facts: Facts, subscripts: Iterable[cst.Subscript]) -> di
     return out
 
 
+def names_in_order(facts: Facts, node: cst.CSTNode) -> list[str]:
+    """The names read in ``node`` (``Facts.names``, less its string markers) in source
+    order: which one a message names must not change with a set's order between runs."""
+    return list(dict.fromkeys(n.value for n in facts.subtree_of(node, cst.Name)))
+
+
 def target_exprs_in(facts: Facts, node: cst.CSTNode, func: FuncInfo | None,
                     target_vars: set[str], realized: dict[str, set[str]]) -> list[str]:
     """Texts of target-token expressions occurring in ``node``."""
     found: list[str] = []
     structural = facts.targets(func)
-    for n in facts.names(node):
+    for n in names_in_order(facts, node):
         if n in target_vars or n in structural or is_target_name(n):
             found.append(n)
 

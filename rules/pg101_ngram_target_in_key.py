@@ -6,8 +6,8 @@ import libcst as cst
 
 from rules.core import Severity
 
-from ._common import (assigned_names, has_hash_op, is_target_name, realized_subscripts, stored_subscripts,
-                      target_exprs_in)
+from ._common import (assigned_names, has_hash_op, is_target_name, names_in_order, realized_subscripts,
+                      stored_subscripts, target_exprs_in)
 from .engine import Hit, Rule, register
 from .facts import Facts, base_name
 
@@ -146,8 +146,7 @@ def tilt(logp, hint, beta):
                 for ai in assigns:
                     if ai.op != "=" or ai.value is None:
                         continue
-                    names = facts.names(ai.value)
-                    via_key = [k for k in names if k in keys]
+                    via_key = [k for k in names_in_order(facts, ai.value) if k in keys]
                     tgt = tgts.get(id(ai))
                     if tgt is None:
                         tgt = tgts[id(ai)] = target_exprs_in(facts, ai.value, func, target_vars, realized)
@@ -165,12 +164,8 @@ def tilt(logp, hint, beta):
             for sub, line, ctx in subs:
                 if sub in stored:
                     continue
-                slice_names: set[str] = set()
-                for el in sub.slice:
-                    sl = el.slice
-                    if type(sl) is cst.Index:
-                        slice_names |= facts.names(sl.value)
-                hit_keys = [k for k in slice_names if k in keys]
+                hit_keys = [k for el in sub.slice if type(el.slice) is cst.Index
+                            for k in names_in_order(facts, el.slice.value) if k in keys]
                 if not hit_keys:
                     continue
                 if _is_update(facts, updates, base_name(sub.value), line):
@@ -180,10 +175,7 @@ def tilt(logp, hint, beta):
             for ci in facts.calls:
                 if ci.ctx.func is not func or ci.attr not in ("get", "gather", "take", "index_select"):
                     continue
-                arg_names: set[str] = set()
-                for a in ci.node.args:
-                    arg_names |= _names(facts, a.value)
-                hit_keys = [k for k in arg_names if k in keys]
+                hit_keys = [k for a in ci.node.args for k in names_in_order(facts, a.value) if k in keys]
                 if not hit_keys:
                     continue
                 recv = ci.node.func.value if type(ci.node.func) is cst.Attribute else None
@@ -222,10 +214,6 @@ def _converted(node: cst.CSTNode) -> bool:
             return False
         node, seen = node.func.value, True
     return seen and type(node) in (cst.Name, cst.Attribute, cst.Subscript)
-
-
-def _names(facts: Facts, node: cst.CSTNode) -> set[str]:
-    return facts.names(node)
 
 
 def _is_update(facts: Facts, updates, table: str, line: int) -> bool:

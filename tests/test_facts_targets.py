@@ -74,3 +74,39 @@ def test_pg101_finds_a_target_whatever_it_is_called():
     # the same key built from the context only is the legal, prefix-only query
     legal = code.replace("(h ^ (blob * 2654435761))", "(h ^ (ctx * 2654435761))")
     assert [f for f in lint_source(legal, file="t.py") if f.code == "PG101"] == []
+
+
+def test_pg101_names_the_same_target_in_every_process():
+    """Two target-like names in one key: the finding names the first in source order.
+    It used to name a set's first element, so its message and fingerprint (what
+    baselines and suppressions match) changed with the interpreter's hash seed."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = textwrap.dedent('''
+        import torch
+        class Mixer:
+            def __init__(self, buckets):
+                self.mask = buckets - 1
+                self.hits = torch.zeros(buckets)
+                self.seen = torch.zeros(buckets)
+            def score(self, ctx_hash, y):
+                target_mult = 1000003
+                key = ((ctx_hash ^ (y * target_mult)) & self.mask).long()
+                return self.hits[key] / self.seen[ctx_hash & self.mask].clamp(min=1)
+    ''')
+    probe = ("import json, sys; from rules import lint_source; "
+             "print(json.dumps([[f.message, f.fingerprint] for f in lint_source(sys.stdin.read(), file='t.py') "
+             "if f.code == 'PG101']))")
+    root = str(Path(__file__).resolve().parent.parent)
+    runs = []
+    for seed in ("0", "1", "2", "3", "4", "5"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": root}
+        out = subprocess.run([sys.executable, "-c", probe], input=code, capture_output=True, text=True,
+                             env=env, cwd=root, check=True).stdout
+        runs.append(json.loads(out))
+    assert runs[0] and "built from the target `y`" in runs[0][0][0], runs[0]
+    assert all(r == runs[0] for r in runs), runs
