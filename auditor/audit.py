@@ -72,7 +72,8 @@ def audit_path(path: Path, options: Options | None = None) -> Audit:
             findings = merge_uncounted(findings, lint_record(audit.record, options.env), audit.record)
         for unit in [audit.record.script, *audit.record.linked]:
             if unit is not None:
-                unit.trees.clear()  # the parses were for the rules; an Audit should not hold them
+                unit.trees.clear()  # the parses were for the checks and rules; an Audit should not hold them
+                unit.ast_trees.clear()
         if options.against is not None or options.against_losses is not None:
             findings += _significance(audit.record, options, audit)
         audit.findings = sort_findings(findings)

@@ -107,6 +107,8 @@ class SourceUnit:
     # layer name -> (libcst module, ``rules.facts.lines.Layout``) as the unpacker parsed
     # it, handed to the rules so that no layer is parsed twice
     trees: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
+    # layer name -> CPython's tree of it, from the same parse, for the folder checks
+    ast_trees: dict[str, ast.Module] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def packed(self) -> bool:
@@ -803,8 +805,9 @@ class _Unpacker:
         except (RecursionError, MemoryError):
             self._problem("depth", f"{layer.name}: code nested too deeply to parse", layer.name, None)
             return
+        self.unit.ast_trees[layer.name] = ast_tree
         try:
-            layout = Layout(module, tree=ast_tree)
+            layout = Layout(module, layer.text, tree=ast_tree)
             if not layer.text.startswith("\ufeff"):  # the rules drop a byte-order mark first
                 self.unit.trees[layer.name] = (module, layout)
             scan = _Scan(layout.spans)

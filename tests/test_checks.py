@@ -387,3 +387,25 @@ def test_non_finite_or_huge_val_bpb_is_a_clear_finding_not_an_error(tmp_path, va
     assert any(k.startswith("seed_results:") and "'abc'" in k for k in messages)
     assert any(k.startswith("seed_results:") and "'oops'" in k for k in messages)
     assert "PG406" not in codes(result)  # a non-number claims nothing to compare
+
+
+def test_the_byte_and_stream_checks_read_the_unpackers_parse_and_an_audit_drops_it(tmp_path, monkeypatch):
+    """A layer is parsed once per record: the folder checks take CPython's tree the
+    unpacker already built, and the finished audit holds neither tree."""
+    import ast
+
+    from auditor import record as record_mod
+    from auditor.checks import bytes as byte_tables
+
+    record = record_mod.load(write_record(tmp_path))
+    layer = record.script.effective_layers[0]
+    kept = record.script.ast_trees[layer.name]
+    assert isinstance(kept, ast.Module)
+    parsed = []
+    monkeypatch.setattr(byte_tables, "_parse", lambda text: parsed.append(text) or ast.parse(text))
+    trees = byte_tables._code_trees(record)
+    assert any(tree is kept for _f, _l, tree in trees)
+    assert layer.text not in parsed
+
+    result = audit_path(record.root, Options())
+    assert result.record.script.ast_trees == {} and result.record.script.trees == {}

@@ -76,7 +76,7 @@ def _code_trees(record: Record) -> list[tuple[str, str, ast.AST]]:
     for unit in units:
         seen.add(unit.name)
         for layer in unit.effective_layers:
-            tree = _parse(layer.text)
+            tree = unit.ast_trees.get(layer.name) or _parse(layer.text)  # the unpacker's parse, if it kept one
             if tree is not None:
                 out.append((unit.name, layer.name, tree))
     if record.code_only:
