@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 import libcst as cst
 
 from .names import VAL_STRING, is_val_string
-from .nodes import bound_names, children, dotted, string_value, target_names
+from .nodes import bound_names, callee_name, children, dotted, string_value, target_names
 from .records import AssignInfo, CallInfo, Ctx, FuncInfo, Gate, LoopInfo
 
 if TYPE_CHECKING:
@@ -308,9 +308,7 @@ class Collector:
             self.f.comp_bound[node] = set().union(*self.scope_stack)
         start, end = self.pos(node)
         name = dotted(node.func)
-        attr = node.func.attr.value if isinstance(node.func, cst.Attribute) else (
-            node.func.value if isinstance(node.func, cst.Name) else "")
-        ci = CallInfo(node, name, attr, start, end, self.ctx())
+        ci = CallInfo(node, name, callee_name(node), start, end, self.ctx())
         self.f.calls.append(ci)
         self._track(node)
 

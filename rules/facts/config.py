@@ -321,8 +321,6 @@ class ConfigFacts:
 _ENV_GETS = ("os.environ.get", "environ.get", "os.getenv", "getenv")
 
 
-
-
 def _literal(node: cst.CSTNode) -> bool:
     if isinstance(node, (cst.Integer, cst.Float, cst.SimpleString)):
         return True

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from .names import TRAIN, TRAIN_CARRY_RE, VAL, is_train_data_name, is_val_name, source_labels
-from .nodes import Preorder, bound_names, string_value, target_names
+from .nodes import Preorder, bound_names, callee_name, string_value, target_names
 from .records import FuncInfo
 
 _EMPTY: frozenset = frozenset()
@@ -641,9 +641,7 @@ def _add(out: _Hops, got: _Hops, shift: int, at_least: int = 1) -> None:
 
 
 def _carries_train(call: cst.Call) -> bool:
-    f = call.func
-    name = f.attr.value if type(f) is cst.Attribute else (f.value if type(f) is cst.Name else "")
-    return bool(TRAIN_CARRY_RE.search(name))
+    return bool(TRAIN_CARRY_RE.search(callee_name(call)))
 
 
 def _module_root(n: cst.Attribute) -> str:

@@ -198,6 +198,14 @@ def string_value(node: cst.SimpleString) -> str | bytes:
     return node.evaluated_value
 
 
+def callee_name(call: cst.Call) -> str:
+    """The last name of what ``call`` calls: ``step`` for ``opt.step()``, ``f`` for ``f(x)``,
+    "" for anything else (``fns[i](x)``)."""
+    func = call.func
+    kind = type(func)
+    return func.attr.value if kind is cst.Attribute else func.value if kind is cst.Name else ""
+
+
 def bound_names(node: cst.CSTNode, walk=iter_nodes) -> set[str]:
     """Names bound inside ``node`` by a comprehension's ``for`` or a lambda's parameters:
     in ``sorted(d.items(), key=lambda x: x[1])`` the ``x`` is not the enclosing

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 import libcst as cst
 
-from .nodes import base_name, dotted, target_names
+from .nodes import base_name, callee_name, dotted, target_names
 from .records import FuncInfo
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ class TargetValues:
         args = [a.value for a in node.args]
         info = self._calls.get(id(node))
         if info is None:
-            attr = fn.attr.value if type(fn) is cst.Attribute else (fn.value if type(fn) is cst.Name else "")
+            attr = callee_name(node)
             full = self.f.resolve(dotted(fn))
             head = full.partition(".")[0]
             info = self._calls[id(node)] = (attr, full, head,
@@ -481,8 +481,7 @@ class TargetValues:
         distribution call, a call of a function of this file (its return's labels), or a
         shifted slice (a seed of ``T``)."""
         for call in self.f.subtree_of(value, cst.Call):
-            fn = call.func
-            attr = fn.attr.value if type(fn) is cst.Attribute else (fn.value if type(fn) is cst.Name else "")
+            attr = callee_name(call)
             if attr in _LOSS_CALLS or attr in _DIST_CALLS or attr in self.f.funcs_by_name:
                 return True
         return any(_shifted(sub) for sub in self.f.subtree_of(value, cst.Subscript))
